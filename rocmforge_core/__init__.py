@@ -1,0 +1,3 @@
+"""rocmforge: a plugin-based inference engine for GGUF language models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,82 @@
+"""The backend interface: devices, memory, synchronization. Kernels are registered separately (``Kernel``).
+
+A backend's tensors are whatever it chooses (numpy arrays for host backends, device arrays for GPUs); they must
+expose ``shape``, a ``dtype_name`` or numpy ``dtype``, and ``reshape(*shape)`` returning a view.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rocmforge_core.formats import QuantFormat, Weight
+from rocmforge_core.ops import Verdict, yes
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    name: str
+    arch: str
+    memory_bytes: int
+    compute_units: int
+    wave_size: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Backend(ABC):
+    name: str = ""
+    is_host: bool = False  # tensors are numpy arrays in host memory
+
+    def available(self) -> Verdict:
+        """Whether this backend can run here, and if not, why (no runtime, no device, unsupported arch)."""
+        return yes()
+
+    @abstractmethod
+    def devices(self) -> list[DeviceInfo]: ...
+
+    @abstractmethod
+    def from_host(self, array: np.ndarray):
+        """A tensor on this backend holding a copy of ``array``."""
+
+    @abstractmethod
+    def to_host(self, tensor) -> np.ndarray: ...
+
+    @abstractmethod
+    def empty(self, shape: tuple[int, ...], dtype: str):
+        """An uninitialized tensor ('f32', 'f16', 'i32')."""
+
+    def upload_weight(self, weight: Weight, fmt: QuantFormat) -> Weight:
+        """Make a host weight (raw GGUF blocks) resident here, repacked when the format offers this backend a
+        layout of its own."""
+        repack = fmt.repackers.get(self.name)
+        weight = repack(weight) if repack else weight
+        return weight if self.is_host else weight.with_data(self.from_host(np.asarray(weight.data)), weight.layout)
+
+    def copy_from(self, tensor, source: "Backend"):
+        """Bring a tensor of another backend here (through host memory unless a backend knows better)."""
+        return self.from_host(source.to_host(tensor))
+
+    def owns(self, tensor) -> bool:
+        return isinstance(tensor, np.ndarray) if self.is_host else not isinstance(tensor, np.ndarray)
+
+    def synchronize(self) -> None:
+        """Wait for queued work; host backends run synchronously."""
+
+    def memory_in_use(self) -> int:
+        return 0
+
+
+class HostBackend(Backend):
+    """Common memory handling of backends whose tensors are numpy arrays."""
+    is_host = True
+
+    def from_host(self, array: np.ndarray) -> np.ndarray:
+        return np.array(array, copy=True)
+
+    def to_host(self, tensor) -> np.ndarray:
+        return np.asarray(tensor)
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype={"f32": np.float32, "f16": np.float16, "i32": np.int32}[dtype])

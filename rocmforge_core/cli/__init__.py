@@ -1,0 +1,45 @@
+"""The ``rocmforge`` command line. Each subcommand is one module here exposing ``add_parser(subparsers)``, which
+registers its arguments and sets ``func=run``. Errors print one sentence to stderr and exit 1; ``--debug`` shows
+the traceback."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rocmforge_core import __version__
+from rocmforge_core.errors import RocmforgeError
+
+COMMANDS = ("plugins", "run", "tokenize", "logits", "bench", "explain", "profile", "tune", "serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rocmforge", description="Inference for GGUF language models.")
+    parser.add_argument("--version", action="version", version=f"rocmforge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"rocmforge_core.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RocmforgeError as exc:
+        if args.debug:
+            raise
+        print(f"rocmforge: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rocmforge: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

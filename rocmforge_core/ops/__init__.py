@@ -1,0 +1,149 @@
+"""Op interfaces: what an op computes (a numpy reference), what a call looks like, and who can run it.
+
+Each op lives in its own module (``rocmforge_core.ops.<name>``) and defines:
+  SPEC       an ``OpSpec``: name, version, the tolerance the conformance kit applies, and ``cases(rng)``,
+             randomized calls (arguments as numpy/weight values plus params) used to test every kernel;
+  reference  the numpy oracle, float32 arithmetic, exact dequantization.
+
+A kernel answers ``supports(signature) -> Verdict`` for a concrete call (shapes, dtypes, quant format, params).
+That answer is capability only; which capable kernel runs is policy, decided by the scheduler.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+OP_NAMES = (
+    "embedding", "matmul", "attention", "dequant", "transpose", "sample",
+    "rmsnorm", "rope", "activation", "add", "scale",
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def yes(reason: str = "supported") -> Verdict:
+    return Verdict(True, reason)
+
+
+def no(reason: str) -> Verdict:
+    return Verdict(False, reason)
+
+
+@dataclass(frozen=True)
+class ArgInfo:
+    """One argument of a concrete call. ``dtype`` is 'f32', 'f16', 'i32', ... for plain tensors and the GGUF
+    type name ('Q4_0', 'F16', ...) for weights; ``layout`` names a repacked weight layout ('' = as in GGUF)."""
+    shape: tuple[int, ...]
+    dtype: str
+    layout: str = ""
+
+
+@dataclass(frozen=True)
+class Signature:
+    op: str
+    args: tuple[ArgInfo, ...]
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def param(self, key: str, default: Any = None) -> Any:
+        return dict(self.params).get(key, default)
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{a.dtype}{list(a.shape)}{'@' + a.layout if a.layout else ''}" for a in self.args)
+        params = "".join(f", {k}={v!r}" for k, v in self.params)
+        return f"{self.op}({args}{params})"
+
+
+def arg_info(value: Any) -> ArgInfo:
+    """Describe a value (numpy array, ``Weight`` or backend tensor) for a signature."""
+    if isinstance(value, np.ndarray):
+        return ArgInfo(tuple(value.shape), DTYPE_NAMES[value.dtype.type])
+    return ArgInfo(tuple(value.shape), value.dtype_name, getattr(value, "layout", ""))
+
+
+DTYPE_NAMES = {np.float32: "f32", np.float16: "f16", np.int32: "i32", np.int64: "i64", np.uint8: "u8"}
+
+
+def signature(op: str, args: tuple, params: dict) -> Signature:
+    return Signature(op, tuple(arg_info(a) for a in args), tuple(sorted(params.items())))
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Normalized mean squared error bound, as in ggml's test-backend-ops: sum((a-b)^2) / sum(b^2)."""
+    nmse: float = 1e-7
+    exact: bool = False  # integer outputs (token ids) must match exactly
+
+
+@dataclass(frozen=True)
+class Case:
+    """One randomized call: positional arguments (numpy arrays or ``Weight``) and keyword params."""
+    args: tuple
+    params: dict = field(default_factory=dict)
+    tolerance: Tolerance | None = None  # overrides the op's default (e.g. quantized-activation matmul)
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    version: int
+    doc: str
+    tolerance: Tolerance
+    cases: Callable[[np.random.Generator], Iterator[Case]]
+
+
+@dataclass
+class Kernel:
+    """One implementation of one op on one backend.
+
+    ``fn(*args, **params)`` takes arguments living on ``backend`` (numpy arrays for host backends) and returns
+    the result there. ``priority`` ranks capable kernels of the same backend (higher first); ties break on name.
+    """
+    op: str
+    backend: str
+    name: str
+    fn: Callable[..., Any]
+    supports: Callable[[Signature], Verdict] = lambda sig: yes()
+    priority: int = 0
+    plugin: str = ""  # filled in by the registry
+
+    def check(self, sig: Signature) -> Verdict:
+        if sig.op != self.op:
+            return no(f"{self.name} implements {self.op}, not {sig.op}")
+        try:
+            return self.supports(sig)
+        except Exception as exc:  # a buggy capability query must not break planning
+            return no(f"capability query raised {type(exc).__name__}: {exc}")
+
+
+def spec(op: str) -> OpSpec:
+    return module(op).SPEC
+
+
+def reference(op: str) -> Callable[..., Any]:
+    return module(op).reference
+
+
+def module(op: str):
+    if op not in OP_NAMES:
+        raise KeyError(f"unknown op {op!r}; ops are {', '.join(OP_NAMES)}")
+    return importlib.import_module(f"rocmforge_core.ops.{op}")
+
+
+def nmse(actual: np.ndarray, expected: np.ndarray) -> float:
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    denom = float(np.sum(b * b))
+    err = float(np.sum((a - b) ** 2))
+    return err / denom if denom > 0 else err
