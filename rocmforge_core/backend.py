@@ -58,6 +58,16 @@ class Backend(ABC):
         """Bring a tensor of another backend here (through host memory unless a backend knows better)."""
         return self.from_host(source.to_host(tensor))
 
+    def write(self, tensor, array: np.ndarray) -> None:
+        """Overwrite an existing tensor with host data (per-step inputs live in tensors allocated once, so that a
+        captured decode step can be replayed with new inputs)."""
+        raise NotImplementedError
+
+    def capture(self, step):
+        """Record the launches ``step()`` makes and return a callable that replays them, or None when this
+        backend cannot capture (host backends run ops directly)."""
+        return None
+
     def owns(self, tensor) -> bool:
         return isinstance(tensor, np.ndarray) if self.is_host else not isinstance(tensor, np.ndarray)
 
@@ -77,6 +87,9 @@ class HostBackend(Backend):
 
     def to_host(self, tensor) -> np.ndarray:
         return np.asarray(tensor)
+
+    def write(self, tensor, array: np.ndarray) -> None:
+        tensor[...] = array
 
     def empty(self, shape, dtype):
         return np.empty(shape, dtype={"f32": np.float32, "f16": np.float16, "i32": np.int32}[dtype])
