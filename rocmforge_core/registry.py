@@ -8,11 +8,12 @@ that fails to import or to register is recorded with its error and everything el
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pluggy
 
@@ -61,10 +62,16 @@ class Registry:
                 continue
             dist = ep.dist
             record = PluginRecord(ep.name, dist.name if dist else "?", dist.version if dist else "?", ep.value)
+            if ep.name in self.plugins:  # two distributions claim one name: keep the first, list the second
+                other = self.plugins[ep.name].distribution
+                record.name = f"{ep.name} ({record.distribution})"
+                record.error = f"entry point name {ep.name!r} is already used by distribution {other!r}"
+                self.plugins[record.name] = record
+                continue
             try:
                 module = ep.load()
             except Exception as exc:
-                record.error = _describe(exc)
+                record.error = describe_error(exc)
                 self.plugins[ep.name] = record
                 continue
             self.add_plugin(module, record)
@@ -77,7 +84,7 @@ class Registry:
         try:
             self.pm.register(obj, name=record.name)
         except Exception as exc:
-            record.error = _describe(exc)
+            record.error = describe_error(exc)
             return record
         for hook in HOOKS:
             impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin_name == record.name]
@@ -88,12 +95,21 @@ class Registry:
                     for h, item in staged:
                         self._accept(h, item, record)
                 except Exception as exc:
-                    record.error = f"{hook}: {_describe(exc)}"
+                    # All or nothing: a half-registered plugin (a backend without its kernels) is worse than none.
+                    self._withdraw(record.name)
+                    record.error = f"{hook}: {describe_error(exc)}"
+                    record.provides = {}
+                    return record
         return record
 
     def remove_plugin(self, name: str) -> None:
-        self.pm.unregister(name=name)
+        self._withdraw(name)
         self.plugins.pop(name, None)
+
+    def _withdraw(self, name: str) -> None:
+        """Unregister plugin ``name`` and drop everything it provided (its record stays)."""
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
         self.kernels = [k for k in self.kernels if k.plugin != name]
         for table in (self.backends, self.formats, self.architectures):
             for key in [k for k, v in table.items() if getattr(v, "plugin", None) == name]:
@@ -144,13 +160,15 @@ class Registry:
 
     def kernels_for(self, sig: Signature, backend: str | None = None) -> list[Candidate]:
         """Every kernel of ``sig.op`` (on ``backend`` if given) with its verdict, capable ones first, then by
-        priority (higher first), backend name and kernel name: deterministic, independent of load order."""
+        priority (higher first), backend name, kernel name and plugin name: deterministic, independent of load
+        order."""
         found = [Candidate(k, k.check(sig)) for k in self.kernels
                  if k.op == sig.op and (backend is None or k.backend == backend)]
-        return sorted(found, key=lambda c: (not c.verdict.ok, -c.kernel.priority, c.kernel.backend, c.kernel.name))
+        return sorted(found, key=lambda c: (not c.verdict.ok, -c.kernel.priority, c.kernel.backend, c.kernel.name,
+                                            c.kernel.plugin))
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
     return f"{type(exc).__name__}: {exc}{where}"
@@ -179,6 +197,18 @@ def reset_registry(registry: Registry | None = None) -> None:
     """Drop (or replace) the process-wide registry; tests use it to load a different plugin set."""
     global _REGISTRY
     _REGISTRY = registry
+
+
+@contextlib.contextmanager
+def registry_in_use(registry: Registry) -> Iterator[Registry]:
+    """Make ``registry`` the process-wide one inside the block (host weights find their formats through it), then
+    put the previous one back: how tests and the conformance kit run against a registry of their own."""
+    global _REGISTRY
+    previous, _REGISTRY = _REGISTRY, registry
+    try:
+        yield registry
+    finally:
+        _REGISTRY = previous
 
 
 Register = Callable[[Any], None]

@@ -1,0 +1,133 @@
+// Attention over a paged KV cache (rocmforge_core/ops/attention.py): cache write, then one wave per
+// (token, query head) with an online softmax over the token's visible positions, RF_WAVE keys per step.
+// Compile-time: RF_D (key head dim), RF_DV (value head dim), RF_KV_F16 (cache holds f16, else f32).
+// Long contexts split the positions over gridDim.y; rf_attention_combine merges the partial softmaxes.
+
+#if RF_KV_F16
+typedef uint16_t kv_t;
+__device__ __forceinline__ float rf_kv_load(const kv_t* p) { return rf_half_to_float(*p); }
+__device__ __forceinline__ kv_t rf_kv_store(float f) { return rf_float_to_half(f); }
+#else
+typedef float kv_t;
+__device__ __forceinline__ float rf_kv_load(const kv_t* p) { return *p; }
+__device__ __forceinline__ kv_t rf_kv_store(float f) { return f; }
+#endif
+
+#define RF_DV_LANE ((RF_DV + RF_WAVE - 1) / RF_WAVE)
+#define RF_ATT_WAVES 4
+
+__device__ __forceinline__ long long rf_slot(const int32_t* __restrict__ table, int pos, int bs) {
+    return (long long)table[pos / bs] * bs + pos % bs;
+}
+
+// k [m, hkv, RF_D], v [m, hkv, RF_DV] into their slots; one thread per (token, kv head, dim).
+extern "C" __global__ void rf_kv_write(const float* __restrict__ k, const float* __restrict__ v, kv_t* __restrict__ kc,
+                                       kv_t* __restrict__ vc, const int32_t* __restrict__ tables, int mb,
+                                       const int32_t* __restrict__ seq_ids, const int32_t* __restrict__ positions,
+                                       int m, int hkv, int bs) {
+    const int dmax = RF_D > RF_DV ? RF_D : RF_DV;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)m * hkv * dmax) return;
+    const int d = (int)(i % dmax), h = (int)((i / dmax) % hkv), t = (int)(i / ((long long)dmax * hkv));
+    const long long slot = rf_slot(tables + (long long)seq_ids[t] * mb, positions[t], bs) * hkv + h;
+    if (d < RF_D) kc[slot * RF_D + d] = rf_kv_store(k[((long long)t * hkv + h) * RF_D + d]);
+    if (d < RF_DV) vc[slot * RF_DV + d] = rf_kv_store(v[((long long)t * hkv + h) * RF_DV + d]);
+}
+
+// part (n_splits > 1): [split][m * hq][RF_DV + 2] holding (acc..., running max, running sum).
+extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
+    rf_attention(const float* __restrict__ q, const kv_t* __restrict__ kc, const kv_t* __restrict__ vc,
+                 const int32_t* __restrict__ tables, int mb, const int32_t* __restrict__ seq_ids,
+                 const int32_t* __restrict__ positions, float* __restrict__ out, float* __restrict__ part, int m,
+                 int hq, int hkv, int bs, float scale, int window, float softcap, int split_len) {
+    __shared__ float qs[RF_ATT_WAVES][RF_D];
+    const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE;
+    const int item = blockIdx.x * RF_ATT_WAVES + wave;
+    const bool valid = item < m * hq;
+    const int t = valid ? item / hq : 0, h = valid ? item % hq : 0, kvh = h / (hq / hkv);
+    for (int d = lane; d < RF_D; d += RF_WAVE) qs[wave][d] = valid ? q[(long long)item * RF_D + d] : 0.0f;
+    __syncthreads();
+
+    const int pos = positions[t];
+    int lo = window > 0 ? max(0, pos - window + 1) : 0, hi = pos;
+    if (gridDim.y > 1) {
+        lo = max(lo, (int)blockIdx.y * split_len);
+        hi = min(hi, (int)(blockIdx.y + 1) * split_len - 1);
+    }
+    if (!valid) hi = lo - 1;
+    const int32_t* table = tables + (long long)seq_ids[t] * mb;
+
+    float run_max = -RF_INF, run_sum = 0.0f, acc[RF_DV_LANE];
+#pragma unroll
+    for (int i = 0; i < RF_DV_LANE; ++i) acc[i] = 0.0f;
+
+    for (int base = lo; base <= hi; base += RF_WAVE) {
+        const int p = base + lane;
+        float s = -RF_INF;
+        if (p <= hi) {
+            const kv_t* kr = kc + (rf_slot(table, p, bs) * hkv + kvh) * RF_D;
+            float dot = 0.0f;
+#pragma unroll 8
+            for (int d = 0; d < RF_D; ++d) dot += qs[wave][d] * rf_kv_load(kr + d);
+            s = dot * scale;
+            if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
+        }
+        const float new_max = fmaxf(run_max, rf_wave_max(s));
+        const float e = p <= hi ? expf(s - new_max) : 0.0f;
+        const float alpha = expf(run_max - new_max);
+        run_sum = run_sum * alpha + rf_wave_sum(e);
+#pragma unroll
+        for (int i = 0; i < RF_DV_LANE; ++i) acc[i] *= alpha;
+        const int n = min(RF_WAVE, hi - base + 1);
+        for (int j = 0; j < n; ++j) {
+            const float pj = __shfl(e, j, RF_WAVE);
+            const kv_t* vr = vc + (rf_slot(table, base + j, bs) * hkv + kvh) * RF_DV;
+#pragma unroll
+            for (int i = 0; i < RF_DV_LANE; ++i) {
+                const int d = lane + i * RF_WAVE;
+                if (d < RF_DV) acc[i] += pj * rf_kv_load(vr + d);
+            }
+        }
+        run_max = new_max;
+    }
+    if (!valid) return;
+    if (gridDim.y == 1) {
+        const float inv = 1.0f / run_sum;
+#pragma unroll
+        for (int i = 0; i < RF_DV_LANE; ++i) {
+            const int d = lane + i * RF_WAVE;
+            if (d < RF_DV) out[(long long)item * RF_DV + d] = acc[i] * inv;
+        }
+    } else {
+        float* pp = part + ((long long)blockIdx.y * m * hq + item) * (RF_DV + 2);
+#pragma unroll
+        for (int i = 0; i < RF_DV_LANE; ++i) {
+            const int d = lane + i * RF_WAVE;
+            if (d < RF_DV) pp[d] = acc[i];
+        }
+        if (lane == 0) {
+            pp[RF_DV] = run_max;
+            pp[RF_DV + 1] = run_sum;
+        }
+    }
+}
+
+// One thread per (item, value dim): merge the splits' partial softmaxes (a split with no visible position has
+// sum 0 and max -inf and contributes nothing).
+extern "C" __global__ void rf_attention_combine(const float* __restrict__ part, float* __restrict__ out, int items,
+                                                int n_splits) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)items * RF_DV) return;
+    const int item = (int)(i / RF_DV), d = (int)(i % RF_DV);
+    float mx = -RF_INF;
+    for (int s = 0; s < n_splits; ++s) mx = fmaxf(mx, part[((long long)s * items + item) * (RF_DV + 2) + RF_DV]);
+    float num = 0.0f, den = 0.0f;
+    for (int s = 0; s < n_splits; ++s) {
+        const float* pp = part + ((long long)s * items + item) * (RF_DV + 2);
+        if (pp[RF_DV + 1] == 0.0f) continue;
+        const float w = expf(pp[RF_DV] - mx);
+        num += w * pp[d];
+        den += w * pp[RF_DV + 1];
+    }
+    out[i] = num / den;
+}

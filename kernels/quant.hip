@@ -1,0 +1,150 @@
+// Kernels over quantized weights, generic in the format: compiled once per format after that format's device
+// code, which supplies RF_QK (elements per block), RF_TS (bytes per block) and rf_dequant8(block, g, v), the
+// values of elements 8g .. 8g+7 of one block. A row of k elements is k / RF_QK blocks; kernels require
+// k % 8 == 0 (k % 32 for the tiled product), which supports() checks on the host.
+
+// Rows of w (all rows, or rows ids[i]) as float32 [n_rows, k], or as f16 when OUT_F16 (input of the BLAS path).
+template <bool OUT_F16>
+__device__ __forceinline__ void rf_rows_impl(const uint8_t* __restrict__ w, const int32_t* __restrict__ ids,
+                                             void* __restrict__ out, int n_rows, int k, long long row_bytes) {
+    const int per_row = k / 8;
+    const long long gid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (gid >= (long long)n_rows * per_row) return;
+    const int r = (int)(gid / per_row), gr = (int)(gid % per_row);
+    const long long src = ids ? (long long)ids[r] : (long long)r;
+    float v[8];
+    rf_dequant8(w + src * row_bytes + (long long)(gr / (RF_QK / 8)) * RF_TS, gr % (RF_QK / 8), v);
+    if (OUT_F16) {
+        uint4 h;
+        h.x = rf_float_to_half(v[0]) | ((uint32_t)rf_float_to_half(v[1]) << 16);
+        h.y = rf_float_to_half(v[2]) | ((uint32_t)rf_float_to_half(v[3]) << 16);
+        h.z = rf_float_to_half(v[4]) | ((uint32_t)rf_float_to_half(v[5]) << 16);
+        h.w = rf_float_to_half(v[6]) | ((uint32_t)rf_float_to_half(v[7]) << 16);
+        ((uint4*)out)[gid] = h;
+    } else {
+        float4* o = (float4*)out + 2 * gid;
+        o[0] = make_float4(v[0], v[1], v[2], v[3]);
+        o[1] = make_float4(v[4], v[5], v[6], v[7]);
+    }
+}
+
+extern "C" __global__ void rf_rows_f32(const uint8_t* __restrict__ w, const int32_t* __restrict__ ids,
+                                       float* __restrict__ out, int n_rows, int k, long long row_bytes) {
+    rf_rows_impl<false>(w, ids, out, n_rows, k, row_bytes);
+}
+
+extern "C" __global__ void rf_rows_f16(const uint8_t* __restrict__ w, const int32_t* __restrict__ ids,
+                                       uint16_t* __restrict__ out, int n_rows, int k, long long row_bytes) {
+    rf_rows_impl<true>(w, ids, out, n_rows, k, row_bytes);
+}
+
+// out[j, row] = x[j, :] . w[row, :] for j < M (decode: M = 1). One wave per row; each lane takes 8-element
+// groups lane, lane + RF_WAVE, ... so that neighbouring lanes read neighbouring bytes of the row.
+#define RF_MV_WAVES 4
+template <int M>
+__device__ __forceinline__ void rf_matvec_impl(const float* __restrict__ x, const uint8_t* __restrict__ w,
+                                               float* __restrict__ out, int n, int k, long long row_bytes) {
+    const int row = blockIdx.x * RF_MV_WAVES + threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE;
+    if (row >= n) return;  // uniform over the wave
+    const uint8_t* wr = w + (long long)row * row_bytes;
+    float acc[M];
+#pragma unroll
+    for (int j = 0; j < M; ++j) acc[j] = 0.0f;
+    const int groups = k / 8;
+#pragma unroll 2
+    for (int gi = lane; gi < groups; gi += RF_WAVE) {
+        float v[8];
+        rf_dequant8(wr + (gi / (RF_QK / 8)) * RF_TS, gi % (RF_QK / 8), v);
+#pragma unroll
+        for (int j = 0; j < M; ++j) {
+            const float4* xp = (const float4*)(x + (long long)j * k + 8 * gi);
+            const float4 a = xp[0], b = xp[1];
+            acc[j] += v[0] * a.x + v[1] * a.y + v[2] * a.z + v[3] * a.w + v[4] * b.x + v[5] * b.y + v[6] * b.z +
+                      v[7] * b.w;
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < M; ++j) {
+        const float s = rf_wave_sum(acc[j]);
+        if (lane == 0) out[(long long)j * n + row] = s;
+    }
+}
+
+#define RF_MATVEC(M)                                                                                          \
+    extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)                                      \
+        rf_matvec_##M(const float* __restrict__ x, const uint8_t* __restrict__ w, float* __restrict__ out,   \
+                      int n, int k, long long row_bytes) {                                                    \
+        rf_matvec_impl<M>(x, w, out, n, k, row_bytes);                                                        \
+    }
+RF_MATVEC(1)
+RF_MATVEC(2)
+RF_MATVEC(3)
+RF_MATVEC(4)
+RF_MATVEC(5)
+RF_MATVEC(6)
+RF_MATVEC(7)
+RF_MATVEC(8)
+
+// out = x @ w.T for a prefill batch, x f32 [m, k]: 64x64 output tiles, the weight tile dequantized into shared
+// memory 32 columns at a time (needs k % 32 == 0); each of 256 threads accumulates a 4x4 patch.
+#define RF_MM_T 64
+#define RF_MM_K 32
+extern "C" __global__ void __launch_bounds__(256)
+    rf_matmul_tiled(const float* __restrict__ x, const uint8_t* __restrict__ w, float* __restrict__ out, int m,
+                    int n, int k, long long row_bytes) {
+    __shared__ float xs[RF_MM_K][RF_MM_T + 4];
+    __shared__ float ws[RF_MM_K][RF_MM_T + 4];
+    const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+    const int m0 = blockIdx.y * RF_MM_T, n0 = blockIdx.x * RF_MM_T;
+    const int lr = tid / 4, lq = tid % 4;  // loader: one tile row, one 8-wide group
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    for (int k0 = 0; k0 < k; k0 += RF_MM_K) {
+        float v[8];
+        if (m0 + lr < m) {
+            const float4* xp = (const float4*)(x + (long long)(m0 + lr) * k + k0 + 8 * lq);
+            const float4 a = xp[0], b = xp[1];
+            v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) v[i] = 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) xs[8 * lq + i][lr] = v[i];
+        if (n0 + lr < n) {
+            const int gi = k0 / 8 + lq;
+            rf_dequant8(w + (long long)(n0 + lr) * row_bytes + (long long)(gi / (RF_QK / 8)) * RF_TS,
+                        gi % (RF_QK / 8), v);
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) v[i] = 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) ws[8 * lq + i][lr] = v[i];
+        __syncthreads();
+#pragma unroll 8
+        for (int kk = 0; kk < RF_MM_K; ++kk) {
+            const float4 a = *(const float4*)&xs[kk][4 * ty];
+            const float4 b = *(const float4*)&ws[kk][4 * tx];
+            const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int r = m0 + 4 * ty + i;
+        if (r >= m) continue;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int c = n0 + 4 * tx + j;
+            if (c < n) out[(long long)r * n + c] = acc[i][j];
+        }
+    }
+}

@@ -1,0 +1,96 @@
+// rocmforge device prelude: the one header every kernel source starts with.
+//
+// The .hip sources are written against HIP's device API and build unchanged on HIP's two platforms:
+//   AMD     hiprtc at run time, or clang -x hip ahead of time (CI checks gfx90a, gfx942, gfx1100, gfx1201);
+//   NVIDIA  NVRTC to a cubin. CUDA has no HIP headers, so this prelude supplies what the kernels use: the
+//           mask-less shuffles (HIP's NVIDIA headers map them to the *_sync forms with a full mask),
+//           fixed-width integers (NVRTC has no <stdint.h>), and half-precision conversions.
+// RF_WAVE (32 or 64) is defined by the runtime from the device: warpSize is not a compile-time constant.
+
+#ifndef RF_WAVE
+#error "RF_WAVE (the device's wave size, 32 or 64) must be defined when compiling rocmforge kernels"
+#endif
+
+#if defined(__CUDACC__)
+#define RF_NVIDIA 1
+typedef signed char int8_t;
+typedef unsigned char uint8_t;
+typedef short int16_t;
+typedef unsigned short uint16_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+
+template <class T> __device__ __forceinline__ T __shfl(T v, int lane, int width = 32) {
+    return __shfl_sync(0xffffffffu, v, lane, width);
+}
+template <class T> __device__ __forceinline__ T __shfl_xor(T v, int mask, int width = 32) {
+    return __shfl_xor_sync(0xffffffffu, v, mask, width);
+}
+template <class T> __device__ __forceinline__ T __shfl_down(T v, unsigned int delta, int width = 32) {
+    return __shfl_down_sync(0xffffffffu, v, delta, width);
+}
+
+__device__ __forceinline__ float rf_half_to_float(uint16_t h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+__device__ __forceinline__ uint16_t rf_float_to_half(float f) {
+    uint16_t h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+#else
+#define RF_AMD 1
+#if !defined(__HIPCC_RTC__)
+#include <hip/hip_runtime.h>  // hiprtc includes it implicitly
+#else
+// hiprtc (ROCm 5.x) lacks the narrow fixed-width types.
+typedef signed char int8_t;
+typedef unsigned char uint8_t;
+typedef short int16_t;
+typedef unsigned short uint16_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+#endif
+__device__ __forceinline__ float rf_half_to_float(uint16_t h) { return (float)__builtin_bit_cast(_Float16, h); }
+__device__ __forceinline__ uint16_t rf_float_to_half(float f) { return __builtin_bit_cast(uint16_t, (_Float16)f); }
+#endif
+
+#define RF_INF __int_as_float(0x7f800000)
+
+__device__ __forceinline__ float rf_bf16_to_float(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+// Little-endian reads at 2-byte alignment: GGUF blocks (18, 22, 34, 210 bytes...) only guarantee that much.
+__device__ __forceinline__ uint16_t rf_u16(const uint8_t* p) { return *(const uint16_t*)p; }
+__device__ __forceinline__ uint32_t rf_u32_a2(const uint8_t* p) {
+    return (uint32_t)rf_u16(p) | ((uint32_t)rf_u16(p + 2) << 16);
+}
+__device__ __forceinline__ float rf_f16_at(const uint8_t* p) { return rf_half_to_float(rf_u16(p)); }
+
+__device__ __forceinline__ float rf_wave_sum(float v) {
+#pragma unroll
+    for (int o = RF_WAVE / 2; o > 0; o >>= 1) v += __shfl_xor(v, o, RF_WAVE);
+    return v;
+}
+__device__ __forceinline__ float rf_wave_max(float v) {
+#pragma unroll
+    for (int o = RF_WAVE / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor(v, o, RF_WAVE));
+    return v;
+}
+
+// Sum over the whole block (blockDim.x a multiple of RF_WAVE, at most 1024); every thread gets the result.
+__device__ __forceinline__ float rf_block_sum(float v) {
+    __shared__ float part[1024 / 32];
+    const int lane = threadIdx.x % RF_WAVE, wave = threadIdx.x / RF_WAVE, waves = blockDim.x / RF_WAVE;
+    v = rf_wave_sum(v);
+    __syncthreads();  // part[] may still be read by a previous call
+    if (lane == 0) part[wave] = v;
+    __syncthreads();
+    v = lane < waves ? part[lane] : 0.0f;
+    return rf_wave_sum(v);
+}

@@ -1,0 +1,1 @@
+"""rocmforge's CPU backend ("cpu"): numpy host tensors, numba kernels that work on quantized blocks directly."""

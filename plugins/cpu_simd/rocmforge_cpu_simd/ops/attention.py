@@ -1,0 +1,97 @@
+"""attention over the paged KV cache: one parallel task per (token, kv head) covers the kv head's whole query
+group, so each cached key and value row is read once per group; scores go through a per-task scratch row."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from rocmforge_core.ops import Kernel, no, yes
+from rocmforge_cpu_simd.jit import fast
+from rocmforge_cpu_simd.ops.common import f32, output
+
+
+@fast
+def _write_cache(k, v, k_cache, v_cache, block_tables, seq_ids, positions):
+    bs = k_cache.shape[1]
+    for t in range(k.shape[0]):
+        p = positions[t]
+        blk = block_tables[seq_ids[t], p // bs]
+        k_cache[blk, p % bs] = k[t]
+        v_cache[blk, p % bs] = v[t]
+
+
+@fast(parallel=True)
+def _attend(q, k_cache, v_cache, block_tables, seq_ids, positions, scale, window, softcap, out):
+    m, hq, d = q.shape
+    bs, hkv = k_cache.shape[1], k_cache.shape[2]
+    dv = v_cache.shape[3]
+    group = hq // hkv
+    for task in prange(m * hkv):
+        t = task // hkv
+        g = task % hkv
+        pos = positions[t]
+        sid = seq_ids[t]
+        start = max(0, pos - window + 1) if window > 0 else 0
+        n = pos + 1 - start
+        s = np.empty((group, n), dtype=np.float32)
+        for j in range(n):
+            p = start + j
+            blk = block_tables[sid, p // bs]
+            slot = p % bs
+            for r in range(group):
+                acc = np.float32(0.0)
+                for e in range(d):
+                    acc += q[t, g * group + r, e] * k_cache[blk, slot, g, e]
+                x = acc * scale
+                if softcap > 0.0:
+                    x = softcap * np.tanh(x / softcap)
+                s[r, j] = x
+        for r in range(group):
+            h = g * group + r
+            mx = s[r, 0]
+            for j in range(1, n):
+                mx = max(mx, s[r, j])
+            total = np.float32(0.0)
+            for j in range(n):
+                e = np.exp(s[r, j] - mx)
+                s[r, j] = e
+                total += e
+            inv = np.float32(1.0) / total
+            for c in range(dv):
+                out[t, h, c] = 0.0
+            for j in range(n):
+                p = start + j
+                blk = block_tables[sid, p // bs]
+                slot = p % bs
+                w = s[r, j] * inv
+                for c in range(dv):
+                    out[t, h, c] += w * v_cache[blk, slot, g, c]
+
+
+def attention(q, k, v, k_cache, v_cache, block_tables, seq_ids, positions, *, scale, window=0, softcap=0.0,
+              out=None):
+    q = f32(q)
+    m, hq, _ = q.shape
+    res = output(out, (m, hq, v_cache.shape[3]))
+    _write_cache(f32(k), f32(v), k_cache, v_cache, block_tables, seq_ids, positions)
+    _attend(q, k_cache, v_cache, block_tables, seq_ids, positions, np.float32(scale), int(window),
+            np.float32(softcap or 0.0), res)
+    return res
+
+
+def _supports(sig):
+    q, k, v, kc, vc, tables, sids, pos = sig.args[:8]
+    if q.shape[1] % kc.shape[2]:
+        return no(f"{q.shape[1]} query heads are not a multiple of {kc.shape[2]} kv heads")
+    for name, a in (("q", q), ("k", k), ("v", v), ("k_cache", kc), ("v_cache", vc)):
+        if a.dtype != "f32":
+            return no(f"{name} is {a.dtype}; the cpu attention takes f32 tensors and caches")
+    for name, a in (("block_tables", tables), ("seq_ids", sids), ("positions", pos)):
+        if a.dtype != "i32":
+            return no(f"{name} is {a.dtype}, expected i32")
+    return yes("paged attention, one task per (token, kv head)")
+
+
+def kernels():
+    return [Kernel("attention", "cpu", "cpu.attention", attention, _supports)]

@@ -1,0 +1,42 @@
+"""sample: llama.cpp's chain with top-k chosen by a linear-time partition instead of sorting the vocabulary.
+
+With top_k > 0 only the k best candidates (ties broken by lower id, as the reference does) can survive the
+chain, so the reference chain runs on those k in id order: same candidates, same order, same draw, at O(V)
+instead of an O(V log V) sort of a 262k-entry vocabulary per token. Greedy is an argmax."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rocmforge_core.ops import Kernel
+from rocmforge_core.ops.sample import apply_penalties, reference
+from rocmforge_cpu_simd.ops.common import f32_args
+
+_NO_PENALTY = dict(repeat_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0)
+
+
+def top_k_ids(logits: np.ndarray, k: int) -> np.ndarray:
+    """Ids of the k largest logits, ties at the threshold going to lower ids; in ascending id order."""
+    kth = np.partition(logits, len(logits) - k)[len(logits) - k]
+    above = np.flatnonzero(logits > kth)
+    tied = np.flatnonzero(logits == kth)[: k - len(above)]
+    return np.sort(np.concatenate([above, tied]))
+
+
+def sample(logits, history, *, temperature, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
+           frequency_penalty, seed, step):
+    logits = apply_penalties(np.asarray(logits, dtype=np.float32), history, repeat_penalty, presence_penalty,
+                             frequency_penalty)
+    if temperature <= 0:
+        return np.array([int(np.argmax(logits))], dtype=np.int32)
+    if not 0 < top_k < len(logits):
+        return reference(logits, history[:0], temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                         typical_p=typical_p, seed=seed, step=step, **_NO_PENALTY)
+    ids = top_k_ids(logits, top_k)
+    pick = reference(logits[ids], history[:0], temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                     typical_p=typical_p, seed=seed, step=step, **_NO_PENALTY)
+    return ids[pick].astype(np.int32)
+
+
+def kernels():
+    return [Kernel("sample", "cpu", "cpu.sample", sample, lambda sig: f32_args(sig, 0))]

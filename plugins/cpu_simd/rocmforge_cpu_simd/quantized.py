@@ -1,0 +1,247 @@
+"""Kernels on quantized weights, in the two layouts that format plugins repack their blocks into for the cpu.
+
+At load time a format's cpu repacker (its package's cpu.py) splits GGUF blocks into separate contiguous arrays,
+so that the inner loops stream one kind of data each and vectorise (16 float32 lanes with AVX-512):
+
+  "cpu.q4"  4-bit values: ``nibbles`` u8[n, k/2] (per 32 weights, 16 bytes: low nibbles are weights 0-15, high
+            nibbles 16-31, as Q4_0), ``scale`` f32[n, k/32], ``minv`` f32[n, k/32]; w = scale * q + minv, or
+            scale * (q - offset) when ``offset`` is set (Q4_0; its ``minv`` is then -offset * scale).
+            Q4_0, Q4_1 and Q4_K (its 6-bit sub-block scales and mins multiplied out in float32, as ggml does).
+  "cpu.i8"  values widened to one signed byte: ``values`` i8[n, k], ``scale`` f32[n, k/bs] with bs 32 or 16,
+            ``minv`` f32[n, k/bs] or f32[n, 0]; w = scale * v (+ minv). Q8_0, Q5_0, Q5_1, Q5_K and Q6_K (bs 16).
+            5- and 6-bit values cost a byte here instead of 5.5-6.6 bits: the unpacking leaves the inner loop.
+
+Every value is the exact product ggml's dequantizer computes, so dequantizing a repacked weight is bit-exact.
+
+The products: each weight row's 32 (or 16) values share a scale, so a row's dot product with an activation row x
+is sum_b scale_b * sum_j q_j x_j + sum_b minv_b * sum_j x_j. ggml quantizes x to 8 bits to run the inner sum on
+integer SIMD (pmaddubsw); numba types every integer product as int64, which halves or quarters the SIMD width,
+so here the inner sum converts q to float32 and multiplies by x in float32 (16 lanes per instruction, and more
+accurate than 8-bit activations). m > 1 rows of x reuse each weight row while it sits in L1; from BLAS_MIN_ROWS
+tokens on, tiles of weight rows are dequantized once (exactly) and multiplied through BLAS sgemm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import prange
+
+from rocmforge_core.formats import Weight
+from rocmforge_core.ops import Kernel, no, yes
+from rocmforge_cpu_simd.jit import exact, fast
+from rocmforge_cpu_simd.ops.common import f32, output
+
+Q4, I8 = "cpu.q4", "cpu.i8"
+BLAS_MIN_ROWS = 8       # from this many tokens on, prefill goes through dequantized tiles and sgemm
+TILE_BYTES = 1 << 21    # float32 bytes of one dequantized tile (stays in L2 between dequantize and sgemm)
+
+
+@dataclass(frozen=True)
+class Q4Blocks:
+    nibbles: np.ndarray  # u8[n, k/2]
+    scale: np.ndarray    # f32[n, k/32]
+    minv: np.ndarray     # f32[n, k/32]
+    offset: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self.nibbles.nbytes + self.scale.nbytes + self.minv.nbytes
+
+
+@dataclass(frozen=True)
+class I8Blocks:
+    values: np.ndarray   # i8[n, k]
+    scale: np.ndarray    # f32[n, k/bs]
+    minv: np.ndarray     # f32[n, k/bs] or f32[n, 0]
+
+    @property
+    def block(self) -> int:
+        return self.values.shape[1] // self.scale.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.nbytes + self.scale.nbytes + self.minv.nbytes
+
+
+def pack_nibbles(q: np.ndarray) -> np.ndarray:
+    """u8 values 0..15 [n, k] -> u8[n, k/2] in Q4_0 order (per 32: low nibbles 0-15, high nibbles 16-31)."""
+    q = q.reshape(q.shape[0], -1, 2, 16)
+    return (q[:, :, 0] | (q[:, :, 1] << np.uint8(4))).reshape(q.shape[0], -1)
+
+
+def q4_weight(weight: Weight, scale, minv, nibbles, offset: int = 0) -> Weight:
+    n = weight.shape[0]
+    return weight.with_data(Q4Blocks(np.ascontiguousarray(nibbles.reshape(n, -1)),
+                                     np.ascontiguousarray(scale.reshape(n, -1), dtype=np.float32),
+                                     np.ascontiguousarray(minv.reshape(n, -1), dtype=np.float32), offset), Q4)
+
+
+def i8_weight(weight: Weight, scale, values, minv=None) -> Weight:
+    n = weight.shape[0]
+    scale = np.ascontiguousarray(scale.reshape(n, -1), dtype=np.float32)
+    minv = np.zeros((n, 0), np.float32) if minv is None else np.ascontiguousarray(minv.reshape(n, -1), np.float32)
+    return weight.with_data(I8Blocks(np.ascontiguousarray(values.reshape(n, -1).astype(np.int8, copy=False)),
+                                     scale, minv), I8)
+
+
+def blocks_of(weight: Weight, type_size: int) -> np.ndarray:
+    """The raw GGUF blocks of a 2-D weight as u8[n * blocks_per_row, type_size]."""
+    return np.ascontiguousarray(np.asarray(weight.data)).reshape(-1, type_size)
+
+
+# -- products ------------------------------------------------------------------------------------------------
+def _i8_dot(shift: int):
+    @fast(parallel=True)
+    def dot(values, scale, minv, x, out):
+        n, k = values.shape
+        m = x.shape[0]
+        nb = scale.shape[1]
+        has_min = minv.shape[1] > 0
+        xsum = np.zeros((m, nb), dtype=np.float32)
+        if has_min:
+            for t in range(m):
+                for j in range(k):
+                    xsum[t, j >> shift] += x[t, j]
+        for r in prange(n):
+            for t in range(m):
+                acc = np.float32(0.0)
+                for j in range(k):
+                    acc += np.float32(values[r, j]) * x[t, j] * scale[r, j >> shift]
+                if has_min:
+                    for b in range(nb):
+                        acc += minv[r, b] * xsum[t, b]
+                out[t, r] = acc
+    return dot
+
+
+_I8_DOT = {16: _i8_dot(4), 32: _i8_dot(5)}
+
+
+@fast(parallel=True)
+def _q4_dot(nibbles, scale, minv, x, out):
+    n, h = nibbles.shape
+    m = x.shape[0]
+    nb = scale.shape[1]
+    # x reordered like the nibbles: lo[i] multiplies byte i's low nibble, hi[i] its high nibble.
+    lo = np.empty((m, h), dtype=np.float32)
+    hi = np.empty((m, h), dtype=np.float32)
+    xsum = np.zeros((m, nb), dtype=np.float32)
+    for t in range(m):
+        for i in range(h):
+            b = i >> 4
+            lo[t, i] = x[t, b * 32 + (i & 15)]
+            hi[t, i] = x[t, b * 32 + 16 + (i & 15)]
+            xsum[t, b] += lo[t, i] + hi[t, i]
+    m15 = np.uint8(15)
+    s4 = np.uint8(4)
+    for r in prange(n):
+        for t in range(m):
+            acc = np.float32(0.0)
+            for i in range(h):
+                q = nibbles[r, i]
+                acc += (np.float32(np.uint8(q & m15)) * lo[t, i]
+                        + np.float32(np.uint8(q >> s4)) * hi[t, i]) * scale[r, i >> 4]
+            for b in range(nb):
+                acc += minv[r, b] * xsum[t, b]
+            out[t, r] = acc
+
+
+# -- exact dequantization of rows ----------------------------------------------------------------------------
+def _i8_dequant(shift: int):
+    @exact(parallel=True)
+    def dequant(values, scale, minv, ids, out):
+        k = values.shape[1]
+        has_min = minv.shape[1] > 0
+        for i in prange(ids.shape[0]):
+            r = ids[i]
+            for j in range(k):
+                w = scale[r, j >> shift] * np.float32(values[r, j])
+                if has_min:
+                    w = w + minv[r, j >> shift]
+                out[i, j] = w
+    return dequant
+
+
+_I8_DEQUANT = {16: _i8_dequant(4), 32: _i8_dequant(5)}
+
+
+@exact(parallel=True)
+def _q4_dequant(nibbles, scale, minv, offset, ids, out):
+    h = nibbles.shape[1]
+    for i in prange(ids.shape[0]):
+        r = ids[i]
+        for c in range(h):
+            b = c >> 4
+            q = nibbles[r, c]
+            for half in range(2):
+                v = np.int32((q >> (4 * half)) & 15)
+                if offset:
+                    w = scale[r, b] * np.float32(v - offset)
+                else:
+                    w = scale[r, b] * np.float32(v) + minv[r, b]
+                out[i, b * 32 + 16 * half + (c & 15)] = w
+
+
+def dequantize_rows(data, ids: np.ndarray, out: np.ndarray) -> np.ndarray:
+    if isinstance(data, Q4Blocks):
+        _q4_dequant(data.nibbles, data.scale, data.minv, data.offset, ids, out)
+    else:
+        _I8_DEQUANT[data.block](data.values, data.scale, data.minv, ids, out)
+    return out
+
+
+# -- op entry points -----------------------------------------------------------------------------------------
+def matmul(x, w, *, out=None):
+    x = f32(x)
+    m = x.shape[0]
+    n, k = w.shape
+    res = output(out, (m, n))
+    data = w.data
+    if m < BLAS_MIN_ROWS:
+        if isinstance(data, Q4Blocks):
+            _q4_dot(data.nibbles, data.scale, data.minv, x, res)
+        else:
+            _I8_DOT[data.block](data.values, data.scale, data.minv, x, res)
+        return res
+    rows = max(1, TILE_BYTES // (4 * k))
+    tile = np.empty((min(rows, n), k), dtype=np.float32)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        part = dequantize_rows(data, np.arange(start, stop), tile[:stop - start])
+        np.matmul(x, part.T, out=res[:, start:stop])
+    return res
+
+
+def dequant(w, *, out=None):
+    res = output(out, tuple(w.shape))
+    return dequantize_rows(w.data, np.arange(w.shape[0]), res)
+
+
+def embedding(table, ids, *, out=None):
+    ids = np.asarray(ids, dtype=np.int64)
+    return dequantize_rows(table.data, ids, output(out, (len(ids), table.shape[-1])))
+
+
+def kernels(fmt: str, layout: str) -> list[Kernel]:
+    """matmul, dequant and embedding kernels of format ``fmt`` repacked into ``layout`` (registered by the
+    format's cpu.py, which also provides the repacker)."""
+
+    def weight_ok(info, what: str):
+        if info.dtype != fmt or info.layout != layout:
+            return no(f"takes {fmt} weights repacked as {layout!r}, got {info.dtype} layout {info.layout!r}")
+        return yes(what)
+
+    def matmul_ok(sig):
+        x, w = sig.args
+        if x.dtype != "f32" or len(x.shape) != 2 or len(w.shape) != 2 or x.shape[1] != w.shape[1]:
+            return no(f"matmul needs x f32[m, k] and w [n, k], got {x.dtype}{list(x.shape)} and {list(w.shape)}")
+        return weight_ok(w, f"{fmt} blocks: float32 SIMD dot products on {layout} (m < {BLAS_MIN_ROWS}), "
+                            f"dequantized tiles + BLAS sgemm for larger batches")
+
+    name = f"cpu.{fmt.lower()}"
+    return [Kernel("matmul", "cpu", f"{name}.matmul", matmul, matmul_ok),
+            Kernel("dequant", "cpu", f"{name}.dequant", dequant, lambda sig: weight_ok(sig.args[0], "exact")),
+            Kernel("embedding", "cpu", f"{name}.embedding", embedding,
+                   lambda sig: weight_ok(sig.args[0], "dequantize the rows asked for"))]

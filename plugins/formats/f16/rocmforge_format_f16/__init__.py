@@ -1,0 +1,1 @@
+"""rocmforge format plugin for GGUF tensor type F16 (see plugin.py)."""

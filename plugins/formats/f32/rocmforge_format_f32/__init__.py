@@ -1,0 +1,1 @@
+"""rocmforge format plugin for GGUF tensor type F32 (see plugin.py)."""

@@ -1,0 +1,1 @@
+"""rocmforge format plugin for GGUF tensor type IQ4_XS (see plugin.py)."""

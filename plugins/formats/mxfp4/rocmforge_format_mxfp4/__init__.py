@@ -1,0 +1,1 @@
+"""rocmforge format plugin for GGUF tensor type MXFP4 (see plugin.py)."""

@@ -1,0 +1,17 @@
+// Q4_0 device code for rocmforge's HIP kernels (interface: docs/HIP.md, "Format device code").
+// Block: 32 elements in 18 bytes: f16 scale d, then 16 bytes qs; element j < 16 is the low nibble of qs[j],
+// element j + 16 its high nibble; value = d * (q - 8).
+#define RF_QK 32
+#define RF_TS 18
+
+__device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g, float* __restrict__ v) {
+    const float d = rf_f16_at(b);
+    const uint8_t* q = b + 2 + 8 * (g & 1);
+    const int shift = (g >> 1) * 4;
+    const uint32_t lo = rf_u32_a2(q), hi = rf_u32_a2(q + 4);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        v[i] = d * (float)((int)((lo >> (8 * i + shift)) & 15) - 8);
+        v[i + 4] = d * (float)((int)((hi >> (8 * i + shift)) & 15) - 8);
+    }
+}

@@ -1,0 +1,17 @@
+// Q4_1 device code for rocmforge's HIP kernels (interface: docs/HIP.md, "Format device code").
+// Block: 32 elements in 20 bytes: f16 scale d, f16 minimum m, 16 bytes qs (element j < 16 low nibble of qs[j],
+// j + 16 high nibble); value = d * q + m.
+#define RF_QK 32
+#define RF_TS 20
+
+__device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g, float* __restrict__ v) {
+    const float d = rf_f16_at(b), m = rf_f16_at(b + 2);
+    const uint8_t* q = b + 4 + 8 * (g & 1);
+    const int shift = (g >> 1) * 4;
+    const uint32_t lo = rf_u32_a2(q), hi = rf_u32_a2(q + 4);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        v[i] = d * (float)((lo >> (8 * i + shift)) & 15) + m;
+        v[i + 4] = d * (float)((hi >> (8 * i + shift)) & 15) + m;
+    }
+}

@@ -1,0 +1,18 @@
+// Q5_1 device code for rocmforge's HIP kernels (interface: docs/HIP.md, "Format device code").
+// Block: 32 elements in 24 bytes: f16 scale d, f16 minimum m, 32 high bits qh, 16 bytes qs (as Q5_0);
+// value = d * q + m.
+#define RF_QK 32
+#define RF_TS 24
+
+__device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g, float* __restrict__ v) {
+    const float d = rf_f16_at(b), m = rf_f16_at(b + 2);
+    const uint32_t qh = rf_u32_a2(b + 4) >> (8 * g);
+    const uint8_t* q = b + 8 + 8 * (g & 1);
+    const int shift = (g >> 1) * 4;
+    const uint32_t lo = rf_u32_a2(q), hi = rf_u32_a2(q + 4);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        v[i] = d * (float)(((lo >> (8 * i + shift)) & 15) | (((qh >> i) & 1) << 4)) + m;
+        v[i + 4] = d * (float)(((hi >> (8 * i + shift)) & 15) | (((qh >> (i + 4)) & 1) << 4)) + m;
+    }
+}

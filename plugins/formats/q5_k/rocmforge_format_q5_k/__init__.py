@@ -1,0 +1,1 @@
+"""rocmforge format plugin for GGUF tensor type Q5_K (see plugin.py)."""

@@ -1,0 +1,24 @@
+// Q6_K device code for rocmforge's HIP kernels (interface: docs/HIP.md, "Format device code").
+// Super-block: 256 elements in 210 bytes: ql[128] (low 4 bits), qh[64] (high 2 bits), 16 signed 8-bit scales (one
+// per 16 elements), f16 d at byte 208. Element 128h + 32j + l (j < 4, l < 32): low bits from ql[64h + l + 32(j&1)]
+// (high nibble when j >= 2), high bits (qh[32h + l] >> 2j) & 3, scale scales[8h + l/16 + 2j].
+// value = (d * scale) * (q - 32).
+#define RF_QK 256
+#define RF_TS 210
+
+__device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g, float* __restrict__ v) {
+    const int h = g >> 4, j = (g >> 2) & 3, l0 = 8 * (g & 3);
+    const int shift = (j >> 1) * 4, hshift = 2 * j;
+    const float d1 = rf_f16_at(b + 208) * (float)(int8_t)b[192 + 8 * h + (l0 >> 4) + 2 * j];
+    const uint8_t* ql = b + 64 * h + l0 + 32 * (j & 1);
+    const uint8_t* qh = b + 128 + 32 * h + l0;
+    const uint32_t lo = rf_u32_a2(ql), hi = rf_u32_a2(ql + 4);
+    const uint32_t hlo = rf_u32_a2(qh), hhi = rf_u32_a2(qh + 4);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int a = (int)(((lo >> (8 * i + shift)) & 15) | (((hlo >> (8 * i + hshift)) & 3) << 4));
+        const int c = (int)(((hi >> (8 * i + shift)) & 15) | (((hhi >> (8 * i + hshift)) & 3) << 4));
+        v[i] = d1 * (float)(a - 32);
+        v[i + 4] = d1 * (float)(c - 32);
+    }
+}

@@ -1,0 +1,1 @@
+"""rocmforge HIP backend: HIP kernels on AMD (hip-python) and NVIDIA (cuda-bindings + NVRTC) GPUs."""

@@ -1,0 +1,173 @@
+"""The ``hip`` backend: device tensors, weight uploads, per-step inputs, graph capture, on either HIP platform."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rocmforge_core.backend import Backend, DeviceInfo
+from rocmforge_core.errors import BackendError
+from rocmforge_core.formats import QuantFormat, Weight
+from rocmforge_core.ops import Verdict, no, yes
+from rocmforge_rocm_hip.memory import NAMES, NUMPY, Arena, DeviceTensor, Pool
+from rocmforge_rocm_hip.runtime import Runtime, RuntimeUnavailable, open_runtime
+from rocmforge_rocm_hip.sources import Unit
+
+# AMD targets every kernel is compile-checked for in CI (tests/hip); others are refused rather than tried.
+SUPPORTED_AMD = ("gfx90a", "gfx942", "gfx1100", "gfx1201")
+
+
+class Graph:
+    """A captured step: calling it replays every launch with the same pointers. Holds the private pool whose
+    blocks the captured kernels use."""
+
+    def __init__(self, runtime: Runtime, graph, pool: Pool) -> None:
+        self.runtime, self.graph, self.pool = runtime, graph, pool
+
+    def __call__(self) -> None:
+        self.runtime.launch_graph(self.graph)
+
+    def __del__(self) -> None:
+        if self.graph is not None:
+            self.runtime.destroy_graph(self.graph)
+            self.graph = None
+
+
+class HipBackend(Backend):
+    name = "hip"
+
+    def __init__(self) -> None:
+        self._runtime: Runtime | None = None
+        self._unavailable: str = ""
+        self._modules: dict[Unit, dict] = {}
+        self.pool: Pool | None = None
+        self.arena: Arena | None = None
+
+    # -- runtime ---------------------------------------------------------------------------------------------
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            if self._unavailable:
+                raise BackendError(f"the hip backend cannot run here: {self._unavailable}")
+            try:
+                rt = open_runtime()
+            except RuntimeUnavailable as exc:
+                self._unavailable = str(exc)
+                raise BackendError(f"the hip backend cannot run here: {exc}") from None
+            if rt.platform == "amd" and rt.info.arch not in SUPPORTED_AMD:
+                self._unavailable = (f"{rt.info.name} is {rt.info.arch}; the HIP kernels are built and checked for "
+                                     f"{', '.join(SUPPORTED_AMD)}")
+                raise BackendError(f"the hip backend cannot run here: {self._unavailable}")
+            self._runtime = rt
+            self.pool = Pool(rt)
+            self.arena = Arena(rt)
+        return self._runtime
+
+    def available(self) -> Verdict:
+        try:
+            info = self.runtime.info
+        except BackendError:
+            return no(self._unavailable)
+        return yes(f"{info.name} ({self._runtime.platform} platform, {info.arch}, wave {info.wave_size})")
+
+    def devices(self) -> list[DeviceInfo]:
+        return [self.runtime.info] if self.available() else []
+
+    def functions(self, unit: Unit) -> dict:
+        """Kernel name -> function of a compiled unit (compiled once per process, cached on disk)."""
+        fns = self._modules.get(unit)
+        if fns is None:
+            rt = self.runtime
+            fns = rt.load(rt.cached_binary(unit), kernel_names(unit))
+            self._modules[unit] = fns
+        return fns
+
+    def launch(self, unit: Unit, kernel: str, grid, block, args, shared: int = 0) -> None:
+        grid = tuple(int(g) for g in grid) + (1,) * (3 - len(grid))
+        block = tuple(int(b) for b in block) + (1,) * (3 - len(block))
+        if min(grid) <= 0:
+            return
+        self.runtime.launch(self.functions(unit)[kernel], grid, block, args, shared)
+
+    # -- memory ----------------------------------------------------------------------------------------------
+    def empty(self, shape, dtype: str) -> DeviceTensor:
+        if dtype not in NUMPY:
+            raise BackendError(f"hip tensors hold {', '.join(NUMPY)}, not {dtype!r}")
+        shape = tuple(int(s) for s in shape)
+        n = int(np.prod(shape, dtype=np.int64)) * np.dtype(NUMPY[dtype]).itemsize
+        self.runtime  # opens the device (or raises why not)
+        block = self.pool.alloc(n, what=f"a {dtype}{list(shape)} tensor")
+        return DeviceTensor(block.ptr, shape, dtype, block)
+
+    def from_host(self, array: np.ndarray) -> DeviceTensor:
+        array = np.ascontiguousarray(array)
+        if array.dtype not in NAMES:
+            raise BackendError(f"cannot put a {array.dtype} array on the hip backend")
+        tensor = self.empty(array.shape, NAMES[array.dtype])
+        self.runtime.htod(tensor.ptr, array)
+        return tensor
+
+    def to_host(self, tensor) -> np.ndarray:
+        if isinstance(tensor, Weight):
+            tensor = tensor.data
+        out = np.empty(tensor.shape, dtype=NUMPY[tensor.dtype_name])
+        self.runtime.dtoh(out, tensor.ptr)
+        return out
+
+    def write(self, tensor: DeviceTensor, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array, dtype=NUMPY[tensor.dtype_name])
+        if array.size != tensor.size:
+            raise BackendError(f"write of {array.size} values into a hip tensor of shape {tensor.shape}")
+        self.runtime.htod(tensor.ptr, array)
+
+    def upload_weight(self, weight: Weight, fmt: QuantFormat) -> Weight:
+        repack = fmt.repackers.get(self.name)
+        weight = repack(weight) if repack else weight
+        raw = np.ascontiguousarray(weight.data)  # reads the memory-mapped file once
+        self.runtime
+        ptr = self.arena.alloc(raw.nbytes, what=f"weight {weight.name}")
+        self.runtime.htod(ptr, raw)
+        return weight.with_data(DeviceTensor(ptr, raw.shape, NAMES[raw.dtype], self.arena), weight.layout)
+
+    def owns(self, tensor) -> bool:
+        if isinstance(tensor, Weight):
+            tensor = tensor.data
+        return isinstance(tensor, DeviceTensor)
+
+    def synchronize(self) -> None:
+        self.runtime.synchronize()
+
+    def memory_in_use(self) -> int:
+        if self._runtime is None:
+            return 0
+        free, total = self._runtime.mem_info()
+        return total - free
+
+    # -- graphs ----------------------------------------------------------------------------------------------
+    def capture(self, step) -> Graph:
+        """Record the launches of ``step()`` into a graph. Run the step once before capturing so that its kernels
+        are compiled and loaded; inputs must already live in tensors that ``write`` refills between replays."""
+        rt = self.runtime
+        rt.synchronize()
+        private, saved = Pool(rt), self.pool
+        self.pool = private
+        rt.begin_capture()
+        try:
+            step()
+        except BaseException:
+            try:
+                rt.destroy_graph(rt.end_capture())
+            except Exception:
+                pass
+            raise
+        finally:
+            self.pool = saved
+        return Graph(rt, rt.end_capture(), private)
+
+
+def kernel_names(unit: Unit) -> list[str]:
+    return {
+        "elementwise.hip": ["rf_add", "rf_scale", "rf_activation", "rf_rmsnorm", "rf_rope", "rf_transpose"],
+        "quant.hip": ["rf_rows_f32", "rf_rows_f16", "rf_matmul_tiled"] + [f"rf_matvec_{m}" for m in range(1, 9)],
+        "attention.hip": ["rf_kv_write", "rf_attention", "rf_attention_combine"],
+        "sample.hip": ["rf_sample"],
+    }[unit.file]

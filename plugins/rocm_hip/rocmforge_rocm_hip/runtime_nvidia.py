@@ -1,0 +1,177 @@
+"""HIP's NVIDIA platform: the .hip sources compiled by NVRTC to a cubin for the device's sm arch (with the
+prelude supplying HIP's device API), loaded and launched through the CUDA driver API of cuda-bindings.
+
+Cubins, not PTX: a newer NVRTC than the driver emits PTX the driver rejects, while its cubins load.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rocmforge_core.backend import DeviceInfo
+from rocmforge_rocm_hip.runtime import KernelCompileError, Runtime, RuntimeUnavailable, pack_args
+from rocmforge_rocm_hip.sources import Unit
+
+MIN_CC = (7, 0)  # full-mask *_sync shuffles and independent thread scheduling
+
+
+def nvrtc_version() -> str:
+    from cuda.bindings import nvrtc
+    _, major, minor = nvrtc.nvrtcVersion()
+    return f"nvrtc-{major}.{minor}"
+
+
+def nvrtc_compile(unit: Unit, arch: str, wave: int = 32) -> tuple[bytes, str]:
+    """(cubin, log) for ``arch`` like 'sm_90'; needs no GPU. Raises KernelCompileError on errors."""
+    from cuda.bindings import nvrtc
+    src = unit.source().encode()
+    err, prog = nvrtc.nvrtcCreateProgram(src, unit.file.encode(), 0, [], [])
+    _check_nvrtc(err, "nvrtcCreateProgram")
+    opts = [f"--gpu-architecture={arch}", "-std=c++17", f"-DRF_WAVE={wave}"]
+    opts += [f"-D{k}={v}" for k, v in unit.defines]
+    opts.append("--fmad=false" if unit.exact else "--fmad=true")
+    try:
+        (status,) = nvrtc.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
+        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        log_text = log.rstrip(b"\0 ").decode(errors="replace")
+        if status != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            raise KernelCompileError(f"NVRTC could not compile {unit.label} for {arch}:\n{log_text}")
+        _, size = nvrtc.nvrtcGetCUBINSize(prog)
+        cubin = b" " * size
+        nvrtc.nvrtcGetCUBIN(prog, cubin)
+        return bytes(cubin), log_text
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+def _check_nvrtc(err, what):
+    from cuda.bindings import nvrtc
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        raise KernelCompileError(f"{what} failed: {err}")
+
+
+class NvidiaRuntime(Runtime):
+    platform = "nvidia"
+
+    def __init__(self, ordinal: int = 0) -> None:
+        try:
+            from cuda.bindings import driver
+        except Exception as exc:
+            raise RuntimeUnavailable(f"cuda-bindings is not installed ({exc})") from None
+        self.drv = driver
+        try:
+            (err,) = driver.cuInit(0)
+        except Exception as exc:  # no libcuda.so: no NVIDIA driver on this machine
+            raise RuntimeUnavailable(f"no NVIDIA driver ({type(exc).__name__})") from None
+        if err != driver.CUresult.CUDA_SUCCESS:
+            raise RuntimeUnavailable(f"cuInit failed: {err.name}")
+        err, count = driver.cuDeviceGetCount()
+        if err != driver.CUresult.CUDA_SUCCESS or count <= ordinal:
+            raise RuntimeUnavailable("no NVIDIA GPU found")
+        self.dev = self._ok(driver.cuDeviceGet(ordinal))
+        attr = driver.CUdevice_attribute
+        major = self._ok(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, self.dev))
+        minor = self._ok(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, self.dev))
+        name = self._ok(driver.cuDeviceGetName(256, self.dev)).split(b"\0")[0].decode()
+        if (major, minor) < MIN_CC:
+            raise RuntimeUnavailable(f"{name} is sm_{major}{minor}; the kernels need sm_{MIN_CC[0]}{MIN_CC[1]} or newer")
+        self.ctx = self._ok(driver.cuDevicePrimaryCtxRetain(self.dev))
+        self._ok(driver.cuCtxSetCurrent(self.ctx))
+        self.stream = self._ok(driver.cuStreamCreate(driver.CUstream_flags.CU_STREAM_NON_BLOCKING.value))
+        sms = self._ok(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, self.dev))
+        total = self._ok(driver.cuDeviceTotalMem(self.dev))
+        self.sm = f"sm_{major}{minor}"
+        self.info = DeviceInfo(name, self.sm, int(total), int(sms), 32, {"platform": "nvidia"})
+
+    def _ok(self, result):
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if err != self.drv.CUresult.CUDA_SUCCESS:
+            _, msg = self.drv.cuGetErrorString(err)
+            raise RuntimeError(f"CUDA driver call failed: {err.name} ({msg.decode() if msg else ''})")
+        return rest[0] if len(rest) == 1 else (tuple(rest) if rest else None)
+
+    # -- kernels ---------------------------------------------------------------------------------------------
+    def compiler_version(self) -> str:
+        return nvrtc_version()
+
+    def compile(self, unit: Unit) -> bytes:
+        return nvrtc_compile(unit, self.sm, 32)[0]
+
+    def load(self, binary: bytes, names: list[str]) -> dict:
+        module = self._ok(self.drv.cuModuleLoadData(binary))
+        return {n: self._ok(self.drv.cuModuleGetFunction(module, n.encode())) for n in names}
+
+    def launch(self, fn, grid, block, args, shared: int = 0) -> None:
+        values, array = pack_args(args)
+        import ctypes
+        (err,) = self.drv.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared,
+                                         self.stream, ctypes.addressof(array), 0)
+        if err != self.drv.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(f"kernel launch failed: {err.name} (grid {grid}, block {block})")
+        del values
+
+    # -- memory ----------------------------------------------------------------------------------------------
+    def alloc(self, nbytes: int) -> int:
+        err, ptr = self.drv.cuMemAlloc(max(int(nbytes), 1))
+        if err == self.drv.CUresult.CUDA_ERROR_OUT_OF_MEMORY:
+            raise MemoryError(nbytes)
+        if err != self.drv.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(f"cuMemAlloc({nbytes}) failed: {err.name}")
+        return int(ptr)
+
+    def free(self, ptr: int) -> None:
+        self.drv.cuMemFree(ptr)
+
+    def mem_info(self) -> tuple[int, int]:
+        free, total = self._ok(self.drv.cuMemGetInfo())
+        return int(free), int(total)
+
+    def htod(self, ptr: int, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array)
+        if array.nbytes:
+            self._ok(self.drv.cuMemcpyHtoDAsync(ptr, array.ctypes.data, array.nbytes, self.stream))
+
+    def dtoh(self, out: np.ndarray, ptr: int) -> None:
+        if out.nbytes:
+            self._ok(self.drv.cuMemcpyDtoHAsync(out.ctypes.data, ptr, out.nbytes, self.stream))
+        self.synchronize()
+
+    def dtod(self, dst: int, src: int, nbytes: int) -> None:
+        if nbytes:
+            self._ok(self.drv.cuMemcpyDtoDAsync(dst, src, nbytes, self.stream))
+
+    def synchronize(self) -> None:
+        self._ok(self.drv.cuStreamSynchronize(self.stream))
+
+    # -- graphs and timing -----------------------------------------------------------------------------------
+    def begin_capture(self) -> None:
+        # Relaxed: the activation pool may allocate while a step is captured.
+        mode = self.drv.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED
+        self._ok(self.drv.cuStreamBeginCapture(self.stream, mode))
+
+    def end_capture(self):
+        graph = self._ok(self.drv.cuStreamEndCapture(self.stream))
+        exe = self._ok(self.drv.cuGraphInstantiate(graph, 0))
+        return (graph, exe)
+
+    def launch_graph(self, graph) -> None:
+        self._ok(self.drv.cuGraphLaunch(graph[1], self.stream))
+
+    def destroy_graph(self, graph) -> None:
+        self.drv.cuGraphExecDestroy(graph[1])
+        self.drv.cuGraphDestroy(graph[0])
+
+    def elapsed_ms(self, fn) -> float:
+        start = self._ok(self.drv.cuEventCreate(0))
+        end = self._ok(self.drv.cuEventCreate(0))
+        try:
+            self._ok(self.drv.cuEventRecord(start, self.stream))
+            fn()
+            self._ok(self.drv.cuEventRecord(end, self.stream))
+            self._ok(self.drv.cuEventSynchronize(end))
+            return float(self._ok(self.drv.cuEventElapsedTime(start, end)))
+        finally:
+            self.drv.cuEventDestroy(start)
+            self.drv.cuEventDestroy(end)

@@ -1,0 +1,7 @@
+"""The engine: ``Model`` (a loaded, placed model), ``Engine`` (KV cache, steps, sampling, generation)."""
+
+from rocmforge_core.engine.engine import ContextLengthError, Engine, Generation, Stats
+from rocmforge_core.engine.model import Model
+from rocmforge_core.engine.sampling import SamplingParams
+
+__all__ = ["ContextLengthError", "Engine", "Generation", "Model", "SamplingParams", "Stats"]

@@ -1,0 +1,227 @@
+"""The generation engine: batch-shaped steps over the paged KV cache, sampling through the ``sample`` op, and a
+generation loop with EOS/EOT and stop strings, streaming and statistics.
+
+``step`` takes any mix of sequences (tokens, their sequence slots and positions, the rows that need logits), so
+a continuous-batching server can drive it directly; ``generate`` runs one sequence: the whole prompt in one
+prefill step, then one decode step per token. Decode inputs live in tensors allocated once per batch size and
+refilled with ``Backend.write``; when the preferred backend can capture (``Backend.capture``) and every decode
+site runs on it, decode steps replay a captured graph.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from rocmforge_core.engine.forward import Batch
+from rocmforge_core.engine.kv_cache import KVCache
+from rocmforge_core.engine.sampling import SamplingParams
+from rocmforge_core.engine.stop import StopStrings
+from rocmforge_core.errors import RocmforgeError
+
+DEFAULT_CTX = 4096  # as llama.cpp: the cache holds this many tokens unless asked for more
+
+
+class ContextLengthError(RocmforgeError):
+    """A prompt or a requested context does not fit the context length."""
+
+
+@dataclass
+class Stats:
+    backend: str = ""
+    load_s: float = 0.0
+    prompt_tokens: int = 0
+    prefill_s: float = 0.0
+    generated_tokens: int = 0
+    decode_s: float = 0.0
+    fallbacks: int = 0  # run-time kernel fallbacks (the hybrid scheduler counts them)
+    copies: int = 0     # activation copies between backends during this generation
+    seed: int | None = None
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prompt_tokens / self.prefill_s if self.prefill_s else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.generated_tokens / self.decode_s if self.decode_s else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "prefill_tokens_per_s": self.prefill_tokens_per_s,
+                "decode_tokens_per_s": self.decode_tokens_per_s}
+
+
+@dataclass
+class Generation:
+    prompt_ids: list[int]
+    ids: list[int] = field(default_factory=list)  # generated tokens, without the end-of-generation token
+    text: str = ""
+    finish_reason: str = ""  # "eos" (an end-of-generation token), "stop" (a stop string), "length", "context"
+    stop_token: int | None = None
+    stats: Stats = field(default_factory=Stats)
+
+
+class Engine:
+    def __init__(self, model, *, n_ctx: int | None = None, max_seqs: int = 1, block_size: int = 16,
+                 kv_dtype: str = "f32"):
+        cfg = model.config
+        trained = cfg.context_length
+        if n_ctx and trained and n_ctx > trained:
+            raise ContextLengthError(f"a context of {n_ctx} tokens exceeds the {trained} this model was trained for")
+        self.model = model
+        self.forward = model.forward
+        self.n_ctx = n_ctx or min(trained or DEFAULT_CTX, DEFAULT_CTX)
+        layers = [(model.attention_backend(i), cfg.n_kv_heads, cfg.head_dim, cfg.head_dim_v)
+                  for i in range(cfg.n_layers)]
+        self.cache = KVCache(layers, max_seqs=max_seqs, max_tokens=self.n_ctx, block_size=block_size,
+                             table_backend=model.backend, dtype=kv_dtype)
+        self._decode: dict[int, tuple[Batch, Callable]] = {}  # batch size -> (inputs, step runner)
+        self._rows: dict[int, object] = {}
+
+    # -- steps ------------------------------------------------------------------------------------------------
+    def step(self, tokens: Sequence[int], slots: Sequence[int], positions: Sequence[int],
+             out_rows: Sequence[int], phase: str):
+        """Run one batch; logits f32[len(out_rows), vocab] as a tensor of the backend that computed them.
+        ``phase`` is "decode" when every token is its sequence's only new one, else "prefill"."""
+        for slot, pos in zip(slots, positions):
+            self.cache.reserve(slot, pos + 1)
+        self.cache.sync()
+        if phase == "decode":
+            batch, run = self._decode_runner(len(tokens))
+        else:
+            batch = self._new_batch(len(tokens), len(out_rows))
+            run = lambda: self.forward.run(batch, self.cache, "prefill")  # noqa: E731
+        be = self.model.backend
+        for tensor, values in ((batch.tokens, tokens), (batch.positions, positions), (batch.seq_ids, slots),
+                               (batch.out_rows, out_rows)):
+            be.write(tensor, np.asarray(values, dtype=np.int32))
+        return run()
+
+    def _new_batch(self, m: int, n_out: int) -> Batch:
+        be = self.model.backend
+        return Batch(*(be.empty((n,), "i32") for n in (m, m, m, n_out)))
+
+    def _decode_runner(self, b: int):
+        """Inputs and runner of a decode step of b sequences. The first step runs eagerly (placing any new
+        signature and uploading what it needs); later ones replay a capture when the backend offers one."""
+        if b in self._decode:
+            return self._decode[b]
+        batch = self._new_batch(b, b)
+        run = lambda: self.forward.run(batch, self.cache, "decode")  # noqa: E731
+        be = self.model.backend
+        if be.is_host or self.model.plan.backends("decode") != {be.name}:
+            self._decode[b] = (batch, run)
+            return self._decode[b]
+
+        def first():
+            logits = run()
+            out: dict = {}
+            replay = be.capture(lambda: out.setdefault("logits", run()))
+            self._decode[b] = (batch, (lambda: (replay(), out["logits"])[1]) if replay else run)
+            return logits
+        return batch, first
+
+    def logits_to_host(self, logits) -> np.ndarray:
+        return self.forward.to_host(logits)
+
+    # -- sequences --------------------------------------------------------------------------------------------
+    def add_sequence(self) -> int:
+        return self.cache.add_sequence()
+
+    def free_sequence(self, slot: int) -> None:
+        self.cache.free_sequence(slot)
+
+    def check_prompt(self, n_prompt: int) -> None:
+        if n_prompt == 0:
+            raise ContextLengthError("the prompt is empty: at least one token is needed")
+        if n_prompt >= self.n_ctx:
+            raise ContextLengthError(f"the prompt has {n_prompt} tokens but the context holds {self.n_ctx}; "
+                                     "shorten the prompt or raise --ctx-size")
+
+    def prefill(self, slot: int, ids: Sequence[int], *, all_logits: bool = False):
+        """Logits of the last prompt position (or of every position) of a new sequence."""
+        self.check_prompt(len(ids))
+        n = len(ids)
+        rows = range(n) if all_logits else [n - 1]
+        return self.step(ids, [slot] * n, range(n), rows, "prefill")
+
+    def sample(self, logits, row: int, history: Sequence[int], params: SamplingParams, step: int) -> int:
+        vocab = logits.shape[-1]
+        n_rows = logits.shape[0]
+        if n_rows > 1:
+            logits = self.forward.output_row(logits, self._row_index(row))
+        history_t = self.model.backend.from_host(np.asarray(history, dtype=np.int32))
+        token = self.forward.sample(logits.reshape(vocab), history_t, step=step, **params.op_params())
+        return int(self.forward.to_host(token)[0])
+
+    def _row_index(self, row: int):
+        if row not in self._rows:
+            self._rows[row] = self.model.backend.from_host(np.array([row], dtype=np.int32))
+        return self._rows[row]
+
+    # -- generation -------------------------------------------------------------------------------------------
+    def generate(self, prompt_ids: Sequence[int], *, max_tokens: int = 128, sampling: SamplingParams | None = None,
+                 stop: Iterable[str] = (), eog_ids: Iterable[int] = (), decoder=None,
+                 on_text: Callable[[str], None] | None = None) -> Generation:
+        """Generate up to ``max_tokens`` tokens after ``prompt_ids``. ``decoder`` (the tokenizer's streaming
+        decoder: ``add(id) -> str``, ``flush() -> str``) turns tokens into text, which is checked against the stop
+        strings and passed to ``on_text`` as it arrives."""
+        params = (sampling or SamplingParams()).with_seed()
+        gen = Generation(list(prompt_ids), stats=Stats(self.model.planner.preferred, self.model.load_seconds,
+                                                       len(prompt_ids), seed=params.seed))
+        self.check_prompt(len(prompt_ids))
+        eog = set(eog_ids)
+        stops = StopStrings(stop)
+        text: list[str] = []
+        history = deque(gen.prompt_ids[-params.penalty_last_n:] if params.penalty_last_n else [],
+                        maxlen=params.penalty_last_n)
+        copies0 = self.forward.copies
+
+        def emit(piece: str) -> None:
+            if piece:
+                text.append(piece)
+                if on_text:
+                    on_text(piece)
+
+        slot = self.add_sequence()
+        try:
+            t0 = time.perf_counter()
+            logits = self.prefill(slot, prompt_ids)
+            t1 = time.perf_counter()
+            pos = len(prompt_ids)
+            while True:
+                if len(gen.ids) >= max_tokens:
+                    gen.finish_reason = "length"
+                    break
+                token = self.sample(logits, 0, history, params, len(gen.ids))
+                if token in eog:
+                    gen.finish_reason, gen.stop_token = "eos", token
+                    break
+                gen.ids.append(token)
+                history.append(token)
+                if decoder is not None:
+                    emit(stops.feed(decoder.add(token)))
+                    if stops.stopped:
+                        gen.finish_reason = "stop"
+                        break
+                if pos >= self.n_ctx:  # the cache has no slot for this token
+                    gen.finish_reason = "context"
+                    break
+                logits = self.step([token], [slot], [pos], [0], "decode")
+                pos += 1
+            if decoder is not None and not stops.stopped:
+                emit(stops.feed(decoder.flush()))
+                emit(stops.flush())
+            t2 = time.perf_counter()
+        finally:
+            self.free_sequence(slot)
+        gen.text = "".join(text)
+        gen.stats.prefill_s, gen.stats.decode_s = t1 - t0, t2 - t1
+        gen.stats.generated_tokens = len(gen.ids)
+        gen.stats.copies = self.forward.copies - copies0
+        gen.stats.fallbacks = self.model.plan.fallbacks
+        return gen

@@ -1,0 +1,151 @@
+"""ModelConfig: the sizes and constants a model needs, from GGUF metadata, inferred from tensor shapes where the
+metadata is silent (keys follow llama.cpp's ``<arch>.<key>`` names)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rocmforge_core.errors import GGUFError
+
+if TYPE_CHECKING:
+    from rocmforge_core.gguf.file import GGUFFile
+
+DEFAULT_RMS_EPS = 1e-5      # llama.cpp's default when a file states no epsilon
+DEFAULT_ROPE_BASE = 10000.0
+
+# metadata keys (after the "<arch>." prefix) that become fields; the rest of the arch's keys go to ``extra``
+_FIELD_KEYS = {
+    "block_count", "embedding_length", "attention.head_count", "attention.head_count_kv",
+    "attention.key_length", "attention.value_length", "feed_forward_length", "vocab_size", "context_length",
+    "attention.layer_norm_rms_epsilon", "rope.freq_base", "rope.dimension_count", "rope.scaling.factor",
+    "attention.sliding_window",
+}
+_BLOCK = re.compile(r"blk\.(\d+)\.")
+
+
+@dataclass
+class ModelConfig:
+    arch: str
+    name: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int          # key_length
+    head_dim_v: int        # value_length
+    d_ff: int
+    vocab_size: int
+    context_length: int    # 0 = the file does not say
+    rms_eps: float
+    rope_base: float
+    rope_dim: int
+    rope_freq_scale: float
+    sliding_window: int    # 0 = none
+    tied_output: bool      # no output.weight: the output matrix is token_embd (False in a file without tensors)
+    extra: dict[str, Any] = field(default_factory=dict)  # the arch's other keys, prefix stripped
+
+
+def model_config(gf: "GGUFFile") -> ModelConfig:
+    arch = gf.architecture
+    md, tensors = gf.metadata, gf.tensors
+    prefix = arch + "."
+    where = gf.path.name
+
+    def key(name: str, default: Any = None) -> Any:
+        value = md.get(prefix + name, default)
+        if isinstance(value, np.ndarray):  # per-layer values (e.g. head counts): the field takes the largest
+            return int(value.max()) if value.size else default
+        return value
+
+    def rows(tensor: str) -> int | None:
+        info = tensors.get(tensor)
+        return info.shape[0] if info is not None else None
+
+    def cols(tensor: str) -> int | None:
+        info = tensors.get(tensor)
+        return info.shape[-1] if info is not None else None
+
+    def need(value: Any, what: str) -> int:
+        if value is None:
+            raise GGUFError(f"{where}: cannot tell the {what} of this {arch} model: neither the metadata nor "
+                            f"the tensor shapes give it")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise GGUFError(f"{where}: the {what} of this {arch} model must be a positive integer, got {value!r}")
+        return int(value)
+
+    def exact(a: int | None, b: int, what: str) -> int | None:
+        if a is None:
+            return None
+        if a % b:
+            raise GGUFError(f"{where}: the {what} of this {arch} model does not divide evenly ({a} by {b})")
+        return a // b
+
+    layers = {int(m.group(1)) for t in tensors if (m := _BLOCK.match(t))}
+    n_layers = need(key("block_count", max(layers) + 1 if layers else None), "layer count")
+    d_model = need(key("embedding_length", cols("token_embd.weight")), "embedding length")
+    d_ff = need(key("feed_forward_length", rows("blk.0.ffn_up.weight") or rows("blk.0.ffn_gate.weight")),
+                "feed-forward length")
+    vocab = key("vocab_size", rows("token_embd.weight"))
+    if vocab is None and "tokenizer.ggml.tokens" in md:
+        vocab = len(md["tokenizer.ggml.tokens"])
+    vocab_size = need(vocab, "vocabulary size")
+
+    q_rows, k_rows, v_rows = rows("blk.0.attn_q.weight"), rows("blk.0.attn_k.weight"), rows("blk.0.attn_v.weight")
+    n_heads = key("attention.head_count")
+    head_dim = key("attention.key_length")
+    if n_heads is None and head_dim is not None:
+        n_heads = exact(q_rows, head_dim, "query rows per head")
+    n_heads = need(n_heads, "attention head count")
+    if head_dim is None:
+        head_dim = exact(q_rows, n_heads, "query rows per head") if q_rows else exact(d_model, n_heads,
+                                                                                     "embedding per head")
+    head_dim = need(head_dim, "head dimension")
+    n_kv_heads = key("attention.head_count_kv")
+    if n_kv_heads is None:
+        n_kv_heads = exact(k_rows, head_dim, "key rows per head") if k_rows else n_heads
+    n_kv_heads = need(n_kv_heads, "key/value head count")
+    head_dim_v = key("attention.value_length")
+    if head_dim_v is None:
+        head_dim_v = exact(v_rows, n_kv_heads, "value rows per head") if v_rows else head_dim
+    head_dim_v = need(head_dim_v, "value head dimension")
+
+    scaling = key("rope.scaling.factor", 0.0)
+    extra = {k[len(prefix):]: _plain(v) for k, v in md.items()
+             if k.startswith(prefix) and k[len(prefix):] not in _FIELD_KEYS}
+    for k in ("attention.head_count", "attention.head_count_kv"):  # keep per-layer counts
+        if isinstance(md.get(prefix + k), np.ndarray):
+            extra[k] = _plain(md[prefix + k])
+    return ModelConfig(
+        arch=arch,
+        name=str(md.get("general.name", "")),
+        n_layers=n_layers,
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        head_dim=head_dim,
+        head_dim_v=head_dim_v,
+        d_ff=d_ff,
+        vocab_size=vocab_size,
+        context_length=int(key("context_length", 0)),
+        # LayerNorm models (gpt2) state layer_norm_epsilon instead; it stays in ``extra`` to tell them apart
+        rms_eps=float(key("attention.layer_norm_rms_epsilon", key("attention.layer_norm_epsilon", DEFAULT_RMS_EPS))),
+        rope_base=float(key("rope.freq_base", DEFAULT_ROPE_BASE)),
+        rope_dim=int(key("rope.dimension_count", head_dim)),
+        rope_freq_scale=1.0 / float(scaling) if scaling else 1.0,
+        sliding_window=int(key("attention.sliding_window", 0)),
+        tied_output=bool(tensors) and "output.weight" not in tensors,
+        extra=extra,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Config values as plain Python (lists, not numpy arrays or lazy string arrays)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        return value.tolist() if hasattr(value, "tolist") else [_plain(v) for v in value]
+    return value

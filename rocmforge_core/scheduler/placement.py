@@ -1,0 +1,307 @@
+"""Placement: every call site of one forward step onto a kernel, minimising compute plus copies.
+
+For each site the scheduler first settles *which backends may run it* (its origin, highest first): the first
+matching profile rule, the profile's per-op choice, the partial-offload split, then the default chain (the
+``--backend`` option or the profile's default, followed by cpu and reference). The first backend of that list with
+a capable kernel (``Registry.kernels_for``) is the site's home; when none of the listed backends can run the call,
+the default chain is tried next and the site is marked as a fallback.
+
+Then one dynamic programme over the site sequence picks the kernels. Its states at a site are the site's options:
+the kernels of its home backend; and, for cheap element-wise ops that nothing pinned (no rule, op choice or
+offload), also capable kernels of the other backends of the chain, so that e.g. an ``add`` between two ops forced
+onto the cpu joins them instead of bouncing to the GPU and back; under ``default: auto`` every capable kernel of
+every available backend. A state's cost is the kernel's measured (tuning cache) or estimated time plus the copies
+its inputs need, where an input's backend is read off the best path leading to the state (back pointers), and a
+copy already made for an earlier consumer on the same backend is free. The step's result is read back to the host
+at the end. Ties go to the earlier option: home backend first, then ``Registry.kernels_for`` order (priority,
+backend, name), so plans are stable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rocmforge_core.errors import PluginError, UnsupportedError
+from rocmforge_core.ops import Kernel, no
+from rocmforge_core.registry import Candidate
+from rocmforge_core.scheduler.costs import Cost, CostModel
+from rocmforge_core.scheduler.offload import Split, layer_span, split_layers
+from rocmforge_core.scheduler.profile import AUTO, Profile
+from rocmforge_core.scheduler.residency import LayoutProbe
+from rocmforge_core.scheduler.rules import Origin
+from rocmforge_core.scheduler.sites import Site
+
+CHEAP_OPS = frozenset({"add", "scale", "rmsnorm", "rope", "activation", "transpose"})
+FALLBACKS = ("cpu", "reference")
+HOST = "host"
+
+
+@dataclass(frozen=True)
+class Copy:
+    source_site: int   # index of the producing site, -1 for the read-back of the step's result
+    source: str
+    dest: str
+    nbytes: int
+    cost: Cost
+
+
+@dataclass
+class SitePlan:
+    site: Site
+    origin: Origin
+    candidates: list[Candidate]      # every kernel of the op, with its verdict
+    ranked: list[Kernel]             # capable kernels in the order a run-time fallback walks them
+    kernel: Kernel
+    cost: Cost
+    copies: list[Copy] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def backend(self) -> str:
+        return self.kernel.backend
+
+
+@dataclass
+class StepPlan:
+    phase: str
+    sites: list[SitePlan]
+    split: Split | None = None
+    readback: Copy | None = None
+
+    @property
+    def copies(self) -> list[Copy]:
+        return [c for s in self.sites for c in s.copies] + ([self.readback] if self.readback else [])
+
+
+class Placer:
+    def __init__(self, registry, backend: str | None = None, profile: Profile | None = None,
+                 costs: CostModel | None = None, resident=None):
+        self.registry = registry
+        self.resident = resident or LayoutProbe(registry)
+        self.profile = profile or Profile()
+        self.costs = costs or CostModel(registry)
+        self.notes: list[str] = []
+        if backend is not None:
+            verdict = self.registry.backend(backend).available()
+            if not verdict:  # an explicit request is not silently turned into cpu
+                raise PluginError(f"backend {backend!r} cannot run here: {verdict.reason}")
+            self.default = Origin(self._chain(backend), "option", f"--backend {backend}")
+        elif self.profile.default is not None:
+            d = self.profile.default
+            self.default = Origin(self._chain(*d.backends), "default", d.where)
+        else:
+            self.default = Origin(self._chain(AUTO), "default", "no --backend and no profile default: auto")
+
+    # -- which backends may run a site --------------------------------------------------------------------
+    def _chain(self, *preferred: str) -> tuple[str, ...]:
+        """The given backends (``auto``: every available one, devices first) followed by cpu and reference,
+        keeping the installed backends that can run here."""
+        if preferred == (AUTO,):
+            names = sorted(self.registry.backends, key=lambda n: (self.registry.backends[n].is_host,
+                                                                   n == "reference", n))
+            return (AUTO,) + tuple(n for n in names if self._usable(n))
+        for name in preferred:
+            self.registry.backend(name)  # an unknown name is an error, with an install hint
+        chain = [n for n in dict.fromkeys(preferred + FALLBACKS) if self._usable(n)]
+        if not chain:
+            raise PluginError(f"none of the backends {', '.join(preferred)} can run here")
+        return tuple(chain)
+
+    def _usable(self, name: str) -> bool:
+        be = self.registry.backends.get(name)
+        if be is None:
+            return False
+        verdict = be.available()
+        if not verdict:
+            note = f"backend {name} cannot run here ({verdict.reason}); its sites fall back"
+            if note not in self.notes:
+                self.notes.append(note)
+        return bool(verdict)
+
+    def origin(self, index: int, site: Site, split: Split | None, span: tuple[int, int]) -> Origin:
+        rule = self.profile.first_rule(site)
+        if rule is not None:
+            return Origin(rule.backends, "rule", rule.where, rule.why)
+        if site.op in self.profile.ops:
+            return self.profile.ops[site.op]
+        if split is not None:
+            gpu = split.on_gpu(index, site, *span)
+            host = "cpu" if "cpu" in self.registry.backends else "reference"
+            return Origin((self.profile.gpu_backend if gpu else host,), "offload", self.profile.offload_where,
+                          split.describe())
+        return self.default
+
+    # -- the plan ---------------------------------------------------------------------------------------------
+    def place(self, sites: list[Site], phase: str = "", kv_backends: dict[str, str] | None = None) -> StepPlan:
+        """Place one step. ``kv_backends`` (attention site -> backend) pins attention to where its layer's KV cache
+        lives, so that prefill and decode of a layer share one cache."""
+        split = None
+        if self.profile.offloads:
+            split = split_layers(sites, self.profile.gpu_layers, self.profile.gpu_memory, self.profile.context)
+        span = layer_span(sites)
+        plans, options = [], []
+        for i, site in enumerate(sites):
+            plan, opts = self._site(i, site, split, span, (kv_backends or {}).get(site.name))
+            plans.append(plan)
+            options.append(opts)
+        self._solve(sites, plans, options)
+        last = plans[-1] if plans else None
+        readback = None
+        if last is not None and self.costs.crosses(last.backend, HOST):
+            readback = Copy(-1, last.backend, HOST, last.site.out_bytes,
+                            self.costs.copy(last.site.out_bytes, last.backend, HOST))
+        return StepPlan(phase or (sites[0].phase if sites else ""), plans, split, readback)
+
+    def _site(self, index: int, site: Site, split, span, kv: str | None) -> tuple[SitePlan, list[Kernel]]:
+        origin = self.origin(index, site, split, span)
+        if kv is not None and site.op == "attention":
+            origin = Origin((kv,), "kv-cache", "", f"the layer's KV cache is on {kv}, where decode runs it")
+        candidates = self.candidates(site)
+        capable: dict[str, list[Kernel]] = {}
+        for c in candidates:
+            if c.verdict:
+                capable.setdefault(c.kernel.backend, []).append(c.kernel)
+        auto = origin.backends[:1] == (AUTO,)
+        listed = [b for b in (self._chain(AUTO)[1:] if auto else origin.backends) if self._usable(b)]
+        chain = list(dict.fromkeys(listed + [b for b in self.default.backends if b != AUTO]))
+        notes = []
+        home = next((b for b in chain if capable.get(b)), None)
+        if home is None:
+            reasons = "; ".join(f"{c.kernel.name}: {c.verdict.reason}" for c in candidates) or "no kernels"
+            raise UnsupportedError(f"no installed kernel can run {site.name} ({site.phase}) as {site.sig} on "
+                                   f"{', '.join(chain)}: {reasons}")
+        skipped = [b for b in origin.backends if not auto and b != home and
+                   (b not in chain or chain.index(b) < chain.index(home))]
+        if skipped:
+            notes.append(f"fallback to {home}: " + "; ".join(
+                f"{b}: {self._refusal(b, candidates) if b in chain else 'not available here'}" for b in skipped))
+        if kv is not None and site.op == "attention":
+            if home != kv:
+                raise UnsupportedError(f"{site.name} ({site.phase}) cannot run on {kv}, which holds its KV cache: "
+                                       f"{self._refusal(kv, candidates)}")
+            opts = list(capable[kv])
+        elif auto:
+            opts = [k for b in listed for k in capable.get(b, [])]
+        elif site.op in CHEAP_OPS and origin.kind in ("default", "option"):
+            opts = capable[home] + [k for b in chain if b != home for k in capable.get(b, [])]
+        else:
+            opts = list(capable[home])
+        ranked = _unique([k for b in [home] + chain + sorted(capable) for k in capable.get(b, [])])
+        plan = SitePlan(site, origin, candidates, ranked, opts[0], Cost(0.0, False), notes=notes)
+        return plan, opts
+
+    def candidates(self, site: Site) -> list[Candidate]:
+        """Every kernel of the site's op, each asked about the call as its backend would run it."""
+        found = []
+        for name in sorted(self.registry.backends):
+            if self._usable(name):
+                found += self.registry.kernels_for(self.resident(site.sig, name), name)
+            else:
+                why = no(f"backend {name} is not available here")
+                found += [Candidate(c.kernel, why) for c in self.registry.kernels_for(site.sig, name)]
+        return sorted(found, key=lambda c: (not c.verdict.ok, -c.kernel.priority, c.kernel.backend, c.kernel.name))
+
+    @staticmethod
+    def _refusal(backend: str, candidates: list[Candidate]) -> str:
+        mine = [c for c in candidates if c.kernel.backend == backend]
+        if not mine:
+            return "no kernel for this op"
+        return "; ".join(f"{c.kernel.name} says {c.verdict.reason}" for c in mine)
+
+    def _solve(self, sites: list[Site], plans: list[SitePlan], options: list[list[Kernel]]) -> None:
+        n = len(sites)
+        if not n:
+            return
+        inputs = [tuple(dict.fromkeys(j for j in (s.inputs if s.inputs is not None else (i - 1,)) if 0 <= j < i))
+                  for i, s in enumerate(sites)]
+        consumers: list[list[int]] = [[] for _ in range(n)]
+        for i, ins in enumerate(inputs):
+            for j in ins:
+                consumers[j].append(i)
+        op_cost = [[self.costs.op(sites[i], k) for k in options[i]] for i in range(n)]
+        pick = self._viterbi(sites, options, op_cost, inputs)
+        pick = self._refine(sites, options, op_cost, inputs, consumers, pick)
+        for i in range(n):
+            kernel = options[i][pick[i]]
+            plans[i].kernel, plans[i].cost = kernel, op_cost[i][pick[i]]
+            plans[i].copies = self._copies(i, [options[t][pick[t]].backend for t in range(n)], sites, inputs,
+                                           consumers)
+            plans[i].ranked = [kernel] + [k for k in plans[i].ranked if k is not kernel]
+
+    def _viterbi(self, sites, options, op_cost, inputs) -> list[int]:
+        """A first assignment: dynamic programme along the sequence where a site pays for copying the inputs it
+        reads from its predecessor only (exact for a chain; ``_refine`` handles the rest)."""
+        n = len(sites)
+        best: list[list[tuple[float, int]]] = []
+        for i in range(n):
+            row = []
+            for j, kernel in enumerate(options[i]):
+                choice = None
+                for p in range(len(options[i - 1]) if i else 1):
+                    total = (best[i - 1][p][0] if i else 0.0) + op_cost[i][j].seconds
+                    if i and i - 1 in inputs[i]:
+                        total += self.costs.copy(sites[i - 1].out_bytes, options[i - 1][p].backend,
+                                                 kernel.backend).seconds
+                    if choice is None or total < choice[0] - 1e-12:
+                        choice = (total, p)
+                row.append(choice)
+            best.append(row)
+        last = min(range(len(options[-1])), key=lambda j: (
+            best[-1][j][0] + self.costs.copy(sites[-1].out_bytes, options[-1][j].backend, HOST).seconds, j))
+        pick = [0] * n
+        for i in range(n - 1, -1, -1):
+            pick[i] = last
+            last = best[i][last][1]
+        return pick
+
+    def _refine(self, sites, options, op_cost, inputs, consumers, pick) -> list[int]:
+        """Local search with exact copy accounting: move one site to another option while that lowers the total
+        (its own cost, the copies of the sites reading the same tensors, the read-back), in sequence order."""
+        n = len(sites)
+        backends = [options[i][pick[i]].backend for i in range(n)]
+
+        def local(i: int) -> float:
+            affected = {i, *consumers[i], *(t for j in inputs[i] for t in consumers[j])}
+            total = op_cost[i][pick[i]].seconds
+            total += sum(c.cost.seconds for t in affected for c in self._copies(t, backends, sites, inputs, consumers))
+            if n - 1 in affected:
+                total += self.costs.copy(sites[-1].out_bytes, backends[-1], HOST).seconds
+            return total
+
+        for _ in range(8):
+            changed = False
+            for i in range(n):
+                if len(options[i]) < 2:
+                    continue
+                current, score = pick[i], local(i)
+                for j in range(len(options[i])):
+                    if j == current:
+                        continue
+                    pick[i], backends[i] = j, options[i][j].backend
+                    trial = local(i)
+                    if trial < score - 1e-12:
+                        current, score, changed = j, trial, True
+                pick[i], backends[i] = current, options[i][current].backend
+            if not changed:
+                break
+        return pick
+
+    def _copies(self, i: int, backends: list[str], sites, inputs, consumers) -> list[Copy]:
+        """Copies site i needs: each input made on a backend whose tensors i's backend cannot read, unless an
+        earlier reader on i's backend already copied it (the engine copies a tensor once per backend and step)."""
+        copies = []
+        dest = backends[i]
+        for j in inputs[i]:
+            source = backends[j]
+            if not self.costs.crosses(source, dest):
+                continue
+            if any(t < i and backends[t] == dest for t in consumers[j]):
+                continue
+            nbytes = sites[j].out_bytes
+            copies.append(Copy(j, source, dest, nbytes, self.costs.copy(nbytes, source, dest)))
+        return copies
+
+
+def _unique(kernels: list[Kernel]) -> list[Kernel]:
+    seen: set[int] = set()
+    return [k for k in kernels if not (id(k) in seen or seen.add(id(k)))]

@@ -1,0 +1,36 @@
+"""Streaming detokenization: text comes out as tokens arrive, never cutting a multi-byte UTF-8 character."""
+
+from __future__ import annotations
+
+import codecs
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rocmforge_core.tokenizer.tokenizer import Tokenizer
+
+
+class StreamDecoder:
+    """Feed token ids one at a time with ``add``; each call returns the text completed so far.
+
+    Bytes of a character split over several tokens (byte-fallback or byte-level BPE pieces) are held until the
+    character is complete; ``flush`` returns what is left (an incomplete tail becomes U+FFFD). Like
+    llama_detokenize, the first piece loses one leading space when the vocabulary adds a space prefix (SPM); unlike
+    it, BPE's clean_spaces pass is not applied, as it needs the following text."""
+
+    def __init__(self, tokenizer: "Tokenizer", special: bool = False) -> None:
+        self._tok = tokenizer
+        self._special = special
+        self._strip_space = tokenizer.vocab.add_space_prefix
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def add(self, token_id: int) -> str:
+        piece = self._tok.token_to_piece(token_id, self._special)
+        if self._strip_space:
+            self._strip_space = False
+            if piece[:1] == b" ":
+                piece = piece[1:]
+        return self._decoder.decode(piece)
+
+    def flush(self) -> str:
+        """The held-back bytes, if any, as text; the decoder can be reused afterwards."""
+        return self._decoder.decode(b"", final=True)

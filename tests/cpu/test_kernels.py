@@ -1,0 +1,124 @@
+"""cpu kernels beyond the SPEC cases: accuracy of the quantized products, out= buffers, softcap, sampler ties,
+threads, and the on-disk JIT cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+from rocmforge_core import ops
+from rocmforge_core.errors import BackendError
+from rocmforge_core.formats import dequantize_weight
+from rocmforge_cpu_simd import quantized
+from rocmforge_cpu_simd.ops import attention, rmsnorm, sample
+
+NATIVE = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
+
+
+def _kernel(registry, sig):
+    return registry.kernels_for(sig, backend="cpu")[0].kernel
+
+
+@pytest.mark.parametrize("fmt", NATIVE)
+@pytest.mark.parametrize("m", [1, 3, quantized.BLAS_MIN_ROWS, 40])
+def test_quantized_matmul_is_float32_accurate(registry, cpu, fmt, m):
+    """Activations stay float32, so the products are far inside the 5e-4 allowed for 8-bit activations."""
+    rng = np.random.default_rng(7)
+    f = registry.format(fmt)
+    w = f.random_weight(rng, "w", (200, 768))
+    x = rng.standard_normal((m, 768)).astype(np.float32)
+    expected = x.astype(np.float64) @ dequantize_weight(w).astype(np.float64).T
+    packed = cpu.upload_weight(w, f)
+    kernel = _kernel(registry, ops.signature("matmul", (x, packed), {}))
+    assert kernel.name == f"cpu.{fmt.lower()}.matmul"
+    out = np.full((m, 200), np.nan, dtype=np.float32)
+    assert kernel.fn(x, packed, out=out) is out
+    assert ops.nmse(out, expected) < 1e-10
+
+
+@pytest.mark.parametrize("fmt", NATIVE)
+def test_embedding_rows_are_exact(registry, cpu, fmt):
+    rng = np.random.default_rng(3)
+    f = registry.format(fmt)
+    w = f.random_weight(rng, "t", (64, 512))
+    ids = np.array([63, 0, 5, 5, 17], dtype=np.int32)
+    packed = cpu.upload_weight(w, f)
+    got = _kernel(registry, ops.signature("embedding", (packed, ids), {})).fn(packed, ids)
+    np.testing.assert_array_equal(got, dequantize_weight(w)[ids])
+
+
+def test_attention_softcap_and_window_match_reference():
+    rng = np.random.default_rng(5)
+    bs, hkv, hq, d = 8, 2, 6, 32
+    k_cache = rng.standard_normal((9, bs, hkv, d)).astype(np.float32)
+    v_cache = rng.standard_normal((9, bs, hkv, d)).astype(np.float32)
+    tables = np.array([[3, 1, 7, 2], [4, 8, 6, 5]], dtype=np.int32)
+    seq_ids = np.array([0, 0, 1], dtype=np.int32)
+    positions = np.array([20, 21, 9], dtype=np.int32)
+    q = rng.standard_normal((3, hq, d)).astype(np.float32) * 4
+    k = rng.standard_normal((3, hkv, d)).astype(np.float32)
+    v = rng.standard_normal((3, hkv, d)).astype(np.float32)
+    params = dict(scale=0.3, window=6, softcap=5.0)
+    kc, vc = k_cache.copy(), v_cache.copy()
+    expected = ops.reference("attention")(q, k, v, kc, vc, tables, seq_ids, positions, **params)
+    out = np.empty_like(expected)
+    got = attention.attention(q, k, v, k_cache, v_cache, tables, seq_ids, positions, out=out, **params)
+    assert got is out
+    assert ops.nmse(got, expected) < 1e-10
+    np.testing.assert_array_equal(k_cache, kc)
+    np.testing.assert_array_equal(v_cache, vc)
+
+
+def test_sampler_breaks_top_k_ties_like_the_reference():
+    logits = np.zeros(5000, dtype=np.float32)
+    logits[[10, 4000, 77]] = 3.0
+    logits[100:4000:7] = 1.5  # many ties straddle the top-k threshold
+    history = np.array([77, 5], dtype=np.int32)
+    for step in range(40):
+        params = {**ops.reference("sample").__globals__["DEFAULTS"], "top_k": 20, "seed": 11, "step": step,
+                  "temperature": 2.0, "top_p": 0.99, "min_p": 0.0, "repeat_penalty": 1.2}
+        expected = ops.reference("sample")(logits, history, **params)
+        np.testing.assert_array_equal(sample.sample(logits, history, **params), expected)
+
+
+def test_rmsnorm_in_place(registry):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 3, 64)).astype(np.float32)
+    w = rng.standard_normal(64).astype(np.float32)
+    expected = ops.reference("rmsnorm")(x, w, eps=1e-6)
+    assert rmsnorm.rmsnorm(x, w, eps=1e-6, out=x) is x
+    assert ops.nmse(x, expected) < 1e-12
+
+
+def test_out_must_fit():
+    x = np.ones((2, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match="expected a contiguous"):
+        rmsnorm.rmsnorm(x, np.ones(8, np.float32), eps=1e-6, out=np.empty((8, 2), np.float32))
+
+
+def test_threads_follow_configure(cpu):
+    before = cpu.threads
+    try:
+        assert cpu.configure(threads=1) == 1 and numba.get_num_threads() == 1
+        assert cpu.devices()[0].extra["threads"] == 1
+        with pytest.raises(BackendError, match="at least 1"):
+            cpu.configure(threads=0)
+        with pytest.raises(BackendError, match="NUMBA_NUM_THREADS"):
+            cpu.configure(threads=numba.config.NUMBA_NUM_THREADS + 1)
+    finally:
+        cpu.configure(threads=before)
+    assert numba.get_num_threads() == before
+
+
+def test_default_threads_are_physical_cores(cpu):
+    from rocmforge_cpu_simd.threads import physical_cores
+    assert cpu.configure() == min(physical_cores(), numba.config.NUMBA_NUM_THREADS)
+
+
+def test_jit_cache_lives_outside_the_sources():
+    cache = Path(numba.config.CACHE_DIR)
+    assert cache.is_absolute()
+    assert Path(quantized.__file__).parent not in cache.parents
