@@ -3,14 +3,28 @@
 // Compile-time: RF_D (key head dim), RF_DV (value head dim), RF_KV_F16 (cache holds f16, else f32).
 // Long contexts split the positions over gridDim.y; rf_attention_combine merges the partial softmaxes.
 
+// Cache rows are read 16 bytes at a time (RF_D and RF_DV multiples of 8, checked on the host).
 #if RF_KV_F16
 typedef uint16_t kv_t;
+#define RF_KV_PER16 8
 __device__ __forceinline__ float rf_kv_load(const kv_t* p) { return rf_half_to_float(*p); }
 __device__ __forceinline__ kv_t rf_kv_store(float f) { return rf_float_to_half(f); }
+__device__ __forceinline__ void rf_kv_unpack(uint4 r, float* v) {
+    const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        v[2 * i] = rf_half_to_float((uint16_t)(w[i] & 0xffff));
+        v[2 * i + 1] = rf_half_to_float((uint16_t)(w[i] >> 16));
+    }
+}
 #else
 typedef float kv_t;
+#define RF_KV_PER16 4
 __device__ __forceinline__ float rf_kv_load(const kv_t* p) { return *p; }
 __device__ __forceinline__ kv_t rf_kv_store(float f) { return f; }
+__device__ __forceinline__ void rf_kv_unpack(uint4 r, float* v) {
+    v[0] = __uint_as_float(r.x); v[1] = __uint_as_float(r.y); v[2] = __uint_as_float(r.z); v[3] = __uint_as_float(r.w);
+}
 #endif
 
 #define RF_DV_LANE ((RF_DV + RF_WAVE - 1) / RF_WAVE)
@@ -18,6 +32,17 @@ __device__ __forceinline__ kv_t rf_kv_store(float f) { return f; }
 
 __device__ __forceinline__ long long rf_slot(const int32_t* __restrict__ table, int pos, int bs) {
     return (long long)table[pos / bs] * bs + pos % bs;
+}
+
+// acc[i] (value dim lane + i * RF_WAVE) += p * v_cache[row]
+__device__ __forceinline__ void rf_accumulate_v(const kv_t* __restrict__ vc, long long row, float p, int lane,
+                                                float* acc) {
+    const kv_t* vr = vc + row * RF_DV;
+#pragma unroll
+    for (int i = 0; i < RF_DV_LANE; ++i) {
+        const int d = lane + i * RF_WAVE;
+        if (d < RF_DV) acc[i] += p * rf_kv_load(vr + d);
+    }
 }
 
 // k [m, hkv, RF_D], v [m, hkv, RF_DV] into their slots; one thread per (token, kv head, dim).
@@ -63,12 +88,20 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
 
     for (int base = lo; base <= hi; base += RF_WAVE) {
         const int p = base + lane;
+        // Each lane scores one position; its cache row is then broadcast for the value sum, so the block table
+        // is read once per position.
+        const long long row = p <= hi ? rf_slot(table, p, bs) * hkv + kvh : 0;
         float s = -RF_INF;
         if (p <= hi) {
-            const kv_t* kr = kc + (rf_slot(table, p, bs) * hkv + kvh) * RF_D;
+            const uint4* kr = (const uint4*)(kc + row * RF_D);
             float dot = 0.0f;
-#pragma unroll 8
-            for (int d = 0; d < RF_D; ++d) dot += qs[wave][d] * rf_kv_load(kr + d);
+#pragma unroll
+            for (int c = 0; c < RF_D / RF_KV_PER16; ++c) {
+                float kv[RF_KV_PER16];
+                rf_kv_unpack(kr[c], kv);
+#pragma unroll
+                for (int e = 0; e < RF_KV_PER16; ++e) dot += qs[wave][c * RF_KV_PER16 + e] * kv[e];
+            }
             s = dot * scale;
             if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
         }
@@ -79,14 +112,11 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
 #pragma unroll
         for (int i = 0; i < RF_DV_LANE; ++i) acc[i] *= alpha;
         const int n = min(RF_WAVE, hi - base + 1);
-        for (int j = 0; j < n; ++j) {
-            const float pj = __shfl(e, j, RF_WAVE);
-            const kv_t* vr = vc + (rf_slot(table, base + j, bs) * hkv + kvh) * RF_DV;
-#pragma unroll
-            for (int i = 0; i < RF_DV_LANE; ++i) {
-                const int d = lane + i * RF_WAVE;
-                if (d < RF_DV) acc[i] += pj * rf_kv_load(vr + d);
-            }
+        if (n == RF_WAVE) {
+#pragma unroll 8
+            for (int j = 0; j < RF_WAVE; ++j) rf_accumulate_v(vc, __shfl(row, j, RF_WAVE), __shfl(e, j, RF_WAVE), lane, acc);
+        } else {
+            for (int j = 0; j < n; ++j) rf_accumulate_v(vc, __shfl(row, j, RF_WAVE), __shfl(e, j, RF_WAVE), lane, acc);
         }
         run_max = new_max;
     }

@@ -87,9 +87,9 @@ def deferred(module: str, name: str = "repack") -> Callable:
 
 
 # -- reading fields ------------------------------------------------------------------------------------------
-def f16(blocks: np.ndarray, offset: int, count: int = 1) -> np.ndarray:
-    """``count`` fp16 values at byte ``offset`` of each block, widened to float32: (n_blocks, count)."""
-    return blocks[:, offset:offset + 2 * count].view(np.float16).astype(np.float32)
+def f16(blocks: np.ndarray, offset: int) -> np.ndarray:
+    """The fp16 field at byte ``offset`` of each block, widened to float32: (n_blocks, 1)."""
+    return blocks[:, offset:offset + 2].view(np.float16).astype(np.float32)
 
 
 def unpack_bits(packed: np.ndarray, bits: int, group: int) -> np.ndarray:

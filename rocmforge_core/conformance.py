@@ -9,9 +9,10 @@ A pytest plugin shipped with the core (entry point ``pytest11``), idle unless as
     pytest ... --rocmforge-seed=1234               reproduce a run (the seed is printed in the header and in every
                                                    failure)
 
-For each kernel and each of its op SPEC's randomized cases it computes the call's signature, skips with the
-kernel's own reason when ``kernel.check(sig)`` says no, moves the arguments onto the kernel's backend, runs the
-kernel, brings the result back and compares it with the reference under the op's ``Tolerance`` (or the case's).
+For each kernel and each of its op SPEC's randomized cases it moves the arguments onto the kernel's backend
+(``from_host``; ``upload_weight`` for weights), computes the signature of the call as the kernel receives it,
+skips with the kernel's own reason when ``kernel.check(sig)`` says no, runs the kernel, brings the result back
+(``to_host``) and compares it with the reference under the op's ``Tolerance`` (or the case's override).
 Arguments the op writes in place (attention's KV cache) are compared too. A NaN never passes. Each format gets
 a layout check as well (block sizes, dequantize/quantize shapes, finite values).
 

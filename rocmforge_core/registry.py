@@ -57,7 +57,12 @@ class Registry:
 
     # -- loading ---------------------------------------------------------------------------------------------
     def load_entry_points(self, only: list[str] | None = None) -> None:
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        found = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP),
+                       key=lambda e: (e.name, e.dist.name if e.dist else ""))
+        for name in sorted(set(only or ()) - {ep.name for ep in found}):  # a typo in ROCMFORGE_PLUGINS shows up
+            self.plugins[name] = PluginRecord(name, "?", "?", "", error=f"ROCMFORGE_PLUGINS names {name!r}, but no "
+                                              f"installed distribution has a {ENTRY_POINT_GROUP!r} entry point of that name")
+        for ep in found:
             if only is not None and ep.name not in only:
                 continue
             dist = ep.dist

@@ -13,7 +13,7 @@ from rocmforge_core.cli.run import pick_backend
 from rocmforge_core.default_model import default_model_path
 from rocmforge_core.registry import get_registry
 from rocmforge_core.scheduler import report
-from rocmforge_core.scheduler.hybrid import HybridPlanner
+from rocmforge_core.scheduler.hybrid import Planner
 from rocmforge_core.scheduler.trace import trace_model
 
 PREFILL_TOKENS = 512
@@ -33,10 +33,10 @@ def add_parser(sub) -> None:
 
 
 def explain(model_path, *, backend=None, profile=None, use_tuning=True, prefill_tokens=PREFILL_TOKENS,
-            registry=None) -> tuple[dict, HybridPlanner]:
+            registry=None) -> tuple[dict, Planner]:
     registry = registry or get_registry()
     model = trace_model(model_path, registry, prefill_tokens)
-    planner = HybridPlanner(registry, backend, profile, use_tuning=use_tuning)
+    planner = Planner(registry, backend, profile, use_tuning=use_tuning)
     planner.prepare(model.steps)
     out = report.build(planner.steps, model=str(model_path), backend=backend, profile=profile and str(profile),
                        notes=planner.placer.notes, tuning=planner.tuning_status(), fallbacks=planner.events)

@@ -11,13 +11,16 @@ import json
 import sys
 from dataclasses import asdict
 
+import numpy as np
+
 from rocmforge_core import ops
 from rocmforge_core.ops import ArgInfo, Signature, Verdict, no
 from rocmforge_core.ops.sample import DEFAULTS as SAMPLE_DEFAULTS
-from rocmforge_core.registry import describe_error, get_registry
+from rocmforge_core.registry import describe_error, get_registry, registry_in_use
 
 ARRAY = "f32"  # matrix key of calls whose arguments are all plain f32 arrays (GGUF type names are upper-case)
 WEIGHT_OPS = ("matmul", "dequant", "embedding")
+PROBE_ROWS, PROBE_COLS = 64, 512  # a probe weight's shape: whole blocks of every GGUF type, row groups of repackers
 NO_BACKEND = ("No backend plugin is installed: only the slow numpy `reference` backend can run models. "
               "Install one: `pip install rocmforge-cpu-simd` (CPU) or `pip install rocmforge-rocm-hip` "
               "(GPUs through HIP); from a checkout, `make install` installs every plugin.")
@@ -87,38 +90,61 @@ def _guarded(query) -> Verdict:
 
 
 def matrix(registry) -> dict:
-    """{op: {backend: {format or 'f32': {"ok", "reason", "kernel"}}}}, from each kernel's own capability answer
-    on a representative decode-step call (weights 4096 x 4096 for weight-taking ops)."""
+    """{op: {backend: {format or 'f32': {"ok", "reason", "kernel", "layout"}}}}, from each kernel's own capability
+    answer on a representative decode-step call (weights 4096 x 4096 for weight-taking ops), with weights in the
+    layout that backend's upload gives them, as the planner asks."""
     keys = [ARRAY] + sorted(registry.formats, key=lambda n: registry.formats[n].ggml_type)
     backends = sorted({k.backend for k in registry.kernels} | set(registry.backends))
+    with registry_in_use(registry):  # uploads find formats through the process-wide registry
+        layouts = {(b, f): weight_layout(registry, b, f) for b in backends for f in registry.formats}
     table: dict = {}
     for op in ops.OP_NAMES:
         table[op] = {}
         for backend in backends:
             row = {}
             for key in (keys if op in WEIGHT_OPS else [ARRAY]):
-                sig = representative(op, key)
+                layout, note = layouts.get((backend, key), ("", ""))
+                sig = representative(op, key, layout)
                 if sig is None:
                     continue
                 candidates = registry.kernels_for(sig, backend)
                 if candidates and candidates[0].verdict.ok:
-                    row[key] = {"ok": True, "reason": candidates[0].verdict.reason, "kernel": candidates[0].kernel.name}
+                    cell = {"ok": True, "reason": candidates[0].verdict.reason, "kernel": candidates[0].kernel.name}
                 else:
                     reasons = "; ".join(f"{c.kernel.name}: {c.verdict.reason}" for c in candidates)
-                    row[key] = {"ok": False, "reason": reasons or f"no {op} kernel for backend {backend}", "kernel": ""}
+                    cell = {"ok": False, "reason": reasons or f"no {op} kernel for backend {backend}", "kernel": ""}
+                cell["reason"] += note
+                row[key] = {**cell, "layout": layout}
             table[op][backend] = row
     return table
 
 
-def representative(op: str, fmt: str) -> Signature | None:
-    """A typical decode-step call of ``op`` (one token, a 7B-sized layer), with a weight of GGUF type ``fmt``."""
+def weight_layout(registry, backend_name: str, fmt_name: str) -> tuple[str, str]:
+    """(layout, note): the layout a weight of this format gets on this backend, from uploading a small probe
+    weight there, or from the format's repacker alone when the backend cannot run here."""
+    fmt, backend = registry.formats[fmt_name], registry.backends.get(backend_name)
+    if PROBE_COLS % fmt.block_size:
+        return "", ""
+    try:
+        probe = fmt.random_weight(np.random.default_rng(0), "probe", (PROBE_ROWS, PROBE_COLS))
+        if backend is not None and _guarded(backend.available).ok:
+            return backend.upload_weight(probe, fmt).layout, ""
+        repack = fmt.repackers.get(backend_name)
+        return (repack(probe).layout if repack else ""), ""
+    except Exception as exc:  # reported in the matrix; the capability query then sees GGUF's own layout
+        return "", f" (uploading a probe {fmt_name} weight to {backend_name} failed: {describe_error(exc)})"
+
+
+def representative(op: str, fmt: str, layout: str = "") -> Signature | None:
+    """A typical decode-step call of ``op`` (one token, a 7B-sized layer), with a weight of GGUF type ``fmt`` in
+    ``layout``."""
     f32 = lambda *shape: ArgInfo(shape, "f32")  # noqa: E731
     i32 = lambda *shape: ArgInfo(shape, "i32")  # noqa: E731
-    weight = ArgInfo((4096, 4096), fmt) if fmt != ARRAY else f32(4096, 4096)
+    weight = ArgInfo((4096, 4096), fmt, layout) if fmt != ARRAY else f32(4096, 4096)
     calls = {
         "matmul": ((f32(1, 4096), weight), {}),
         "dequant": ((weight,), {}) if fmt != ARRAY else None,
-        "embedding": ((ArgInfo((32000, 4096), fmt) if fmt != ARRAY else f32(32000, 4096), i32(1)), {}),
+        "embedding": ((ArgInfo((32000, 4096), fmt, layout) if fmt != ARRAY else f32(32000, 4096), i32(1)), {}),
         "attention": ((f32(1, 32, 128), f32(1, 8, 128), f32(1, 8, 128), f32(64, 16, 8, 128), f32(64, 16, 8, 128),
                        i32(1, 64), i32(1), i32(1)), {"scale": 128 ** -0.5, "window": 0, "softcap": 0.0}),
         "transpose": ((f32(64, 128),), {}),
@@ -148,10 +174,13 @@ def render(report: dict) -> str:
     if "notice" in report:
         out += ["", report["notice"]]
     out += ["", "Formats"]
-    out += _table(["NAME", "GGML TYPE", "BLOCK", "BYTES", "PLUGIN", "QUANTIZE", "KERNEL SOURCES"],
-                  [[n, f["ggml_type"], f["block_size"], f["type_size"], f["plugin"], "yes" if f["quantize"] else "no",
-                    ", ".join(f["kernel_sources"]) or "-"] for n, f in report["formats"].items()]) \
-        if report["formats"] else ["  none installed (each GGUF tensor type is a plugin: rocmforge-format-<type>)"]
+    if report["formats"]:
+        out += _table(["NAME", "GGML TYPE", "BLOCK", "BYTES", "PLUGIN", "QUANTIZE", "KERNEL SOURCES"],
+                      [[n, f["ggml_type"], f["block_size"], f["type_size"], f["plugin"],
+                        "yes" if f["quantize"] else "no", ", ".join(f["kernel_sources"]) or "-"]
+                       for n, f in report["formats"].items()])
+    else:
+        out += ["  none installed (each GGUF tensor type is a plugin: rocmforge-format-<type>)"]
     out += ["", "Architectures"]
     out += [f"  {n} ({a['plugin']})" for n, a in report["architectures"].items()] or ["  none installed"]
     out += ["", "Support (op x backend: formats of weight-taking ops; '-' = no capable kernel)"]
@@ -179,10 +208,11 @@ def _cell(row: dict, op: str) -> str:
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
+    if not rows:
+        return ["  none"]
     rows = [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return [line(header)] + [line(r) for r in rows] if rows else ["  none"]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
 
 
 # -- --check ----------------------------------------------------------------------------------------------------
@@ -191,8 +221,14 @@ def _check(registry, names: str, seed: int) -> int:
     selected = [n.strip() for n in names.split(",") if n.strip()]
     results = run_conformance(registry, plugin=selected or None, seed=seed)
     for r in results:
-        if r.status != "pass":
-            print(f"{r.status.upper():4}  {r.name}: {r.message}")
+        if r.status == FAIL:
+            print(f"FAIL  {r.name}: {r.message}")
+    skipped_by_kernel: dict[str, list[str]] = {}
+    for r in results:
+        if r.status == SKIP:
+            skipped_by_kernel.setdefault(r.name.split("[")[0], []).append(r.message)
+    for kernel, reasons in skipped_by_kernel.items():  # one line per kernel: a format kernel skips most cases
+        print(f"SKIP  {kernel}: {len(reasons)} case{'s' if len(reasons) > 1 else ''}, e.g. {reasons[0]}")
     failed = sum(r.status == FAIL for r in results)
     skipped = sum(r.status == SKIP for r in results)
     print(f"conformance: {len(results) - failed - skipped} passed, {failed} failed, {skipped} skipped (seed {seed})",

@@ -63,8 +63,8 @@ class LoadProgress:
     """A progress bar on stderr, drawn only when loading takes more than a moment and stderr is a terminal."""
     DELAY = 0.5
 
-    def __init__(self, label: str, stream=sys.stderr):
-        self.label, self.stream = label, stream
+    def __init__(self, label: str, stream=None):
+        self.label, self.stream = label, stream or sys.stderr
         self.start = time.perf_counter()
         self.drawn = False
 

@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
                    help="turn special-token texts such as <|im_start|> into their ids")
     p.add_argument("--no-bos", action="store_true", help="do not add the BOS token even if the model asks for it")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help='print [{"id": ..., "piece": ...}, ...] instead of ids')
+    out.add_argument("--json", action="store_true", help='print [{"id": ..., "piece": ...}, ...] instead of ids ("bytes": hex, '
+                     'for pieces that are part of a character)')
     out.add_argument("--jsonl", action="store_true",
                      help="read one JSON string per line from stdin, print one JSON array of ids per line")
     p.add_argument("text", nargs="?", metavar="TEXT", help="the text to tokenize (not with --jsonl)")
@@ -34,6 +35,15 @@ def _ids(tok: Tokenizer, text: str, args: argparse.Namespace) -> list[int]:
     return ids
 
 
+def _piece(tok: Tokenizer, token_id: int) -> dict:
+    """{"id", "piece"}; a piece that is not whole UTF-8 (a byte token) also gets its bytes in hex."""
+    raw = tok.token_to_piece(token_id, special=True)
+    try:
+        return {"id": token_id, "piece": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"id": token_id, "piece": raw.decode("utf-8", "replace"), "bytes": raw.hex()}
+
+
 def run(args: argparse.Namespace) -> int:
     if args.jsonl and args.text is not None:
         raise RocmforgeError("--jsonl reads its texts from stdin; drop the TEXT argument")
@@ -43,9 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.jsonl:
         ids = _ids(tok, args.text, args)
         if args.json:
-            pieces = [{"id": i, "piece": tok.token_to_piece(i, special=True).decode("utf-8", "replace")}
-                      for i in ids]
-            print(json.dumps(pieces, ensure_ascii=False))
+            print(json.dumps([_piece(tok, i) for i in ids], ensure_ascii=False))
         else:
             print(json.dumps(ids))
         return 0
@@ -55,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             text = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise RocmforgeError(f"stdin line {n} is not JSON ({exc.msg}); --jsonl wants one JSON string a line") from None
+            raise RocmforgeError(f"stdin line {n} is not JSON ({exc.msg}); --jsonl wants one JSON string a line") \
+                from None
         if not isinstance(text, str):
             raise RocmforgeError(f"stdin line {n} holds a JSON {type(text).__name__}, not a string")
         sys.stdout.write(json.dumps(_ids(tok, text, args)) + "\n")

@@ -23,6 +23,7 @@ from rocmforge_core.engine.sampling import SamplingParams
 from rocmforge_core.engine.stop import StopStrings
 from rocmforge_core.errors import RocmforgeError
 
+SAMPLING_SITES = ("sample", "sample_rows")  # run after a step, outside what a capture records
 DEFAULT_CTX = 4096  # as llama.cpp: the cache holds this many tokens unless asked for more
 
 
@@ -70,6 +71,8 @@ class Engine:
                  kv_dtype: str = "f32"):
         cfg = model.config
         trained = cfg.context_length
+        if n_ctx is not None and n_ctx < 2:
+            raise ContextLengthError(f"the context must hold at least 2 tokens, got {n_ctx}")
         if n_ctx and trained and n_ctx > trained:
             raise ContextLengthError(f"a context of {n_ctx} tokens exceeds the {trained} this model was trained for")
         self.model = model
@@ -113,14 +116,18 @@ class Engine:
         batch = self._new_batch(b, b)
         run = lambda: self.forward.run(batch, self.cache, "decode")  # noqa: E731
         be = self.model.backend
-        if be.is_host or self.model.plan.backends("decode") != {be.name}:
+        step_backends = {c.backend for c in self.model.plan.by_signature.values()
+                         if c.phase == "decode" and c.site not in SAMPLING_SITES}
+        if be.is_host or step_backends != {be.name}:
             self._decode[b] = (batch, run)
             return self._decode[b]
 
         def first():
             logits = run()
             out: dict = {}
-            replay = be.capture(lambda: out.setdefault("logits", run()))
+            # A replay refills the captured output tensor in place; a backend whose replay re-runs the step
+            # stores the new one.
+            replay = be.capture(lambda: out.__setitem__("logits", run()))
             self._decode[b] = (batch, (lambda: (replay(), out["logits"])[1]) if replay else run)
             return logits
         return batch, first
@@ -135,7 +142,11 @@ class Engine:
     def free_sequence(self, slot: int) -> None:
         self.cache.free_sequence(slot)
 
-    def check_prompt(self, n_prompt: int) -> None:
+    def check_prompt(self, ids: Sequence[int]) -> None:
+        n_prompt, vocab = len(ids), self.model.config.vocab_size
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise RocmforgeError(f"token id {bad} is outside this model's vocabulary of {vocab}")
         if n_prompt == 0:
             raise ContextLengthError("the prompt is empty: at least one token is needed")
         if n_prompt >= self.n_ctx:
@@ -144,7 +155,7 @@ class Engine:
 
     def prefill(self, slot: int, ids: Sequence[int], *, all_logits: bool = False):
         """Logits of the last prompt position (or of every position) of a new sequence."""
-        self.check_prompt(len(ids))
+        self.check_prompt(ids)
         n = len(ids)
         rows = range(n) if all_logits else [n - 1]
         return self.step(ids, [slot] * n, range(n), rows, "prefill")
@@ -170,10 +181,12 @@ class Engine:
         """Generate up to ``max_tokens`` tokens after ``prompt_ids``. ``decoder`` (the tokenizer's streaming
         decoder: ``add(id) -> str``, ``flush() -> str``) turns tokens into text, which is checked against the stop
         strings and passed to ``on_text`` as it arrives."""
+        if max_tokens < 0:
+            raise RocmforgeError(f"max_tokens must be >= 0, got {max_tokens}")
         params = (sampling or SamplingParams()).with_seed()
         gen = Generation(list(prompt_ids), stats=Stats(self.model.planner.preferred, self.model.load_seconds,
                                                        len(prompt_ids), seed=params.seed))
-        self.check_prompt(len(prompt_ids))
+        self.check_prompt(prompt_ids)
         eog = set(eog_ids)
         stops = StopStrings(stop)
         text: list[str] = []
@@ -193,10 +206,8 @@ class Engine:
             logits = self.prefill(slot, prompt_ids)
             t1 = time.perf_counter()
             pos = len(prompt_ids)
-            while True:
-                if len(gen.ids) >= max_tokens:
-                    gen.finish_reason = "length"
-                    break
+            gen.finish_reason = "length"  # also when max_tokens is 0
+            while max_tokens > 0:
                 token = self.sample(logits, 0, history, params, len(gen.ids))
                 if token in eog:
                     gen.finish_reason, gen.stop_token = "eos", token
@@ -208,6 +219,8 @@ class Engine:
                     if stops.stopped:
                         gen.finish_reason = "stop"
                         break
+                if len(gen.ids) >= max_tokens:
+                    break
                 if pos >= self.n_ctx:  # the cache has no slot for this token
                     gen.finish_reason = "context"
                     break

@@ -6,6 +6,10 @@ Weights are named by their GGUF tensor names and made resident on the backend th
 embedding tables through ``Backend.upload_weight``; norm weights and biases as f32 tensors). An activation
 produced on one backend and consumed on another is copied with ``copy_from``, once per step.
 
+The first decode step of each batch shape records its placed calls; later ones replay the record (same kernels,
+same resident weights) without building signatures or asking the planner, so the Python between kernels stays
+a few microseconds per op. A change of ``Plan.version`` (a choice dropped or replaced) discards the records.
+
 ``trace`` runs the model code on shape-only tensors: every op is placed but nothing computes, so the engine can
 decide placement, upload weights and allocate the KV cache before the first real step.
 """
@@ -13,7 +17,7 @@ decide placement, upload weights and allocate the KV cache before the first real
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from rocmforge_core.errors import BackendError
 from rocmforge_core.formats import Weight
@@ -68,8 +72,18 @@ class Batch:
         return self.tokens.shape[0]
 
 
+@dataclass(frozen=True)
+class Call:
+    """One placed op call of a decode step, replayed on later steps of the same shape without re-planning."""
+    site: str
+    fn: Callable
+    backend: Any
+    weights: tuple  # per argument: the resident weight, or None for an activation
+
+
 class Forward:
     def __init__(self, arch, config, metadata, weights, planner: Planner, registry):
+        # metadata: the GGUF file's, for architectures that read keys the ModelConfig does not carry
         self.arch, self.config, self.metadata, self.weights, self.planner = arch, config, metadata, weights, planner
         self.backends = {name: registry.backend(name) for name in planner.plan.order}
         self.batch: Batch | None = None
@@ -79,13 +93,33 @@ class Forward:
         self.copies = 0  # activation copies between backends, all steps
         self.weight_uses: set[tuple[str, str, str]] = set()  # (matrix|dense, tensor, backend) seen while tracing
         self._copied: dict[tuple[int, str], tuple[Any, Any]] = {}
+        # Decode steps repeat the same calls: the first step of each shape records them (kernel, backend,
+        # resident weights) and later steps replay that record instead of building signatures and planning.
+        self._programs: dict[tuple[int, int], list[Call]] = {}
+        self._programs_version = planner.plan.version
+        self._recording: list[Call] | None = None
+        self._replay: list[Call] | None = None
+        self._pc = 0
 
     # -- running the model ------------------------------------------------------------------------------------
     def run(self, batch: Batch, cache, phase: str):
         """Logits f32[n_out, vocab] for the batch's ``out_rows``."""
         self.batch, self.cache, self.phase, self.tracing = batch, cache, phase, False
         self._copied.clear()
-        return self.arch.forward(self)
+        key = (batch.m, batch.out_rows.shape[0])
+        if self._programs_version != self.planner.plan.version:
+            self._programs.clear()
+            self._programs_version = self.planner.plan.version
+        if phase == "decode":
+            self._replay, self._pc = self._programs.get(key), 0
+            self._recording = [] if self._replay is None else None
+        try:
+            out = self.arch.forward(self)
+            if self._recording is not None:
+                self._programs[key] = self._recording
+            return out
+        finally:
+            self._recording = self._replay = None
 
     def trace(self, m: int, n_out: int, phase: str) -> None:
         """Place every call site of one step of m tokens, computing nothing."""
@@ -154,6 +188,7 @@ class Forward:
     def sample(self, logits, history, *, seed: int, step: int, **params):
         """One token id (i32[1]) from logits f32[V]; seed and step change every call, so they do not take part in
         placement."""
+        self._copied.clear()
         return self.op("sample", "sample", logits, history, _per_call=dict(seed=seed, step=step), **params)
 
     def output_row(self, logits, row):
@@ -173,6 +208,13 @@ class Forward:
 
     # -- placement and execution ------------------------------------------------------------------------------
     def op(self, op: str, site: str, *args, _per_call: dict | None = None, **params):
+        if self._replay is not None:
+            call = self._replay[self._pc]
+            if call.site == site:
+                self._pc += 1
+                be = call.backend
+                return call.fn(*(self._on(be, a) if w is None else w for w, a in zip(call.weights, args)), **params)
+            self._replay = None  # the model code took another path: place calls one by one from here
         sig = Signature(op, tuple(self._info(a) for a in args), tuple(sorted(params.items())))
         if _per_call:
             params.update(_per_call)
@@ -184,7 +226,11 @@ class Forward:
         backend = self.backends[choice.backend]
         if op == "attention" and not backend.owns(args[3]):
             raise BackendError(f"{site}: the KV cache of this layer is not on backend {backend.name}, which runs it")
-        return choice.kernel.fn(*(self._on(backend, a) for a in args), **params)
+        resolved = tuple(self._on(backend, a) for a in args)
+        if self._recording is not None:
+            self._recording.append(Call(site, choice.kernel.fn, backend, tuple(
+                r if isinstance(a, (Matrix, Dense)) else None for a, r in zip(args, resolved))))
+        return choice.kernel.fn(*resolved, **params)
 
     def _info(self, a) -> ArgInfo:
         if isinstance(a, Matrix):

@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rocmforge_core.errors import GGUFError
+from rocmforge_core.gguf.reader import quote
+from rocmforge_core.gguf.strings import StringArray
 
 if TYPE_CHECKING:
     from rocmforge_core.gguf.file import GGUFFile
 
 DEFAULT_RMS_EPS = 1e-5      # llama.cpp's default when a file states no epsilon
 DEFAULT_ROPE_BASE = 10000.0
+MAX_SIZE = 2**31  # sizes beyond this are corrupt metadata, not models
 
 # metadata keys (after the "<arch>." prefix) that become fields; the rest of the arch's keys go to ``extra``
 _FIELD_KEYS = {
@@ -54,11 +57,25 @@ def model_config(gf: "GGUFFile") -> ModelConfig:
     md, tensors = gf.metadata, gf.tensors
     prefix = arch + "."
     where = gf.path.name
+    model = f"this {quote(arch)[1:-1]} model"
 
     def key(name: str, default: Any = None) -> Any:
         value = md.get(prefix + name, default)
-        if isinstance(value, np.ndarray):  # per-layer values (e.g. head counts): the field takes the largest
-            return int(value.max()) if value.size else default
+        if isinstance(value, np.ndarray) and value.dtype.kind in "iu":  # per-layer values (e.g. head counts):
+            return int(value.max()) if value.size else default          # the field takes the largest
+        return value
+
+    def count(name: str, default: int) -> int:
+        value = key(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_SIZE:
+            raise GGUFError(f"{where}: {quote(prefix + name)} must be an integer from 0 to 2**31 - 1, got "
+                            f"{_describe(value)}")
+        return value
+
+    def number(name: str, default: float) -> float:
+        value = key(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise GGUFError(f"{where}: {quote(prefix + name)} must be a number, got {_describe(value)}")
         return value
 
     def rows(tensor: str) -> int | None:
@@ -71,17 +88,18 @@ def model_config(gf: "GGUFFile") -> ModelConfig:
 
     def need(value: Any, what: str) -> int:
         if value is None:
-            raise GGUFError(f"{where}: cannot tell the {what} of this {arch} model: neither the metadata nor "
+            raise GGUFError(f"{where}: cannot tell the {what} of {model}: neither the metadata nor "
                             f"the tensor shapes give it")
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise GGUFError(f"{where}: the {what} of this {arch} model must be a positive integer, got {value!r}")
-        return int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < MAX_SIZE:
+            raise GGUFError(f"{where}: the {what} of {model} must be a positive integer below 2**31, got "
+                            f"{_describe(value)}")
+        return value
 
     def exact(a: int | None, b: int, what: str) -> int | None:
         if a is None:
             return None
         if a % b:
-            raise GGUFError(f"{where}: the {what} of this {arch} model does not divide evenly ({a} by {b})")
+            raise GGUFError(f"{where}: the {what} of {model} does not divide evenly ({a} by {b})")
         return a // b
 
     layers = {int(m.group(1)) for t in tensors if (m := _BLOCK.match(t))}
@@ -90,20 +108,20 @@ def model_config(gf: "GGUFFile") -> ModelConfig:
     d_ff = need(key("feed_forward_length", rows("blk.0.ffn_up.weight") or rows("blk.0.ffn_gate.weight")),
                 "feed-forward length")
     vocab = key("vocab_size", rows("token_embd.weight"))
-    if vocab is None and "tokenizer.ggml.tokens" in md:
+    if vocab is None and isinstance(md.get("tokenizer.ggml.tokens"), StringArray):
         vocab = len(md["tokenizer.ggml.tokens"])
     vocab_size = need(vocab, "vocabulary size")
 
     q_rows, k_rows, v_rows = rows("blk.0.attn_q.weight"), rows("blk.0.attn_k.weight"), rows("blk.0.attn_v.weight")
-    n_heads = key("attention.head_count")
-    head_dim = key("attention.key_length")
-    if n_heads is None and head_dim is not None:
-        n_heads = exact(q_rows, head_dim, "query rows per head")
+    n_heads, head_dim = key("attention.head_count"), key("attention.key_length")
+    if head_dim is not None:
+        head_dim = need(head_dim, "head dimension")
+        if n_heads is None:
+            n_heads = exact(q_rows, head_dim, "query rows per head")
     n_heads = need(n_heads, "attention head count")
     if head_dim is None:
-        head_dim = exact(q_rows, n_heads, "query rows per head") if q_rows else exact(d_model, n_heads,
-                                                                                     "embedding per head")
-    head_dim = need(head_dim, "head dimension")
+        head_dim = need(exact(q_rows, n_heads, "query rows per head") if q_rows
+                        else exact(d_model, n_heads, "embedding per head"), "head dimension")
     n_kv_heads = key("attention.head_count_kv")
     if n_kv_heads is None:
         n_kv_heads = exact(k_rows, head_dim, "key rows per head") if k_rows else n_heads
@@ -113,7 +131,11 @@ def model_config(gf: "GGUFFile") -> ModelConfig:
         head_dim_v = exact(v_rows, n_kv_heads, "value rows per head") if v_rows else head_dim
     head_dim_v = need(head_dim_v, "value head dimension")
 
-    scaling = key("rope.scaling.factor", 0.0)
+    scaling = number("rope.scaling.factor", 0.0)
+    # LayerNorm models (gpt2) state layer_norm_epsilon instead; it stays in ``extra`` to tell them apart
+    eps_key = "attention.layer_norm_rms_epsilon"
+    if prefix + eps_key not in md:
+        eps_key = "attention.layer_norm_epsilon"
     extra = {k[len(prefix):]: _plain(v) for k, v in md.items()
              if k.startswith(prefix) and k[len(prefix):] not in _FIELD_KEYS}
     for k in ("attention.head_count", "attention.head_count_kv"):  # keep per-layer counts
@@ -130,13 +152,12 @@ def model_config(gf: "GGUFFile") -> ModelConfig:
         head_dim_v=head_dim_v,
         d_ff=d_ff,
         vocab_size=vocab_size,
-        context_length=int(key("context_length", 0)),
-        # LayerNorm models (gpt2) state layer_norm_epsilon instead; it stays in ``extra`` to tell them apart
-        rms_eps=float(key("attention.layer_norm_rms_epsilon", key("attention.layer_norm_epsilon", DEFAULT_RMS_EPS))),
-        rope_base=float(key("rope.freq_base", DEFAULT_ROPE_BASE)),
-        rope_dim=int(key("rope.dimension_count", head_dim)),
+        context_length=count("context_length", 0),
+        rms_eps=float(number(eps_key, DEFAULT_RMS_EPS)),
+        rope_base=float(number("rope.freq_base", DEFAULT_ROPE_BASE)),
+        rope_dim=count("rope.dimension_count", head_dim),
         rope_freq_scale=1.0 / float(scaling) if scaling else 1.0,
-        sliding_window=int(key("attention.sliding_window", 0)),
+        sliding_window=count("attention.sliding_window", 0),
         tied_output=bool(tensors) and "output.weight" not in tensors,
         extra=extra,
     )
@@ -144,8 +165,12 @@ def model_config(gf: "GGUFFile") -> ModelConfig:
 
 def _plain(value: Any) -> Any:
     """Config values as plain Python (lists, not numpy arrays or lazy string arrays)."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
-        return value.tolist() if hasattr(value, "tolist") else [_plain(v) for v in value]
-    return value
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return quote(value)
+    return repr(value) if isinstance(value, (int, float)) else "an array"

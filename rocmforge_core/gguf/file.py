@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
@@ -13,7 +14,7 @@ import numpy as np
 from rocmforge_core.errors import GGUFError
 from rocmforge_core.formats import QuantFormat, Weight
 from rocmforge_core.gguf.ggml_types import GGML_TYPES, describe_type, plugin_for, type_name
-from rocmforge_core.gguf.reader import DEFAULT_ALIGNMENT, INT64_MAX, Parser
+from rocmforge_core.gguf.reader import DEFAULT_ALIGNMENT, INT64_MAX, VALUE_TYPE_NAMES, Parser, quote
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class GGUFFile:
         self._data: np.ndarray | None = mapped.view(np.ndarray)
         header = Parser(self._data, name).header()
         self.version = header.version
-        self.metadata: Mapping[str, Any] = header.metadata
+        self.metadata: Mapping[str, Any] = MappingProxyType(header.metadata)
         self.value_types = header.value_types
         self.alignment = _alignment(header.metadata, header.value_types, name)
         self.data_offset = -(-header.header_end // self.alignment) * self.alignment
@@ -78,14 +79,14 @@ class GGUFFile:
         try:
             return self.tensors[name]
         except KeyError:
-            raise GGUFError(f"{self.path.name}: no tensor named {name!r}") from None
+            raise GGUFError(f"{self.path.name}: no tensor named {quote(name)}") from None
 
     def raw(self, name: str) -> np.ndarray:
         """The tensor's bytes as a read-only uint8 view (rows, row_bytes) of the mapped file."""
         info = self.info(name)
         if self._data is None:
-            raise GGUFError(f"{self.path.name}: the file is closed; reopen it to read tensor {name!r}")
-        if info.ggml_type not in GGML_TYPES and not info.nbytes:
+            raise GGUFError(f"{self.path.name}: the file is closed; reopen it to read tensor {quote(name)}")
+        if not info.nbytes:  # a type whose block geometry neither ggml's table nor a plugin gives
             raise self._missing_format(info)
         return self._data[info.offset:info.offset + info.nbytes].reshape(info.rows, info.row_bytes)
 
@@ -103,6 +104,11 @@ class GGUFFile:
         info = self.info(name)
         return Weight(name, fmt.name, info.shape, self.raw(name), meta={"ggml_type": info.ggml_type})
 
+    def load_weight(self, name: str, backend, registry=None) -> Weight:
+        """The tensor resident on ``backend``, in the layout its format's repacker for that backend gives it
+        (the repacking hook: a repacker receives the read-only mapped view and returns a new Weight)."""
+        return backend.upload_weight(self.weight(name, registry), self.format_of(name, registry))
+
     def validate(self, registry=None) -> None:
         """Check that installed plugins provide every tensor type of the file (the engine calls this before
         loading a model); one GGUFError lists what is missing."""
@@ -112,14 +118,14 @@ class GGUFFile:
             if reg.format_by_type(info.ggml_type) is None:
                 missing.setdefault(info.ggml_type, []).append(info.name)
         if missing:
-            found = ", ".join(f"{describe_type(t)} ({len(names)} tensor{'s' * (len(names) > 1)}, e.g. {names[0]!r})"
+            found = ", ".join(f"{describe_type(t)} ({len(names)} tensor{'s' * (len(names) > 1)}, e.g. {quote(names[0])})"
                               for t, names in sorted(missing.items()))
             hints = [plugin_for(GGML_TYPES[t][0]) for t in sorted(missing) if t in GGML_TYPES]
             raise GGUFError(f"{self.path.name}: no installed plugin provides {found}"
                             + (f"; install {', '.join(hints)}" if hints else ""))
 
     def _missing_format(self, info: TensorInfo) -> GGUFError:
-        return GGUFError(f"{self.path.name}: tensor {info.name!r} has {describe_type(info.ggml_type)}, which no "
+        return GGUFError(f"{self.path.name}: tensor {quote(info.name)} has {describe_type(info.ggml_type)}, which no "
                          f"installed plugin provides{_install_hint(info.ggml_type)}")
 
     # -- model -----------------------------------------------------------------------------------------------
@@ -156,55 +162,60 @@ def _install_hint(ggml_type: int) -> str:
 def _alignment(metadata: Mapping[str, Any], value_types: dict[str, int], name: str) -> int:
     if "general.alignment" not in metadata:
         return DEFAULT_ALIGNMENT
-    value = metadata["general.alignment"]
-    if value_types["general.alignment"] not in (0, 2, 4, 10) or value == 0 or value & (value - 1):
-        raise GGUFError(f"{name}: general.alignment must be an unsigned power of two, got {value!r}")
+    value, vtype = metadata["general.alignment"], value_types["general.alignment"]
+    if vtype not in (0, 2, 4, 10):  # the unsigned integer types
+        got = f"{value!r}" if isinstance(value, int) else f"a {VALUE_TYPE_NAMES[vtype]}"
+        raise GGUFError(f"{name}: general.alignment must be an unsigned power of two, got {got}")
+    if value == 0 or value & (value - 1):
+        raise GGUFError(f"{name}: general.alignment must be an unsigned power of two, got {value}")
     return value
 
 
 def _tensor_infos(raw_infos, data_offset: int, alignment: int, size: int, name: str) -> dict[str, TensorInfo]:
     infos: dict[str, TensorInfo] = {}
     for raw in raw_infos:
-        t = raw.name
+        t, label = raw.name, quote(raw.name)
         if t in infos:
-            raise GGUFError(f"{name}: tensor {t!r} is declared twice")
+            raise GGUFError(f"{name}: tensor {label} is declared twice")
         if 0 in raw.ne:
-            raise GGUFError(f"{name}: tensor {t!r} has a zero dimension {list(raw.ne)}")
+            raise GGUFError(f"{name}: tensor {label} has a zero dimension {list(raw.ne)}")
         n_elements = 1
         for d in raw.ne:
             n_elements *= d
         if n_elements > INT64_MAX:
-            raise GGUFError(f"{name}: tensor {t!r} dimensions {list(raw.ne)} multiply to more than 2**63 - 1 elements")
-        geometry = _geometry(raw.ggml_type)
+            raise GGUFError(f"{name}: tensor {label} dimensions {list(raw.ne)} multiply to more than 2**63 - 1 elements")
+        entry = _type_entry(raw.ggml_type)
         nbytes = 0
-        if geometry is not None:
-            block, type_size = geometry
+        if entry is not None:
+            tname, block, type_size = entry
             if raw.ne[0] % block:
-                raise GGUFError(f"{name}: tensor {t!r} rows of {raw.ne[0]} elements are not a whole number of "
-                                f"{type_name(raw.ggml_type)} blocks of {block}")
+                raise GGUFError(f"{name}: tensor {label} rows of {raw.ne[0]} elements are not a whole number of "
+                                f"{tname} blocks of {block}")
             nbytes = n_elements // block * type_size
         if raw.offset % alignment:
-            raise GGUFError(f"{name}: tensor {t!r} data offset {raw.offset} is not a multiple of the alignment "
+            raise GGUFError(f"{name}: tensor {label} data offset {raw.offset} is not a multiple of the alignment "
                             f"{alignment}")
         start = data_offset + raw.offset
         if start + nbytes > size:
-            raise GGUFError(f"{name}: tensor {t!r} data (bytes {start} to {start + nbytes}) extends past the end of "
+            raise GGUFError(f"{name}: tensor {label} data (bytes {start} to {start + nbytes}) extends past the end of "
                             f"the file ({size} bytes); the file is truncated or corrupt")
-        infos[t] = TensorInfo(t, raw.ggml_type, type_name(raw.ggml_type), tuple(reversed(raw.ne)), start, nbytes)
+        tname = entry[0] if entry else type_name(raw.ggml_type)
+        infos[t] = TensorInfo(t, raw.ggml_type, tname, tuple(reversed(raw.ne)), start, nbytes)
     _check_overlaps(infos, name)
     return infos
 
 
-def _geometry(ggml_type: int) -> tuple[int, int] | None:
-    """Block geometry from ggml's table, or from an installed plugin for a type newer than the table."""
+def _type_entry(ggml_type: int) -> tuple[str, int, int] | None:
+    """(name, block size, bytes per block) from ggml's table, or from an installed plugin for a type newer than
+    the table."""
     if ggml_type in GGML_TYPES:
-        return GGML_TYPES[ggml_type][1:]
+        return GGML_TYPES[ggml_type]
     fmt = _registry(None).format_by_type(ggml_type)
-    return (fmt.block_size, fmt.type_size) if fmt is not None else None
+    return (fmt.name, fmt.block_size, fmt.type_size) if fmt is not None else None
 
 
 def _check_overlaps(infos: dict[str, TensorInfo], name: str) -> None:
     ordered = sorted(infos.values(), key=lambda i: i.offset)
     for a, b in zip(ordered, ordered[1:]):
         if b.offset < a.offset + a.nbytes:
-            raise GGUFError(f"{name}: tensors {a.name!r} and {b.name!r} overlap in the data section")
+            raise GGUFError(f"{name}: tensors {quote(a.name)} and {quote(b.name)} overlap in the data section")

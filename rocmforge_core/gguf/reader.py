@@ -39,6 +39,11 @@ VALUE_TYPE_NAMES = {0: "uint8", 1: "int8", 2: "uint16", 3: "int16", 4: "uint32",
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
 
 
+def quote(text: str, limit: int = 80) -> str:
+    """A name for an error message: repr'd, and cut short (a hostile file's key may be megabytes long)."""
+    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
+
+
 @dataclass
 class RawTensorInfo:
     name: str
@@ -106,46 +111,47 @@ class Parser:
 
     # -- metadata values -------------------------------------------------------------------------------------
     def value(self, vtype: int, key: str, depth: int = 0) -> Any:
+        """The value of metadata key ``key`` (already quoted for messages) of GGUF value type ``vtype``."""
         if vtype in SCALAR_TYPES:
             st = _STRUCTS[vtype]
-            self.need(st.size, f"the value of {key!r}")
+            self.need(st.size, f"the value of {key}")
             v = st.unpack_from(self.buf, self.pos)[0]
             self.pos += st.size
             return bool(v) if vtype == 7 else v
         if vtype == STRING:
-            return self.string(f"the value of {key!r}")
+            return self.string(f"the value of {key}")
         if vtype == ARRAY:
             return self.array(key, depth)
-        raise self.fail(f"metadata key {key!r} has unknown value type {vtype} "
+        raise self.fail(f"metadata key {key} has unknown value type {vtype} "
                         f"(GGUF defines 0-12)")
 
     def array(self, key: str, depth: int) -> Any:
         if depth >= MAX_ARRAY_NESTING:
-            raise self.fail(f"metadata key {key!r} nests arrays deeper than {MAX_ARRAY_NESTING} levels")
-        etype = self.u32(f"the element type of {key!r}")
+            raise self.fail(f"metadata key {key} nests arrays deeper than {MAX_ARRAY_NESTING} levels")
+        etype = self.u32(f"the element type of {key}")
         if etype in SCALAR_TYPES:
             dt = SCALAR_TYPES[etype]
-            n = self.count(f"{key!r} element", dt.itemsize)
+            n = self.count(f"{key} element", dt.itemsize)
             arr = self.data[self.pos:self.pos + n * dt.itemsize].view(dt)
             self.pos += n * dt.itemsize
-            return arr
+            return arr.view(np.uint8) != 0 if etype == 7 else arr  # bytes other than 0/1 must not leak into bools
         if etype == STRING:
-            n = self.count(f"{key!r} element", 8)
+            n = self.count(f"{key} element", 8)
             if n == 0:
                 return StringArray(self.data[self.pos:self.pos], np.zeros(0, np.int64), 0)
             try:
                 starts, end = scan_strings(self.buf, self.pos, n, self.size)
             except TruncatedStrings as t:
-                raise self.fail(f"string {t.index} of {key!r} at byte {t.offset} needs {t.needed} bytes, "
+                raise self.fail(f"string {t.index} of {key} at byte {t.offset} needs {t.needed} bytes, "
                                 f"past the end of the file ({self.size} bytes); the file is truncated or corrupt") from None
             region = self.data[self.pos:end]
             arr = StringArray(region, starts - self.pos, end - self.pos)
             self.pos = end
             return arr
         if etype == ARRAY:
-            n = self.count(f"{key!r} element", 12)
+            n = self.count(f"{key} element", 12)
             return [self.array(key, depth + 1) for _ in range(n)]
-        raise self.fail(f"metadata key {key!r} is an array of unknown value type {etype} (GGUF defines 0-12)")
+        raise self.fail(f"metadata key {key} is an array of unknown value type {etype} (GGUF defines 0-12)")
 
     # -- the whole header ------------------------------------------------------------------------------------
     def header(self) -> Header:
@@ -167,22 +173,24 @@ class Parser:
         for _ in range(n_kv):
             key_at = self.pos
             key = self.string("a metadata key")
+            label = quote(key)
             if key in metadata:
-                raise self.fail(f"metadata key {key!r} appears twice (again at byte {key_at})")
-            vtype = self.u32(f"the value type of {key!r}")
-            metadata[key] = self.value(vtype, key)
+                raise self.fail(f"metadata key {label} appears twice (again at byte {key_at})")
+            vtype = self.u32(f"the value type of {label}")
+            metadata[key] = self.value(vtype, label)
             value_types[key] = vtype
         tensors = [self.tensor_info() for _ in range(n_tensors)]
         return Header(version, metadata, value_types, tensors, self.pos)
 
     def tensor_info(self) -> RawTensorInfo:
         name = self.string("a tensor name")
-        n_dims = self.u32(f"the dimension count of tensor {name!r}")
+        label = quote(name)
+        n_dims = self.u32(f"the dimension count of tensor {label}")
         if not 1 <= n_dims <= MAX_DIMS:
-            raise self.fail(f"tensor {name!r} has {n_dims} dimensions (GGUF allows 1 to {MAX_DIMS})")
-        self.need(8 * n_dims, f"the dimensions of tensor {name!r}")
+            raise self.fail(f"tensor {label} has {n_dims} dimensions (GGUF allows 1 to {MAX_DIMS})")
+        self.need(8 * n_dims, f"the dimensions of tensor {label}")
         ne = struct.unpack_from(f"<{n_dims}Q", self.buf, self.pos)
         self.pos += 8 * n_dims
-        ggml_type = self.u32(f"the type of tensor {name!r}")
-        offset = self.u64(f"the data offset of tensor {name!r}")
+        ggml_type = self.u32(f"the type of tensor {label}")
+        offset = self.u64(f"the data offset of tensor {label}")
         return RawTensorInfo(name, ne, ggml_type, offset)

@@ -101,6 +101,10 @@ def work(sig: Signature, registry, dequantized: bool = False) -> tuple[float, fl
         flops = 4.0 * m * hq * d * NOMINAL_CONTEXT
     else:
         flops = 4.0 * float(np.prod(args[0].shape)) if args else 0.0
+    if sig.op == "embedding":  # a gather: only the rows asked for are read
+        rows, width = args[1].shape[0], args[0].shape[-1]
+        per = 4.0 if dequantized else bytes_per_element(args[0].dtype, registry)
+        return float(rows * width), rows * width * (per + 4.0)
     nbytes = 0.0
     for i, a in enumerate(args):
         if sig.op == "attention" and i in (3, 4):  # the caches: read up to the context, not their capacity

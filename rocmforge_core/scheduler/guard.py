@@ -1,11 +1,12 @@
 """Transparent fallback at run time: the engine runs every kernel through ``run_op`` and every step through
 ``check_step``.
 
-A kernel that raises is replaced at once (``HybridPlanner.fail``) and the op re-runs on the next candidate with
+A kernel that raises is replaced at once (``Planner.fail``) and the op re-runs on the next candidate with
 the same inputs. Non-finite results are caught per step, which costs one read of the logits: when a step's logits
 are not all finite, the step runs again with every op's output checked, and an op whose output is non-finite
 where the numpy reference on the same inputs is finite is failed over the same way. Re-running a step is safe:
-it only rewrites the KV cache slots of its own tokens.
+it only rewrites the KV cache slots of its own tokens. An attention kernel replaced by one of another backend
+takes its layer's KV cache along.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def run_op(forward, planner, op: str, site: str, sig, choice, args: tuple, param
     while True:
         backend = forward.backends[choice.backend]
         if op == "attention" and not backend.owns(args[3]):
-            raise BackendError(f"{site}: the KV cache of this layer is not on backend {backend.name}, which runs it")
+            args = _move_cache(forward, backend, site, args)
         moved = tuple(forward._on(backend, a) for a in args)
         try:
             out = choice.kernel.fn(*moved, **params)
@@ -39,6 +40,19 @@ def run_op(forward, planner, op: str, site: str, sig, choice, args: tuple, param
                 raise
             problem = str(exc) if isinstance(exc, NonFinite) else f"raised {type(exc).__name__}: {exc}"
             choice = planner.fail(site, forward.phase, sig, choice.kernel, problem, resident)
+
+
+def _move_cache(forward, backend, site: str, args: tuple) -> tuple:
+    """An attention fallback onto another backend takes its layer's KV cache along (the planner keeps the layer's
+    attention there from then on, in both phases)."""
+    cache = forward.cache
+    layer = next((i for i, t in enumerate(cache.k) if t is args[3]), None) if cache is not None else None
+    source = next((b for b in forward.backends.values() if b.owns(args[3])), None)
+    if layer is None or source is None:
+        raise BackendError(f"{site}: the KV cache of this layer is not on backend {backend.name}, which runs it")
+    cache.k[layer] = backend.copy_from(args[3], source)
+    cache.v[layer] = backend.copy_from(args[4], source)
+    return args[:3] + (cache.k[layer], cache.v[layer]) + args[5:]
 
 
 def check_step(forward, planner, logits, rerun):

@@ -35,7 +35,7 @@ class KernelFailure(BackendError):
     """A kernel failed and --strict forbids falling back."""
 
 
-class HybridPlanner:
+class Planner:
     def __init__(self, registry, backend: str | None = None, profile: str | Path | Profile | None = None, *,
                  tuning: TuningCache | None = None, use_tuning: bool = True, strict: bool = False):
         self.registry = registry
@@ -45,18 +45,19 @@ class HybridPlanner:
         self.tuning = tuning if tuning is not None and not tuning.empty else None
         self.costs = CostModel(registry, self.tuning)
         self.placer = Placer(registry, backend, self.profile, self.costs)
-        self.backend = backend
         self.strict = strict
         self.plan = Plan(self._order())
         self.steps: dict[str, StepPlan] = {}
         self.sites: dict[tuple[str, str], SitePlan] = {}
         self.bad: set[tuple[str, Signature]] = set()
+        self.kv_moved: dict[str, str] = {}  # attention site -> backend its KV cache moved to after a fallback
         self.events: list[dict] = []
+        self.checking = False  # set by guard.check_step while a step re-runs with every op's output checked
 
     def _order(self) -> tuple[str, ...]:
         """Every backend a site may run on, the default's first (the engine keeps per-step inputs there)."""
         default = [b for b in self.placer.default.backends if b != AUTO]
-        usable = [b for b in sorted(self.registry.backends) if self.placer._usable(b)]
+        usable = [b for b in sorted(self.registry.backends) if self.placer.usable(b)]
         return tuple(dict.fromkeys(default + usable))
 
     @property
@@ -80,7 +81,7 @@ class HybridPlanner:
         if choice is None:
             choice = self._decide(site, phase, sig, resident or (lambda backend: sig))
             self.plan.by_signature[key] = choice
-            self.plan.choices.setdefault((site, phase), choice)
+            self.plan.choices[(site, phase)] = choice  # the latest decision, which a fallback may have changed
         return choice
 
     def _decide(self, site: str, phase: str, sig: Signature, resident: Resident) -> Choice:
@@ -88,7 +89,10 @@ class HybridPlanner:
         if planned is None or planned.site.op != sig.op:
             planned = self._place_alone(site, phase, sig)
         refused = []
-        for kernel in planned.ranked:
+        ranked = planned.ranked
+        if sig.op == "attention" and site in self.kv_moved:  # both phases of a layer share one KV cache
+            ranked = [k for k in ranked if k.backend == self.kv_moved[site]]
+        for kernel in ranked:
             if (kernel.name, sig) in self.bad:
                 refused.append(f"{kernel.name}: failed earlier in this run")
                 continue
@@ -109,7 +113,7 @@ class HybridPlanner:
         why = planned.origin.describe()
         if kernel is not planned.kernel:
             why += f"; {planned.kernel.name} did not take this call, next candidate"
-        return "; ".join([why] + planned.notes)
+        return "; ".join(planned.notes + [why])
 
     # -- run-time fallback ------------------------------------------------------------------------------------
     def fail(self, site: str, phase: str, sig: Signature, kernel: Kernel, problem: str,
@@ -122,10 +126,13 @@ class HybridPlanner:
         for key, choice in list(self.plan.by_signature.items()):
             if choice.kernel is kernel and key[1] == sig:  # every site making this call re-plans on next use
                 del self.plan.by_signature[key]
-                if self.plan.choices.get((choice.site, choice.phase)) is choice:
-                    del self.plan.choices[(choice.site, choice.phase)]
         replacement = self.choose(site, phase, sig, resident)
+        if sig.op == "attention" and replacement.backend != kernel.backend:
+            self.kv_moved[site] = replacement.backend
+            for other in [key for key, c in self.plan.by_signature.items() if key[0] == site and c is not replacement]:
+                del self.plan.by_signature[other]
         self.plan.fallbacks += 1
+        self.plan.version += 1  # recorded decode steps hold the failed kernel: the engine records them again
         self.events.append({"site": site, "phase": phase, "kernel": kernel.name, "signature": str(sig),
                             "problem": problem, "replacement": replacement.kernel.name})
         log.warning("rocmforge: kernel %s %s at %s (%s); using %s for the rest of the run", kernel.name, problem,

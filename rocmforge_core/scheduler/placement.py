@@ -29,16 +29,17 @@ from rocmforge_core.scheduler.offload import Split, layer_span, split_layers
 from rocmforge_core.scheduler.profile import AUTO, Profile
 from rocmforge_core.scheduler.residency import LayoutProbe
 from rocmforge_core.scheduler.rules import Origin
-from rocmforge_core.scheduler.sites import Site
+from rocmforge_core.scheduler.sites import Site, availability
 
 CHEAP_OPS = frozenset({"add", "scale", "rmsnorm", "rope", "activation", "transpose"})
 FALLBACKS = ("cpu", "reference")
 HOST = "host"
+READBACK = -100  # Copy.source_site of the step result's read-back
 
 
 @dataclass(frozen=True)
 class Copy:
-    source_site: int   # index of the producing site, -1 for the read-back of the step's result
+    source_site: int   # index of the producing site, a step input's id (sites.STEP_INPUTS), or READBACK
     source: str
     dest: str
     nbytes: int
@@ -81,16 +82,28 @@ class Placer:
         self.profile = profile or Profile()
         self.costs = costs or CostModel(registry)
         self.notes: list[str] = []
+        self._available: dict[str, bool] = {}
+        self.auto = self._chain(AUTO)[1:]
         if backend is not None:
-            verdict = self.registry.backend(backend).available()
+            verdict = availability(self.registry.backend(backend))
             if not verdict:  # an explicit request is not silently turned into cpu
                 raise PluginError(f"backend {backend!r} cannot run here: {verdict.reason}")
             self.default = Origin(self._chain(backend), "option", f"--backend {backend}")
         elif self.profile.default is not None:
             d = self.profile.default
+            for name in d.backends:
+                verdict = availability(self.registry.backends[name]) if name in self.registry.backends else None
+                if verdict is not None and not verdict:
+                    self.notes.append(f"the profile's default backend {name} cannot run here ({verdict.reason}); "
+                                      "its sites fall back")
             self.default = Origin(self._chain(*d.backends), "default", d.where)
         else:
             self.default = Origin(self._chain(AUTO), "default", "no --backend and no profile default: auto")
+
+    @property
+    def input_backend(self) -> str:
+        """Where the engine keeps a step's inputs (token ids, positions, block tables): the preferred backend."""
+        return next(b for b in self.default.backends if b != AUTO)
 
     # -- which backends may run a site --------------------------------------------------------------------
     def _chain(self, *preferred: str) -> tuple[str, ...]:
@@ -99,24 +112,19 @@ class Placer:
         if preferred == (AUTO,):
             names = sorted(self.registry.backends, key=lambda n: (self.registry.backends[n].is_host,
                                                                    n == "reference", n))
-            return (AUTO,) + tuple(n for n in names if self._usable(n))
+            return (AUTO,) + tuple(n for n in names if self.usable(n))
         for name in preferred:
             self.registry.backend(name)  # an unknown name is an error, with an install hint
-        chain = [n for n in dict.fromkeys(preferred + FALLBACKS) if self._usable(n)]
+        chain = [n for n in dict.fromkeys(preferred + FALLBACKS) if self.usable(n)]
         if not chain:
             raise PluginError(f"none of the backends {', '.join(preferred)} can run here")
         return tuple(chain)
 
-    def _usable(self, name: str) -> bool:
-        be = self.registry.backends.get(name)
-        if be is None:
-            return False
-        verdict = be.available()
-        if not verdict:
-            note = f"backend {name} cannot run here ({verdict.reason}); its sites fall back"
-            if note not in self.notes:
-                self.notes.append(note)
-        return bool(verdict)
+    def usable(self, name: str) -> bool:
+        if name not in self._available:
+            be = self.registry.backends.get(name)
+            self._available[name] = be is not None and bool(availability(be))
+        return self._available[name]
 
     def origin(self, index: int, site: Site, split: Split | None, span: tuple[int, int]) -> Origin:
         rule = self.profile.first_rule(site)
@@ -148,7 +156,7 @@ class Placer:
         last = plans[-1] if plans else None
         readback = None
         if last is not None and self.costs.crosses(last.backend, HOST):
-            readback = Copy(-1, last.backend, HOST, last.site.out_bytes,
+            readback = Copy(READBACK, last.backend, HOST, last.site.out_bytes,
                             self.costs.copy(last.site.out_bytes, last.backend, HOST))
         return StepPlan(phase or (sites[0].phase if sites else ""), plans, split, readback)
 
@@ -162,7 +170,7 @@ class Placer:
             if c.verdict:
                 capable.setdefault(c.kernel.backend, []).append(c.kernel)
         auto = origin.backends[:1] == (AUTO,)
-        listed = [b for b in (self._chain(AUTO)[1:] if auto else origin.backends) if self._usable(b)]
+        listed = [b for b in (self.auto if auto else origin.backends) if self.usable(b)]
         chain = list(dict.fromkeys(listed + [b for b in self.default.backends if b != AUTO]))
         notes = []
         home = next((b for b in chain if capable.get(b)), None)
@@ -194,7 +202,7 @@ class Placer:
         """Every kernel of the site's op, each asked about the call as its backend would run it."""
         found = []
         for name in sorted(self.registry.backends):
-            if self._usable(name):
+            if self.usable(name):
                 found += self.registry.kernels_for(self.resident(site.sig, name), name)
             else:
                 why = no(f"backend {name} is not available here")
@@ -206,26 +214,34 @@ class Placer:
         mine = [c for c in candidates if c.kernel.backend == backend]
         if not mine:
             return "no kernel for this op"
-        return "; ".join(f"{c.kernel.name} says {c.verdict.reason}" for c in mine)
+        more = f" (and {len(mine) - 2} more kernels)" if len(mine) > 2 else ""
+        return "; ".join(f"{c.kernel.name} says {c.verdict.reason}" for c in mine[:2]) + more
 
     def _solve(self, sites: list[Site], plans: list[SitePlan], options: list[list[Kernel]]) -> None:
         n = len(sites)
         if not n:
             return
-        inputs = [tuple(dict.fromkeys(j for j in (s.inputs if s.inputs is not None else (i - 1,)) if 0 <= j < i))
-                  for i, s in enumerate(sites)]
-        consumers: list[list[int]] = [[] for _ in range(n)]
+        # Nodes 0..n-1 are the sites; the step's inputs (tokens, positions, ...) follow, on the input backend.
+        step_inputs = sorted({j for s in sites for j in (s.inputs or ()) if j < 0}, reverse=True)
+        node = {j: n + k for k, j in enumerate(step_inputs)}
+        inputs = [tuple(dict.fromkeys(node.get(j, j) for j in (s.inputs if s.inputs is not None else (i - 1,))
+                                      if j < 0 or j < i)) for i, s in enumerate(sites)]
+        tokens = max((a.shape[0] for a in sites[0].sig.args if a.dtype == "i32" and a.shape), default=1)
+        out_bytes = [s.out_bytes for s in sites] + [4 * tokens] * len(step_inputs)
+        consumers: list[list[int]] = [[] for _ in out_bytes]
         for i, ins in enumerate(inputs):
             for j in ins:
                 consumers[j].append(i)
+        graph = _Graph(n, inputs, consumers, out_bytes, [self.input_backend] * len(step_inputs),
+                       {n + k: j for k, j in enumerate(step_inputs)})
         op_cost = [[self.costs.op(sites[i], k) for k in options[i]] for i in range(n)]
         pick = self._viterbi(sites, options, op_cost, inputs)
-        pick = self._refine(sites, options, op_cost, inputs, consumers, pick)
+        pick = self._refine(graph, options, op_cost, pick)
+        backends = [options[i][p].backend for i, p in enumerate(pick)] + graph.input_backends
         for i in range(n):
             kernel = options[i][pick[i]]
             plans[i].kernel, plans[i].cost = kernel, op_cost[i][pick[i]]
-            plans[i].copies = self._copies(i, [options[t][pick[t]].backend for t in range(n)], sites, inputs,
-                                           consumers)
+            plans[i].copies = self._copies(i, backends, graph)
             plans[i].ranked = [kernel] + [k for k in plans[i].ranked if k is not kernel]
 
     def _viterbi(self, sites, options, op_cost, inputs) -> list[int]:
@@ -254,18 +270,23 @@ class Placer:
             last = best[i][last][1]
         return pick
 
-    def _refine(self, sites, options, op_cost, inputs, consumers, pick) -> list[int]:
+    def _refine(self, graph: "_Graph", options, op_cost, pick) -> list[int]:
         """Local search with exact copy accounting: move one site to another option while that lowers the total
         (its own cost, the copies of the sites reading the same tensors, the read-back), in sequence order."""
-        n = len(sites)
-        backends = [options[i][pick[i]].backend for i in range(n)]
+        n = graph.n
+        backends = [options[i][pick[i]].backend for i in range(n)] + graph.input_backends
 
         def local(i: int) -> float:
-            affected = {i, *consumers[i], *(t for j in inputs[i] for t in consumers[j])}
+            site_inputs = [j for j in graph.inputs[i] if j < n]
+            affected = {i, *graph.consumers[i], *(t for j in site_inputs for t in graph.consumers[j])}
             total = op_cost[i][pick[i]].seconds
-            total += sum(c.cost.seconds for t in affected for c in self._copies(t, backends, sites, inputs, consumers))
+            total += sum(c.cost.seconds for t in affected for c in self._copies(t, backends, graph, sites_only=True))
+            for x in graph.inputs[i]:
+                if x >= n:  # a step input costs one copy per backend (other than its own) that reads it
+                    readers = {backends[t] for t in graph.consumers[x]}
+                    total += sum(self.costs.copy(graph.out_bytes[x], backends[x], b).seconds for b in readers)
             if n - 1 in affected:
-                total += self.costs.copy(sites[-1].out_bytes, backends[-1], HOST).seconds
+                total += self.costs.copy(graph.out_bytes[n - 1], backends[n - 1], HOST).seconds
             return total
 
         for _ in range(8):
@@ -286,20 +307,34 @@ class Placer:
                 break
         return pick
 
-    def _copies(self, i: int, backends: list[str], sites, inputs, consumers) -> list[Copy]:
+    def _copies(self, i: int, backends: list[str], graph: "_Graph", sites_only: bool = False) -> list[Copy]:
         """Copies site i needs: each input made on a backend whose tensors i's backend cannot read, unless an
         earlier reader on i's backend already copied it (the engine copies a tensor once per backend and step)."""
         copies = []
         dest = backends[i]
-        for j in inputs[i]:
+        for j in graph.inputs[i]:
+            if sites_only and j >= graph.n:
+                continue
             source = backends[j]
             if not self.costs.crosses(source, dest):
                 continue
-            if any(t < i and backends[t] == dest for t in consumers[j]):
+            if any(t < i and backends[t] == dest for t in graph.consumers[j]):
                 continue
-            nbytes = sites[j].out_bytes
-            copies.append(Copy(j, source, dest, nbytes, self.costs.copy(nbytes, source, dest)))
+            nbytes = graph.out_bytes[j]
+            copies.append(Copy(graph.step_input.get(j, j), source, dest, nbytes,
+                               self.costs.copy(nbytes, source, dest)))
         return copies
+
+
+@dataclass
+class _Graph:
+    """The dataflow of one step: sites 0..n-1, then the step's inputs."""
+    n: int
+    inputs: list[tuple[int, ...]]
+    consumers: list[list[int]]
+    out_bytes: list[int]
+    input_backends: list[str]
+    step_input: dict[int, int]  # node -> the input's negative id in Site.inputs
 
 
 def _unique(kernels: list[Kernel]) -> list[Kernel]:

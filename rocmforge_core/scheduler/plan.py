@@ -46,9 +46,7 @@ class Plan:
     choices: dict[tuple[str, str], Choice] = field(default_factory=dict)
     by_signature: dict[tuple[str, Signature], Choice] = field(default_factory=dict)
     fallbacks: int = 0  # run-time fallbacks (kernel failures); counted by the hybrid scheduler
-
-    def backends(self, phase: str | None = None) -> set[str]:
-        return {c.backend for (_, p), c in self.choices.items() if phase is None or p == phase}
+    version: int = 0    # bumped whenever a decided choice is dropped or replaced: the engine re-records steps
 
 
 def backend_order(registry: Registry, preferred: str) -> tuple[str, ...]:

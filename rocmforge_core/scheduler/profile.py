@@ -66,14 +66,6 @@ class Profile:
     def first_rule(self, site: Site) -> Rule | None:
         return next((r for r in self.rules if r.matches(site)), None)
 
-    def backends(self) -> set[str]:
-        names = {b for r in self.rules for b in r.backends} | {b for c in self.ops.values() for b in c.backends}
-        if self.default:
-            names |= set(self.default.backends)
-        if self.offloads:
-            names |= {self.gpu_backend, "cpu"}
-        return names - {AUTO}
-
 
 def load_profile(path: str | Path, registry=None) -> Profile:
     """Read and validate a profile; raises ProfileError naming file and line of every error."""

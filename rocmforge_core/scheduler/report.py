@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 
-from rocmforge_core.scheduler.placement import StepPlan
+from rocmforge_core.scheduler.placement import READBACK, StepPlan
+from rocmforge_core.scheduler.sites import STEP_INPUTS
 
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 
@@ -21,7 +22,15 @@ def build(steps: dict[str, StepPlan], *, model: str, backend: str | None, profil
     return out
 
 
-def _site(plan) -> dict:
+def _tensor(step: StepPlan, source_site: int) -> str:
+    if source_site in STEP_INPUTS:
+        return STEP_INPUTS[source_site]
+    if source_site == READBACK:
+        return "step result"
+    return step.sites[source_site].site.name
+
+
+def _site(plan, step: StepPlan) -> dict:
     return {
         "op": plan.site.op,
         "signature": str(plan.site.sig),
@@ -32,8 +41,8 @@ def _site(plan) -> dict:
         "kernel": plan.kernel.name,
         "backend": plan.backend,
         "cost": {"seconds": plan.cost.seconds, "measured": plan.cost.measured},
-        "copies": [{"from": c.source, "to": c.dest, "bytes": c.nbytes, "seconds": c.cost.seconds}
-                   for c in plan.copies],
+        "copies": [{"tensor": _tensor(step, c.source_site), "from": c.source, "to": c.dest, "bytes": c.nbytes,
+                    "seconds": c.cost.seconds} for c in plan.copies],
         "notes": list(plan.notes),
     }
 
@@ -43,12 +52,12 @@ def _groups(step: StepPlan) -> list[dict]:
     groups: dict[tuple, dict] = {}
     order = []
     for plan in step.sites:
-        entry = _site(plan)
+        entry = _site(plan, step)
         found = _LAYER.match(plan.site.name)
         layer = int(found.group(1)) if found else None
         pattern = _LAYER.sub("blk.{}.", plan.site.name) if found else plan.site.name
         key = (pattern, repr(sorted((k, repr(v)) for k, v in entry.items() if k != "copies")),
-               repr([(c["from"], c["to"], c["bytes"]) for c in entry["copies"]]))
+               repr([(_LAYER.sub("blk.{}.", c["tensor"]), c["from"], c["to"], c["bytes"]) for c in entry["copies"]]))
         if key not in groups:
             groups[key] = {"name": pattern, "layers": [], **entry}
             order.append(key)
@@ -85,7 +94,7 @@ def _summary(step: StepPlan) -> dict:
     seconds = defaultdict(float)
     for p in step.sites:
         seconds[p.backend] += p.cost.seconds
-    copies = step.copies
+    copies = [c for p in step.sites for c in p.copies]  # what the engine counts; the read-back is separate
     pairs = Counter(f"{c.source}->{c.dest}" for c in copies)
     return {
         "backends": {b: {"ops": ops[b], "weight_bytes": sum(weights[b].values()), "seconds": seconds[b]}
@@ -94,6 +103,8 @@ def _summary(step: StepPlan) -> dict:
         "copy_bytes_per_step": sum(c.nbytes for c in copies),
         "copy_seconds_per_step": sum(c.cost.seconds for c in copies),
         "copies_by_direction": dict(sorted(pairs.items())),
+        "readback": ({"from": step.readback.source, "bytes": step.readback.nbytes,
+                      "seconds": step.readback.cost.seconds} if step.readback else None),
         "split": step.split.describe() if step.split else None,
         "all_measured": all(p.cost.measured for p in step.sites),
     }
@@ -128,7 +139,7 @@ def _render_group(g: dict) -> list[str]:
            f"{'measured' if cost['measured'] else 'estimated'}"]
     out += _render_candidates(g["candidates"])
     for c in g["copies"]:
-        out.append(f"    copy in: {_bytes(c['bytes'])} {c['from']} -> {c['to']} ({_time(c['seconds'])})")
+        out.append(f"    copy in: {c['tensor']} ({_bytes(c['bytes'])}) {c['from']} -> {c['to']} ({_time(c['seconds'])})")
     out += [f"    note: {n}" for n in g["notes"]]
     return out
 
@@ -159,6 +170,9 @@ def _render_summary(phase: str, s: dict) -> list[str]:
     direction = ", ".join(f"{k} {n}" for k, n in s["copies_by_direction"].items()) or "none"
     out.append(f"  copies {per}: {s['copies_per_step']} ({_bytes(s['copy_bytes_per_step'])}, "
                f"{_time(s['copy_seconds_per_step'])}): {direction}")
+    if s["readback"]:
+        r = s["readback"]
+        out.append(f"  result read back from {r['from']}: {_bytes(r['bytes'])} ({_time(r['seconds'])})")
     if s["split"]:
         out.append(f"  offload: {s['split']}")
     return out

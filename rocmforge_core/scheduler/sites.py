@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rocmforge_core.ops import Signature
+from rocmforge_core.ops import Signature, Verdict, no
 
 PHASES = ("prefill", "decode")
+# A step's inputs, which the engine keeps on its preferred backend; Site.inputs names them by these ids.
+STEP_INPUTS = {-1: "token ids", -2: "positions", -3: "sequence ids", -4: "output rows", -5: "block tables",
+               -6: "sampling history"}
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 
 
@@ -22,7 +25,8 @@ class Site:
     op: str
     sig: Signature
     phase: str
-    inputs: tuple[int, ...] = ()   # indices (in the site sequence) of the sites whose outputs this one reads
+    inputs: tuple[int, ...] | None = ()  # sites (indices in the step) whose outputs this one reads, and step
+                                         # inputs (STEP_INPUTS ids); None: just the previous site
     weight: str = ""               # GGUF tensor this site reads, if any
     weight_bytes: int = 0
     out_bytes: int = 0             # size of its result, what a copy to another backend moves
@@ -43,6 +47,15 @@ class Site:
     @property
     def key(self) -> tuple[str, str]:
         return (self.name, self.phase)
+
+
+def availability(backend) -> Verdict:
+    """``backend.available()``, with a backend whose check itself fails counted as unavailable (planning must
+    not crash on one broken plugin)."""
+    try:
+        return backend.available()
+    except Exception as exc:
+        return no(f"its availability check raised {type(exc).__name__}: {exc}")
 
 
 def phase_of(m: int) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from rocmforge_core.engine.forward import Dense, Forward, Matrix, Meta
 from rocmforge_core.ops import ArgInfo, Signature
 from rocmforge_core.ops.sample import DEFAULTS as SAMPLE_DEFAULTS
+from rocmforge_core.scheduler.plan import Plan
 from rocmforge_core.scheduler.sites import Site, phase_of
 
 PREFILL_TOKENS = 64  # the prefill step a trace describes (shape buckets make the plan hold for other lengths)
@@ -20,7 +21,7 @@ _ITEMSIZE = {"f32": 4, "f16": 2, "i32": 4}
 
 @dataclass(frozen=True)
 class Traced(Meta):
-    src: int = -1  # index of the site that made this tensor; -1 for the step's inputs
+    src: int | None = None  # index of the site that made this tensor, or a step input's id (STEP_INPUTS)
 
     def reshape(self, *shape: int) -> "Traced":
         return Traced(tuple(shape), self.dtype_name, self.src)
@@ -39,7 +40,7 @@ class _Recorder:
     """Stands in for the planner while tracing: notes each call's signature."""
 
     def __init__(self):
-        self.plan = SimpleNamespace(order=())
+        self.plan = Plan(order=())
         self.last: Signature | None = None
 
     def choose(self, site: str, phase: str, sig: Signature, resident=None):
@@ -54,7 +55,10 @@ class _Tracer(Forward):
         self.sites: list[Site] = []
 
     def op(self, op: str, site: str, *args, **params):
-        inputs = tuple(dict.fromkeys(a.src for a in args if isinstance(a, Traced) and a.src >= 0))
+        inputs = [a.src for a in args if isinstance(a, Traced) and a.src is not None]
+        if op == "attention":
+            inputs.append(-5)  # the KV cache's block tables, kept with the step inputs
+        inputs = tuple(dict.fromkeys(inputs))
         out = super().op(op, site, *args, **params)
         weights = [a for a in args if isinstance(a, (Matrix, Dense))]
         self.sites.append(Site(site, op, self.recorder.last, self.phase, inputs,
@@ -68,8 +72,8 @@ class _Tracer(Forward):
 
     def step(self, m: int, phase: str) -> list[Site]:
         self.sites = []
-        i32 = Traced((m,), "i32")
-        self.batch = SimpleNamespace(tokens=i32, positions=i32, seq_ids=i32, out_rows=Traced((1,), "i32"), m=m)
+        self.batch = SimpleNamespace(tokens=Traced((m,), "i32", -1), positions=Traced((m,), "i32", -2),
+                                     seq_ids=Traced((m,), "i32", -3), out_rows=Traced((1,), "i32", -4), m=m)
         self.phase, self.tracing = phase, True
         try:
             logits = self.arch.forward(self)
@@ -79,8 +83,15 @@ class _Tracer(Forward):
         vocab = logits.shape[-1]
         sample = Signature("sample", (ArgInfo((vocab,), "f32"), ArgInfo((64,), "i32")),
                            tuple(sorted(SAMPLE_DEFAULTS.items())))
-        self.sites.append(Site("sample", "sample", sample, phase, (logits.src,), "", 0, 4))
+        self.sites.append(Site("sample", "sample", sample, phase, (logits.src, -6), "", 0, 4))
         return self.sites
+
+
+def trace_steps(arch, config, metadata, weights, registry, prefill_tokens: int = PREFILL_TOKENS) -> dict[str, list[Site]]:
+    """The sites of a decode step and of a prefill step of ``prefill_tokens`` tokens."""
+    tracer = _Tracer(arch, config, metadata, weights, registry)
+    prefill = max(2, min(prefill_tokens, config.context_length or prefill_tokens))
+    return {phase_of(m): tracer.step(m, phase_of(m)) for m in (1, prefill)}
 
 
 def trace_model(path: str | Path, registry, prefill_tokens: int = PREFILL_TOKENS) -> Model:
@@ -91,6 +102,5 @@ def trace_model(path: str | Path, registry, prefill_tokens: int = PREFILL_TOKENS
     config = gguf.config
     weights = Weights(gguf, registry, arch.name)
     weights.require(arch.required_tensors(config))
-    tracer = _Tracer(arch, config, gguf.metadata, weights, registry)
-    steps = {phase_of(m): tracer.step(m, phase_of(m)) for m in (prefill_tokens, 1)}
-    return Model(Path(path), arch.name, config, steps)
+    return Model(Path(path), arch.name, config, trace_steps(arch, config, gguf.metadata, weights, registry,
+                                                             prefill_tokens))

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from rocmforge_core import __version__
-from rocmforge_core.ops import Kernel
+from rocmforge_core.ops import Kernel, signature
 from rocmforge_core.scheduler.costs import NOMINAL_CONTEXT
-from rocmforge_core.scheduler.sites import Site
+from rocmforge_core.scheduler.sites import Site, availability
 
 CACHE_VERSION = 1
 COPY_SIZES = (4 << 10, 256 << 10, 4 << 20)
@@ -40,7 +39,7 @@ def fingerprint(registry) -> dict:
     devices = {}
     for name in sorted(registry.backends):
         be = registry.backends[name]
-        if not be.available():
+        if not availability(be):
             continue
         try:
             infos = be.devices()
@@ -147,7 +146,8 @@ def _legs(registry, source: str, dest: str) -> list[str]:
 
 class Tuner:
     """Times candidates on synthetic inputs of each site's signature (random values, valid random weight blocks,
-    a KV cache holding NOMINAL_CONTEXT positions), median of ``repeat`` runs after one warm-up."""
+    a KV cache holding NOMINAL_CONTEXT positions): the fastest of ``repeat`` runs after one warm-up, since load
+    from other processes only ever adds time."""
 
     def __init__(self, registry, cache: TuningCache, backends: list[str], repeat: int = 5, seed: int = 0):
         self.registry, self.cache, self.backends, self.repeat = registry, cache, backends, repeat
@@ -163,19 +163,26 @@ class Tuner:
             if progress:
                 progress(i, len(seen), key)
             host_args, params = self.inputs(site)
-            for cand in self.registry.kernels_for(site.sig):
-                if not cand.verdict or cand.kernel.backend not in self.backends:
+            for name in self.backends:
+                be = self.registry.backend(name)
+                try:
+                    args = tuple(self._upload(be, a) for a in host_args)
+                except Exception as exc:
+                    self.failures.append(f"{name} cannot hold the arguments of {key}: {type(exc).__name__}: {exc}")
                     continue
-                seconds = self.time_kernel(cand.kernel, host_args, params)
-                if seconds is not None:
-                    self.cache.record(cand.kernel, site, seconds)
-                    timed += 1
+                # Ask the kernels about the call as this backend holds it (weights in its layout).
+                resident = signature(site.op, args, dict(site.sig.params))
+                for cand in self.registry.kernels_for(resident, name):
+                    if not cand.verdict:
+                        continue
+                    seconds = self.time_kernel(cand.kernel, be, args, params)
+                    if seconds is not None:
+                        self.cache.record(cand.kernel, site, seconds)
+                        timed += 1
         return timed
 
-    def time_kernel(self, kernel: Kernel, host_args: tuple, params: dict) -> float | None:
-        be = self.registry.backend(kernel.backend)
+    def time_kernel(self, kernel: Kernel, be, args: tuple, params: dict) -> float | None:
         try:
-            args = tuple(self._upload(be, a) for a in host_args)
             kernel.fn(*args, **params)
             be.synchronize()
             times = []
@@ -187,7 +194,7 @@ class Tuner:
         except Exception as exc:  # a failing kernel is not timed; the run-time fallback deals with it
             self.failures.append(f"{kernel.name}: {type(exc).__name__}: {exc}")
             return None
-        return statistics.median(times)
+        return min(times)
 
     def _upload(self, be, value):
         from rocmforge_core.formats import Weight
@@ -217,7 +224,7 @@ class Tuner:
                         be.synchronize()
                         runs.append(time.perf_counter() - start)
                     sizes.append(nbytes)
-                    times.append(statistics.median(runs))
+                    times.append(min(runs))
                 slope, intercept = np.polyfit(np.array(sizes, float), np.array(times, float), 1)
                 self.cache.copies[f"{name}.{direction}"] = {
                     "latency_s": max(float(intercept), 0.0), "bytes_per_s": 1.0 / max(float(slope), 1e-15),

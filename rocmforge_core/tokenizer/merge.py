@@ -13,45 +13,50 @@ from heapq import heapify, heappop, heappush
 
 def spm_merge(word: str, token_to_id: dict[str, int], scores: list[float]) -> list[str]:
     """Symbols left after SPM merging of ``word`` (its characters merged by token score)."""
-    syms = list(word)
-    n = len(syms)
+    n = len(word)
     if n < 2:
-        return syms
+        return [word] if n else []
     get = token_to_id.get
+    heap = []
+    for i in range(n - 1):
+        tid = get(word[i:i + 2])
+        if tid is not None:
+            heap.append((-scores[tid], i, i + 1, 2))
+    if not heap:
+        return list(word)
+    syms = list(word)
+    lens = [1] * n
     nxt = list(range(1, n + 1))
     nxt[-1] = -1
     prev = list(range(-1, n - 1))
-    heap = []
-    for i in range(n - 1):
-        text = syms[i] + syms[i + 1]
-        tid = get(text)
-        if tid is not None:
-            heap.append((-scores[tid], i, i + 1, len(text)))
     heapify(heap)
     while heap:
         _, left, right, size = heappop(heap)
-        a, b = syms[left], syms[right]
-        if not a or not b or len(a) + len(b) != size:
+        la, lb = lens[left], lens[right]
+        if not la or not lb or la + lb != size:
             continue
-        merged = a + b
+        merged = syms[left] + syms[right]
         syms[left] = merged
-        syms[right] = ""
+        lens[left] = size
+        lens[right] = 0
         after = nxt[right]
         nxt[left] = after
         if after >= 0:
             prev[after] = left
+            tid = get(merged + syms[after])
+            if tid is not None:
+                heappush(heap, (-scores[tid], left, after, size + lens[after]))
         before = prev[left]
         if before >= 0:
-            text = syms[before] + merged
-            tid = get(text)
+            tid = get(syms[before] + merged)
             if tid is not None:
-                heappush(heap, (-scores[tid], before, left, len(text)))
-        if after >= 0:
-            text = merged + syms[after]
-            tid = get(text)
-            if tid is not None:
-                heappush(heap, (-scores[tid], left, after, len(text)))
-    return [s for s in syms if s]
+                heappush(heap, (-scores[tid], before, left, lens[before] + size))
+    out = []
+    i = 0
+    while i >= 0:
+        out.append(syms[i])
+        i = nxt[i]
+    return out
 
 
 def bpe_merge(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:

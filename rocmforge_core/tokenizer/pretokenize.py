@@ -7,7 +7,8 @@ text in which every non-ASCII code point is replaced by one marker character for
 rewritten to that marker plus its ASCII members. Doing the same here with the standard ``re`` module reproduces
 llama.cpp's splits, quirks included, without a Unicode-class regex engine. The two patterns llama.cpp runs with
 hand-written matchers (GPT-2's and Llama 3's) behave like the regex except for unassigned code points, which those
-matchers never group: they get a marker no class matches and become one piece each.
+matchers never group: their patterns here exclude the unassigned marker from [^\\s\\p{L}\\p{N}], and each
+unmatched code point becomes a piece of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import unicodedata
 
 # marker per category, as unicode.cpp's k_ucat_cpt; 0x0B stands for non-ASCII whitespace
 _NUMBER, _LETTER, _PUNCT, _MARK, _SYMBOL, _OTHER, _SPACE = "\xd1", "\xd2", "\xd3", "\xd4", "\xd5", "\xd0", "\x0b"
-_UNASSIGNED = "\xd6"  # only used by the hand-written matchers' patterns (see module docstring)
+# unassigned code points: like _OTHER (no class lists either) except in the hand-written matchers' patterns
+_UNASSIGNED = "\xd6"
 _CLASS = {
     "N": _NUMBER + "0-9",
     "L": _LETTER + "A-Za-z", "Lu": _LETTER + "A-Za-z", "Ll": _LETTER + "A-Za-z", "Lt": _LETTER + "A-Za-z",
@@ -56,8 +58,8 @@ _CJK = r"[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+"
 REGEXES: dict[str, list[str]] = {
     "default": [r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"],
     "llama3": [LLAMA3],
-    "deepseek-llm": ["[\r\n]", r"\s?[" + _DEEPSEEK_LETTERS + "]+", r"\s?[!-/:-~\uff01-\uff0f\uff1a-\uff5e\u2018-\u201f\u3000-\u3002]+",
-                     r"\s+$", _CJK, r"\p{N}+"],
+    "deepseek-llm": ["[\r\n]", r"\s?[" + _DEEPSEEK_LETTERS + "]+",
+                     r"\s?[!-/:-~\uff01-\uff0f\uff1a-\uff5e\u2018-\u201f\u3000-\u3002]+", r"\s+$", _CJK, r"\p{N}+"],
     "deepseek-coder": ["[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", _CJK, r"\p{N}"],
     "falcon": [r"[\p{P}\$\+<=>\^~\|`]+", GPT2, "[0-9][0-9][0-9]"],
     "starcoder": [r"\p{N}", GPT2],

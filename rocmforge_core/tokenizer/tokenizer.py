@@ -56,6 +56,8 @@ class Tokenizer:
         # special tokens in llama.cpp's partition order; user-defined ones are split out even without special=True
         self._specials_all = [(i, v.tokens[i], v.attrs[i]) for i in v.special_ids]
         self._specials_plain = [s for s in self._specials_all if not s[2] & (CONTROL | UNKNOWN)]
+        self._groups = {special: _group_by_first_char(specials)
+                        for special, specials in ((True, self._specials_all), (False, self._specials_plain))}
         self._byte_ids = [self._byte_token(b) for b in range(256)]
         # tokens that would join text across a space boundary (see _words); SPM joins tokens, gemma4 merges
         self._bridging: list[str] | None = []
@@ -135,6 +137,13 @@ class Tokenizer:
         texts such as "<|im_start|>" into their ids (user-defined tokens are always matched, as in llama.cpp)."""
         if not isinstance(text, str):
             raise TokenizerError(f"encode() needs a str, got {type(text).__name__}")
+        try:
+            return self._encode(text, add_special, special)
+        except UnicodeEncodeError as exc:
+            raise TokenizerError(f"the text holds a lone surrogate {exc.object[exc.start]!r}, "
+                                 "which is not valid Unicode") from None
+
+    def _encode(self, text: str, add_special: bool, special: bool) -> list[int]:
         v = self.vocab
         out: list[int] = []
         fragments = self._partition(text, special) if text else []
@@ -143,7 +152,7 @@ class Tokenizer:
         if v.kind == SPM:
             prev_special = True
             for frag in fragments:
-                if isinstance(frag, int):
+                if frag.__class__ is int:
                     out.append(frag)
                     prev_special = True
                     continue
@@ -153,7 +162,7 @@ class Tokenizer:
                 prev_special = False
         else:
             for frag in fragments:
-                if isinstance(frag, int):
+                if frag.__class__ is int:
                     out.append(frag)
                     continue
                 if v.escape_whitespaces:
@@ -166,30 +175,45 @@ class Tokenizer:
     def _partition(self, text: str, special: bool) -> list[str | int]:
         """llama.cpp's tokenizer_st_partition: split out special-token texts, longest token first."""
         fragments: list[str | int] = [text]
+        present = _occurring(text, self._groups[special])
+        if not present:
+            return fragments
         for tid, tok, attr in (self._specials_all if special else self._specials_plain):
-            if tok not in text:
+            if tok not in present:
                 continue
             out: list[str | int] = []
             for frag in fragments:
-                if isinstance(frag, int) or tok not in frag:
+                if frag.__class__ is int or tok not in frag:
                     out.append(frag)
-                    continue
-                pos = 0
-                while (match := frag.find(tok, pos)) >= 0:
-                    left = frag[pos:match]
-                    if attr & LSTRIP:
-                        left = left.rstrip(_C_SPACE)
-                    if left:
-                        out.append(left)
-                    out.append(tid)
-                    pos = match + len(tok)
-                    if attr & RSTRIP:
-                        while pos < len(frag) and frag[pos] in _C_SPACE:
-                            pos += 1
-                if pos < len(frag):
-                    out.append(frag[pos:])
+                elif not attr & (LSTRIP | RSTRIP):
+                    parts = frag.split(tok)
+                    if parts[0]:
+                        out.append(parts[0])
+                    for part in parts[1:]:
+                        out.append(tid)
+                        if part:
+                            out.append(part)
+                else:
+                    self._split_stripping(frag, tid, tok, attr, out)
             fragments = out
         return fragments
+
+    @staticmethod
+    def _split_stripping(frag: str, tid: int, tok: str, attr: int, out: list[str | int]) -> None:
+        pos = 0
+        while (match := frag.find(tok, pos)) >= 0:
+            left = frag[pos:match]
+            if attr & LSTRIP:
+                left = left.rstrip(_C_SPACE)
+            if left:
+                out.append(left)
+            out.append(tid)
+            pos = match + len(tok)
+            if attr & RSTRIP:
+                while pos < len(frag) and frag[pos] in _C_SPACE:
+                    pos += 1
+        if pos < len(frag):
+            out.append(frag[pos:])
 
     def _words(self, text: str) -> list[str]:
         """Split whitespace-escaped text before each run of U+2581 that follows other characters.
@@ -243,11 +267,9 @@ class Tokenizer:
         return ids
 
     def _bpe_word(self, word: str) -> list[int]:
-        v = self.vocab
-        t2id = self._t2id
-        if v.byte_encode:
+        if self.vocab.byte_encode:
             word = word.encode("utf-8").decode("latin-1").translate(_BYTE_ENCODE)
-        elif "\n" not in word:
+        elif "\n" not in word:  # gemma4: split lines further where no merge can cross (see _words)
             return [i for part in self._words(word) for i in self._bpe_symbols(part)]
         return self._bpe_symbols(word)
 
@@ -347,11 +369,11 @@ class Tokenizer:
         """Text of ``ids`` (llama_detokenize); invalid UTF-8 becomes U+FFFD."""
         return self.decode_bytes(ids, special, remove_special).decode("utf-8", "replace")
 
-    def stream(self, special: bool = False) -> "StreamDecoder":
-        """An incremental decoder for generated tokens (see StreamDecoder)."""
+    def stream(self, special: bool = False, at_start: bool = False) -> "StreamDecoder":
+        """An incremental decoder for generated tokens; ``at_start``: the ids begin the text (see StreamDecoder)."""
         from rocmforge_core.tokenizer.stream import StreamDecoder
 
-        return StreamDecoder(self, special)
+        return StreamDecoder(self, special, at_start)
 
     # -- chat ------------------------------------------------------------------------------------------------
     def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
@@ -369,6 +391,33 @@ class Tokenizer:
         eos = self._tokens[v.eos_id] if v.eos_id is not None else ""
         return render_chat(template, messages, add_generation_prompt=add_generation_prompt, bos_token=bos,
                            eos_token=eos, **kwargs)
+
+
+def _group_by_first_char(specials: list[tuple[int, str, int]]) -> dict[str, tuple[frozenset[str], list[int]]]:
+    groups: dict[str, set[str]] = {}
+    for _, tok, _ in specials:
+        groups.setdefault(tok[0], set()).add(tok)
+    return {c: (frozenset(toks), sorted({len(t) for t in toks})) for c, toks in groups.items()}
+
+
+def _occurring(text: str, groups: dict[str, tuple[frozenset[str], list[int]]]) -> set[str]:
+    """The special-token texts that occur in ``text``. Per first character, either search each token (few tokens)
+    or look at every position of that character (many tokens, e.g. gemma's 6,000 "<...>" control tokens)."""
+    present: set[str] = set()
+    for c, (toks, lengths) in groups.items():
+        count = text.count(c)
+        if not count:
+            continue
+        if count * len(lengths) * 500 < len(toks) * len(text):
+            pos = text.find(c)
+            while pos >= 0:
+                for n in lengths:
+                    if text[pos:pos + n] in toks:
+                        present.add(text[pos:pos + n])
+                pos = text.find(c, pos + 1)
+        else:
+            present.update(t for t in toks if t in text)
+    return present
 
 
 def _clean_spaces(data: bytes) -> bytes:

@@ -89,11 +89,6 @@ class Vocab:
         return len(self.tokens)
 
 
-def _get(md: Mapping[str, Any], key: str, default=None):
-    value = md.get(key, default)
-    return value
-
-
 def _str_list(value) -> list[str]:
     tolist = getattr(value, "tolist", None)
     return tolist() if tolist is not None else list(value)
@@ -101,11 +96,11 @@ def _str_list(value) -> list[str]:
 
 def load_vocab(md: Mapping[str, Any]) -> Vocab:
     """Build a Vocab from a GGUF metadata mapping; raises TokenizerError on missing or unsupported metadata."""
-    model = _get(md, "tokenizer.ggml.model")
+    model = md.get("tokenizer.ggml.model")
     if model is None:
         raise TokenizerError("the GGUF metadata has no tokenizer (tokenizer.ggml.model is missing)")
     model = str(model)
-    pre_name = _get(md, "tokenizer.ggml.pre")
+    pre_name = md.get("tokenizer.ggml.pre")
     flags: dict[str, Any] = {}
     if model == "llama":
         kind, pre = SPM, ""
@@ -194,17 +189,28 @@ def load_vocab(md: Mapping[str, Any]) -> Vocab:
         value = md.get(f"tokenizer.ggml.{key}")
         if value is not None and 0 <= int(value) < n:
             ids[name] = int(value)
+    fim_ids = {}
+    for fim, keys in (("fim_pre", ("fim_pre_token_id", "prefix_token_id")),
+                      ("fim_suf", ("fim_suf_token_id", "suffix_token_id")),
+                      ("fim_mid", ("fim_mid_token_id", "middle_token_id")), ("fim_pad", ("fim_pad_token_id",)),
+                      ("fim_rep", ("fim_rep_token_id",)), ("fim_sep", ("fim_sep_token_id",))):
+        for key in keys:  # llama.cpp reads the deprecated prefix/suffix/middle keys last, so they win
+            value = md.get(f"tokenizer.ggml.{key}")
+            if value is not None and 0 <= int(value) < n:
+                fim_ids[fim] = int(value)
     for name, key in (("add_bos", "add_bos_token"), ("add_eos", "add_eos_token")):
         if f"tokenizer.ggml.{key}" in md:
             flags[name] = bool(md[f"tokenizer.ggml.{key}"])
-    if flags.get("escape_whitespaces") and kind == BPE and pre == "gemma4":
+    if pre == "gemma4":
         flags["add_bos"] = True  # llama.cpp's Gemma 4 workaround
     if flags.get("add_bos") and ids["bos_id"] is None:
         raise TokenizerError("tokenizer.ggml.add_bos_token is true, but tokenizer.ggml.bos_token_id is not set")
     if flags.get("add_eos") and ids["eos_id"] is None:
         raise TokenizerError("tokenizer.ggml.add_eos_token is true, but tokenizer.ggml.eos_token_id is not set")
 
-    eog = _fix_special_attrs(tokens, token_to_id, attrs_arr, ids)
+    all_ids = {**ids, **fim_ids}
+    eog = _fix_special_attrs(tokens, token_to_id, attrs_arr, all_ids)  # sets EOT/EOM ids it detects
+    ids = {name: all_ids[name] for name in ids}
     arch = str(md.get("general.architecture", ""))
     name = str(md.get("general.name", ""))
     special_ids = np.flatnonzero(attrs_arr & (CONTROL | USER_DEFINED | UNKNOWN)).tolist()
@@ -231,11 +237,19 @@ _EOG_TEXTS = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "
               "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
               "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
               "<｜end▁of▁sentence｜>", "[e~["}
+# fill-in-the-middle tokens: metadata key -> texts llama.cpp recognises; pad, repo and file-sep also end generation
 _FIM = {
+    "fim_pre": {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "\u2581<PRE>",
+                "<|code_prefix|>", "<|prefix|>"},
+    "fim_suf": {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "\u2581<SUF>",
+                "<|code_suffix|>", "<|suffix|>"},
+    "fim_mid": {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "\u2581<MID>",
+                "<|code_middle|>", "<|middle|>"},
     "fim_pad": {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"},
     "fim_rep": {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"},
     "fim_sep": {"<|file_sep|>"},
 }
+_FIM_EOG = ("fim_pad", "fim_rep", "fim_sep")
 
 
 def _fix_special_attrs(tokens: list[str], token_to_id: dict[str, int], attrs: np.ndarray, ids: dict) -> set[int]:
@@ -255,11 +269,15 @@ def _fix_special_attrs(tokens: list[str], token_to_id: dict[str, int], attrs: np
         ids["eom_id"] = token_to_id["<|eom_id|>"]
         force_control(ids["eom_id"])
     eog: set[int] = set()
-    for texts in _FIM.values():
-        found = sorted(token_to_id[t] for t in texts if t in token_to_id)
-        if found:
-            force_control(found[0])
-            eog.add(found[0])
+    for kind, texts in _FIM.items():
+        tid = ids.get(kind)
+        if tid is None:
+            found = sorted(token_to_id[t] for t in texts if t in token_to_id)
+            if found:
+                tid = found[0]
+                force_control(tid)
+        if tid is not None and kind in _FIM_EOG:
+            eog.add(tid)
     for i in np.flatnonzero((attrs & CONTROL) & ~(attrs & UNUSED)).tolist():
         if "unused" in tokens[i]:
             attrs[i] |= UNUSED

@@ -8,6 +8,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 from rocmforge_core import ops
 from rocmforge_core.errors import BackendError
@@ -23,7 +24,7 @@ def _kernel(registry, sig):
 
 
 @pytest.mark.parametrize("fmt", NATIVE)
-@pytest.mark.parametrize("m", [1, 3, quantized.BLAS_MIN_ROWS, 40])
+@pytest.mark.parametrize("m", [1, 3, 6, quantized.BLAS_MIN_ROWS - 1, quantized.BLAS_MIN_ROWS, 70])
 def test_quantized_matmul_is_float32_accurate(registry, cpu, fmt, m):
     """Activations stay float32, so the products are far inside the 5e-4 allowed for 8-bit activations."""
     rng = np.random.default_rng(7)
@@ -103,6 +104,7 @@ def test_threads_follow_configure(cpu):
     before = cpu.threads
     try:
         assert cpu.configure(threads=1) == 1 and numba.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
         assert cpu.devices()[0].extra["threads"] == 1
         with pytest.raises(BackendError, match="at least 1"):
             cpu.configure(threads=0)

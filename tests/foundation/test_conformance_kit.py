@@ -228,3 +228,40 @@ def test_pytest_plugin_marks_device_backends_gpu(tmp_path):
     assert "dev.add[" in everything.stdout
     not_gpu = run_python(args + ["-m", "not gpu"], plugins="reference,dev", path=site, cwd=tmp_path)
     assert "dev.add[" not in not_gpu.stdout and "no tests collected" in not_gpu.stdout
+
+
+class Box:
+    """A device-like tensor: not a numpy array, reached only through its backend."""
+    def __init__(self, array):
+        self.array = array
+        self.shape = array.shape
+        self.dtype_name = {"float32": "f32", "int32": "i32"}[array.dtype.name]
+
+    def reshape(self, *shape):
+        return Box(self.array.reshape(*shape))
+
+
+class Boxed(HostBackend):
+    name, is_host = "boxed", False
+
+    def devices(self):
+        return []
+
+    def from_host(self, array):
+        return Box(np.array(array, copy=True))
+
+    def to_host(self, tensor):
+        return np.array(tensor.array, copy=True)
+
+
+def boxed(op):
+    def fn(*args, **params):
+        return Box(ops.reference(op)(*(a.array if isinstance(a, Box) else a for a in args), **params))
+    return Kernel(op, "boxed", f"boxed.{op}", fn)
+
+
+def test_device_like_backend_round_trips_through_its_own_memory(example_registry):
+    add(example_registry, "boxed", KernelPlugin(boxed("add"), boxed("attention"), backends=[Boxed()]))
+    results = run_conformance(example_registry, plugin="boxed")
+    assert {r.op for r in results} == {"add", "attention"}
+    assert all(r.passed for r in results), [r.message for r in results if not r.passed]

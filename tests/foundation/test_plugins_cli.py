@@ -112,15 +112,17 @@ def test_unavailable_backends_report_why_and_keep_their_capabilities(site):
     assert ghost["devices"] == []
     assert not moody["available"] and "OSError: driver exploded" in moody["reason"]
     cell = report["matrix"]["rmsnorm"]["ghost"]["f32"]
-    assert cell == {"ok": True, "reason": "f32", "kernel": "ghost.rmsnorm"}  # capability, not availability
+    assert cell == {"ok": True, "reason": "f32", "kernel": "ghost.rmsnorm", "layout": ""}  # capability, not availability
     assert not report["matrix"]["add"]["ghost"]["f32"]["ok"]
     assert "notice" not in report  # a backend plugin is installed, even if it cannot run here
 
 
-def test_rocmforge_plugins_limits_loading(site):
+def test_rocmforge_plugins_limits_loading_and_reports_unknown_names(site):
     report = plugins_json(plugins="reference", path=site)
     assert [p["name"] for p in report["plugins"]] == ["reference"]
     assert set(report["backends"]) == {"reference"}
+    typo = {p["name"]: p for p in plugins_json(plugins="reference,refrence", path=site)["plugins"]}
+    assert typo["reference"]["ok"] and "no installed distribution" in typo["refrence"]["error"]
 
 
 def test_check_reports_unknown_names_in_one_sentence():
@@ -139,6 +141,7 @@ def test_json_lists_formats_by_gguf_name_and_a_matrix_per_format(example_plugin)
     assert set(report["matrix"]) == set(ops.OP_NAMES)
     for op in ("matmul", "dequant", "embedding"):
         assert report["matrix"][op]["reference"]["TQ2_0"]["ok"]
+        assert report["matrix"][op]["reference"]["TQ2_0"]["layout"] == "f32"  # as the reference's upload leaves it
     assert report["matrix"]["rmsnorm"]["reference"]["f32"]["kernel"] == "reference.rmsnorm"  # priority 0 > -1
     kernels = {k["name"]: k for k in report["kernels"]}
     assert kernels["example.rmsnorm"] == {"name": "example.rmsnorm", "op": "rmsnorm", "backend": "reference",

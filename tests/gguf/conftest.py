@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # gguf_samples, the writer helpers
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE / "fuzz")]  # gguf_samples (the writer helpers), gguf_fuzz_harness
 
 from gguf_samples import every_value_type_kv, write_tiny_model  # noqa: E402
 

@@ -78,12 +78,20 @@ def test_argmax_matches_quantized_reference_where_clear(loaded, prompt):
 
 @pytest.mark.parametrize("prompt", ["short", "long"])
 def test_greedy_generation_matches_until_first_near_tie(loaded, prompt):
+    """Stricter than "up to the first top-2 gap under 0.5": our logits are within TOL of llama.cpp's, so only a
+    gap under 2 * TOL can flip an argmax; we must match up to the first such step."""
     ref = loaded["refs"]["f32deq"]["prompts"][prompt]
     gaps = [top[0][1] - top[1][1] for top in ref["greedy_step_top5"]]
-    n = next((i for i, g in enumerate(gaps) if g < NEAR_TIE), len(gaps))
-    assert n > 0
-    eos = int(loaded["model"].metadata["tokenizer.ggml.eos_token_id"])
+    n = next((i for i, g in enumerate(gaps) if g < 2 * TOL), len(gaps))
+    assert n >= next((i for i, g in enumerate(gaps) if g < NEAR_TIE), len(gaps))
+    tokenizer = loaded["model"].tokenizer
     gen = loaded["engine"].generate(ref["prompt_ids"], max_tokens=n, sampling=SamplingParams(temperature=0),
-                                    eog_ids=[eos])
+                                    eog_ids=tokenizer.eog_ids, decoder=tokenizer.stream())
     ids = gen.ids + ([gen.stop_token] if gen.stop_token is not None else [])
     assert ids[:n] == ref["greedy_ids"][:n]
+    assert ref["greedy_text"].startswith(gen.text)
+
+@pytest.mark.parametrize("prompt", ["short", "long"])
+def test_our_tokenizer_gives_the_reference_prompt_ids(loaded, prompt):
+    ref = loaded["refs"]["f32deq"]["prompts"][prompt]
+    assert loaded["model"].tokenizer.encode(ref["text"], add_special=True) == ref["prompt_ids"]

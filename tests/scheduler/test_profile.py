@@ -126,3 +126,20 @@ def test_example_profiles_are_valid(make_registry, name):
     reg = make_registry(gpu=GPUPlugin(name="hip"), cpu=CPUPlugin())
     prof, found = parse_profile((ROOT / "docs" / "profiles" / name).read_text(), name, reg)
     assert prof is not None and not found, found
+
+
+def test_profile_check_against_a_model(reg, tmp_path, capsys):
+    from .tiny_model import write_tiny_llama
+    model = write_tiny_llama(tmp_path / "tiny.gguf")
+    path = tmp_path / "p.yaml"
+    path.write_text("default: gpu\ngpu_layers: 9\nops:\n  dequant: cpu\nrules:\n  - name: ^blk\\.7\\.\n    backend: cpu\n"
+                    "  - op: matmul\n    backend: gpu\n  - name: ffn_down\n    op: matmul\n    backend: cpu\n")
+    assert cli("profile", "check", str(path), "--model", str(model)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"{path}:2: warning: gpu_layers 9 exceeds the 4 layers of tiny.gguf: every layer is offloaded",
+        f"{path}:4: warning: tiny.gguf has no dequant call site",
+        f"{path}:6: warning: rule (name /^blk\\.7\\./) -> cpu matches no call site of tiny.gguf",
+        f"{path}:10: warning: rule (op matmul, name /ffn_down/) -> cpu is shadowed by the rule (op matmul) -> gpu "
+        "at line 8: it can never match",
+        f"{path}: valid (3 rules, 4 warnings)"]

@@ -31,6 +31,12 @@ def test_ids_and_pieces(gemma_path, gemma_tok, capsys):
     assert special[-1] == {"id": gemma_tok.token_id("<start_of_turn>"), "piece": "<start_of_turn>"}
 
 
+def test_byte_pieces_show_their_bytes(testdata, capsys):
+    path = testdata / "vocab" / "ggml-vocab-llama-spm.gguf"
+    pieces = json.loads(_run(["-m", str(path), "--json", "--no-bos", "\U0001F999"], capsys))
+    assert [p.get("bytes") for p in pieces] == [None, "f0", "9f", "a6", "99"]
+
+
 def test_default_model_and_jsonl(smollm2_path, smollm2_tok, capsys, monkeypatch):
     out = _run(["--jsonl", "--special"], capsys, stdin='"Hello world"\n\n"<|im_end|>"\n', monkeypatch=monkeypatch)
     assert [json.loads(line) for line in out.splitlines()] == [[19556, 905], [smollm2_tok.token_id("<|im_end|>")]]

@@ -57,3 +57,21 @@ def test_spm_space_prefix_rule(vocab_tok, gemma_tok):
     assert [spm.token_text(i) for i in spm.encode("Hello", add_special=False)] == ["▁Hello"]
     assert [gemma_tok.token_text(i) for i in gemma_tok.encode("Hello", add_special=False)] == ["Hello"]
     assert spm.decode(spm.encode(" Hello", add_special=False)) == " Hello"
+
+
+def test_smollm2_matches_hf_tokenizers_on_english(smollm2_tok):
+    """A whole document through an independent BPE (Hugging Face tokenizers, Rust) built from the same metadata."""
+    hf_tokenizers = pytest.importorskip("tokenizers", reason="Hugging Face tokenizers is the independent check")
+    from pydoc_data.topics import topics
+
+    from rocmforge_core.tokenizer.pretokenize import GPT2, REGEXES
+
+    v = smollm2_tok.vocab
+    hf = hf_tokenizers.Tokenizer(hf_tokenizers.models.BPE(vocab=v.token_to_id,
+                                                          merges=sorted(v.merges, key=v.merges.get)))
+    splits = [hf_tokenizers.pre_tokenizers.Split(hf_tokenizers.Regex(e + (r"|\s+" if e == GPT2 else "")),
+                                                 behavior="isolated") for e in REGEXES[v.pre]]
+    hf.pre_tokenizer = hf_tokenizers.pre_tokenizers.Sequence(
+        splits + [hf_tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    text = "\n\n".join(topics[k] for k in sorted(topics))[:200_000]
+    assert smollm2_tok.encode(text, add_special=False) == hf.encode(text, add_special_tokens=False).ids

@@ -14,7 +14,8 @@ from tests.tokenizer.conftest import vocab_cases
 tokenizers = pytest.importorskip("tokenizers", reason="Hugging Face tokenizers is the independent cross-check")
 
 EXTRA = [
-    "Ὗώ ΐ Ί Ωhm 5K ℭ ÅngstrÖm µs ﬁne Ｆｕｌｌ！ ｗｉｄｔｈ",  # deepseek-llm's letter ranges, compatibility letters
+    # deepseek-llm's letter ranges and compatibility letters (escaped: NFC would fold KELVIN SIGN into "K")
+    "\u1f5f\u1f7d \u1fd3 \u1fdb \u2126hm 5\u212a \u212d \u212bngstr\u00d6m \u00b5s \ufb01ne \uff26\uff55\uff4c\uff4c\uff01 \u1fbe",
     "def f(x):\n\treturn x**2  # 1234567 ½ ³ Ⅻ\r\n\r\n  \n",
     "I'M HERE, you'll see; they've 'quoted' it's ...!!! ??? $100 + <tag> ^_^ ~ | ` @ #",
     "日本語のテキスト、中文文本。한국어 텍스트 — हिन्दी, العربية، فارسی۔",
@@ -50,8 +51,16 @@ def test_words_cover_the_text():
 
 
 def test_whitespace_is_unicode_white_space():
-    """Oniguruma's \\s misses U+0085, U+2003 and U+3000; llama.cpp (and this code) count every White_Space code point."""
+    """Oniguruma's \\s misses U+0085, U+2003 and U+3000; llama.cpp (and this code) count every White_Space code
+    point."""
     # GPT-2's matcher: "\s+(?!\S)" leaves the last space for the next word, NEL is whitespace, not punctuation
     assert PreTokenizer("gpt2").split(" \x85z") == [" ", "\x85", "z"]
     # deepseek-coder's "\s?\p{L}+": the collapsed text turns EM SPACE into 0x0B, which "\s" matches
     assert PreTokenizer("deepseek-coder").split("\u2003x\u3000y") == ["\u2003x", "\u3000y"]
+
+
+def test_unassigned_code_points():
+    """llama.cpp's hand-written GPT-2 matcher leaves unassigned code points (U+0378) out of every class, one piece
+    each; its std::regex path (qwen2) counts them as "other" and groups them."""
+    assert PreTokenizer("gpt2").split("a\u0378\u0378b") == ["a", "\u0378", "\u0378", "b"]
+    assert PreTokenizer("qwen2").split("a\u0378\u0378b") == ["a", "\u0378\u0378", "b"]

@@ -99,3 +99,5 @@ def test_bad_calls_are_clear_errors(smollm2_tok):
         smollm2_tok.decode([5, 10**6])
     with pytest.raises(TokenizerError, match="needs a str"):
         smollm2_tok.encode(b"bytes")
+    with pytest.raises(TokenizerError, match="lone surrogate"):
+        smollm2_tok.encode("ok \udc80")

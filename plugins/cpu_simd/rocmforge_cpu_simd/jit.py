@@ -19,9 +19,9 @@ if not numba.config.CACHE_DIR:
 FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: softmax masks and exp overflow need inf
 
 
-def fast(fn=None, *, parallel: bool = False):
+def fast(fn=None, *, parallel: bool = False, inline: str = "never"):
     """Compile with fast-math flags (for kernels held to a tolerance)."""
-    deco = numba.njit(cache=True, nogil=True, fastmath=FAST, parallel=parallel, error_model="numpy")
+    deco = numba.njit(cache=True, nogil=True, fastmath=FAST, parallel=parallel, error_model="numpy", inline=inline)
     return deco(fn) if fn is not None else deco
 
 

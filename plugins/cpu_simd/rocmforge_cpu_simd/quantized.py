@@ -17,8 +17,9 @@ The products: each weight row's 32 (or 16) values share a scale, so a row's dot 
 is sum_b scale_b * sum_j q_j x_j + sum_b minv_b * sum_j x_j. ggml quantizes x to 8 bits to run the inner sum on
 integer SIMD (pmaddubsw); numba types every integer product as int64, which halves or quarters the SIMD width,
 so here the inner sum converts q to float32 and multiplies by x in float32 (16 lanes per instruction, and more
-accurate than 8-bit activations). m > 1 rows of x reuse each weight row while it sits in L1; from BLAS_MIN_ROWS
-tokens on, tiles of weight rows are dequantized once (exactly) and multiplied through BLAS sgemm.
+accurate than 8-bit activations). Up to four rows of x share each converted weight; from BLAS_MIN_ROWS tokens on,
+tiles of weight rows are dequantized once (exactly) and multiplied through BLAS sgemm, which reuses each weight
+across the whole batch from registers.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from rocmforge_cpu_simd.jit import exact, fast
 from rocmforge_cpu_simd.ops.common import f32, output
 
 Q4, I8 = "cpu.q4", "cpu.i8"
-BLAS_MIN_ROWS = 8       # from this many tokens on, prefill goes through dequantized tiles and sgemm
+BLAS_MIN_ROWS = 32      # from this many tokens on, dequantized tiles + sgemm beat the simd kernels (docs/CPU.md)
 TILE_BYTES = 1 << 21    # float32 bytes of one dequantized tile (stays in L2 between dequantize and sgemm)
 
 
@@ -92,31 +93,81 @@ def blocks_of(weight: Weight, type_size: int) -> np.ndarray:
 
 
 # -- products ------------------------------------------------------------------------------------------------
-def _i8_dot(shift: int):
+# The row helpers take 1-D rows so that LLVM sees unit-stride streams (16-lane loads, converts and FMAs); the
+# four-token variants convert each weight once for four activation rows.
+def _i8_rows(shift: int):
+    @fast(inline="always")
+    def one(v, sc, x):
+        acc = np.float32(0.0)
+        for j in range(v.shape[0]):
+            acc += np.float32(v[j]) * sc[j >> shift] * x[j]
+        return acc
+
+    @fast(inline="always")
+    def four(v, sc, x0, x1, x2, x3):
+        a0 = a1 = a2 = a3 = np.float32(0.0)
+        for j in range(v.shape[0]):
+            w = np.float32(v[j]) * sc[j >> shift]
+            a0 += w * x0[j]
+            a1 += w * x1[j]
+            a2 += w * x2[j]
+            a3 += w * x3[j]
+        return a0, a1, a2, a3
+
     @fast(parallel=True)
     def dot(values, scale, minv, x, out):
         n, k = values.shape
         m = x.shape[0]
         nb = scale.shape[1]
-        has_min = minv.shape[1] > 0
-        xsum = np.zeros((m, nb), dtype=np.float32)
-        if has_min:
-            for t in range(m):
-                for j in range(k):
-                    xsum[t, j >> shift] += x[t, j]
+        xsum = np.zeros((m, minv.shape[1]), dtype=np.float32)
+        for t in range(m):
+            for j in range(k if minv.shape[1] else 0):
+                xsum[t, j >> shift] += x[t, j]
         for r in prange(n):
-            for t in range(m):
-                acc = np.float32(0.0)
-                for j in range(k):
-                    acc += np.float32(values[r, j]) * x[t, j] * scale[r, j >> shift]
-                if has_min:
+            v, sc = values[r], scale[r]
+            t = 0
+            while t + 4 <= m:
+                out[t, r], out[t + 1, r], out[t + 2, r], out[t + 3, r] = four(v, sc, x[t], x[t + 1], x[t + 2],
+                                                                              x[t + 3])
+                t += 4
+            while t < m:
+                out[t, r] = one(v, sc, x[t])
+                t += 1
+            if minv.shape[1]:
+                for t in range(m):
+                    acc = np.float32(0.0)
                     for b in range(nb):
                         acc += minv[r, b] * xsum[t, b]
-                out[t, r] = acc
+                    out[t, r] += acc
     return dot
 
 
-_I8_DOT = {16: _i8_dot(4), 32: _i8_dot(5)}
+_I8_DOT = {16: _i8_rows(4), 32: _i8_rows(5)}
+
+
+@fast(inline="always")
+def _q4_one(nib, sc, lo, hi):
+    acc = np.float32(0.0)
+    for i in range(nib.shape[0]):
+        q = nib[i]
+        s = sc[i >> 4]
+        acc += np.float32(np.uint8(q & np.uint8(15))) * s * lo[i] + np.float32(np.uint8(q >> np.uint8(4))) * s * hi[i]
+    return acc
+
+
+@fast(inline="always")
+def _q4_four(nib, sc, lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3):
+    a0 = a1 = a2 = a3 = np.float32(0.0)
+    for i in range(nib.shape[0]):
+        q = nib[i]
+        s = sc[i >> 4]
+        wl = np.float32(np.uint8(q & np.uint8(15))) * s
+        wh = np.float32(np.uint8(q >> np.uint8(4))) * s
+        a0 += wl * lo0[i] + wh * hi0[i]
+        a1 += wl * lo1[i] + wh * hi1[i]
+        a2 += wl * lo2[i] + wh * hi2[i]
+        a3 += wl * lo3[i] + wh * hi3[i]
+    return a0, a1, a2, a3
 
 
 @fast(parallel=True)
@@ -134,18 +185,21 @@ def _q4_dot(nibbles, scale, minv, x, out):
             lo[t, i] = x[t, b * 32 + (i & 15)]
             hi[t, i] = x[t, b * 32 + 16 + (i & 15)]
             xsum[t, b] += lo[t, i] + hi[t, i]
-    m15 = np.uint8(15)
-    s4 = np.uint8(4)
     for r in prange(n):
+        nib, sc = nibbles[r], scale[r]
+        t = 0
+        while t + 4 <= m:
+            out[t, r], out[t + 1, r], out[t + 2, r], out[t + 3, r] = _q4_four(
+                nib, sc, lo[t], hi[t], lo[t + 1], hi[t + 1], lo[t + 2], hi[t + 2], lo[t + 3], hi[t + 3])
+            t += 4
+        while t < m:
+            out[t, r] = _q4_one(nib, sc, lo[t], hi[t])
+            t += 1
         for t in range(m):
             acc = np.float32(0.0)
-            for i in range(h):
-                q = nibbles[r, i]
-                acc += (np.float32(np.uint8(q & m15)) * lo[t, i]
-                        + np.float32(np.uint8(q >> s4)) * hi[t, i]) * scale[r, i >> 4]
             for b in range(nb):
                 acc += minv[r, b] * xsum[t, b]
-            out[t, r] = acc
+            out[t, r] += acc
 
 
 # -- exact dequantization of rows ----------------------------------------------------------------------------
@@ -199,12 +253,17 @@ def matmul(x, w, *, out=None):
     n, k = w.shape
     res = output(out, (m, n))
     data = w.data
-    if m < BLAS_MIN_ROWS:
-        if isinstance(data, Q4Blocks):
-            _q4_dot(data.nibbles, data.scale, data.minv, x, res)
-        else:
-            _I8_DOT[data.block](data.values, data.scale, data.minv, x, res)
-        return res
+    if m >= BLAS_MIN_ROWS:
+        return _dequantized_sgemm(x, data, res)
+    if isinstance(data, Q4Blocks):
+        _q4_dot(data.nibbles, data.scale, data.minv, x, res)
+    else:
+        _I8_DOT[data.block](data.values, data.scale, data.minv, x, res)
+    return res
+
+
+def _dequantized_sgemm(x, data, res):
+    n, k = res.shape[1], x.shape[1]
     rows = max(1, TILE_BYTES // (4 * k))
     tile = np.empty((min(rows, n), k), dtype=np.float32)
     for start in range(0, n, rows):

@@ -1,7 +1,8 @@
 """Thread count of the cpu kernels: ``--threads`` or, by default, the number of physical cores we may run on.
 
 Hyper-threads share a core's SIMD units and its load ports, so for these bandwidth- and FMA-bound kernels one
-thread per physical core is the best default (llama.cpp makes the same choice).
+thread per physical core is the best default (llama.cpp makes the same choice). BLAS (numpy's OpenBLAS, used for
+prefill) gets the same count through threadpoolctl, so its threads never outnumber the cores either.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from pathlib import Path
 
 import numba
+from threadpoolctl import threadpool_limits
 
 from rocmforge_core.errors import BackendError
 
@@ -32,7 +34,8 @@ def physical_cores() -> int:
 
 
 def set_threads(threads: int | None) -> int:
-    """Use ``threads`` worker threads (None: physical cores); returns the number in effect."""
+    """Use ``threads`` worker threads (None: physical cores) in numba's kernels and in BLAS (prefill's sgemm);
+    returns the number in effect."""
     limit = numba.config.NUMBA_NUM_THREADS
     n = min(physical_cores(), limit) if threads is None else int(threads)
     if n < 1:
@@ -41,4 +44,5 @@ def set_threads(threads: int | None) -> int:
         raise BackendError(f"--threads {n} exceeds the {limit} threads numba was started with; "
                            f"set NUMBA_NUM_THREADS={n} before starting rocmforge")
     numba.set_num_threads(n)
+    threadpool_limits(n, user_api="blas")
     return n

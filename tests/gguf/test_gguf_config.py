@@ -108,3 +108,26 @@ def test_missing_architecture_is_a_clear_error(tmp_path, tiny_bytes):
     (tmp_path / "t.gguf").write_bytes(tiny_bytes)
     with pytest.raises(GGUFError, match="no general.architecture"):
         open_gguf(tmp_path / "t.gguf").config
+
+
+@pytest.mark.parametrize("key", ["block_count", "embedding_length", "feed_forward_length", "attention.head_count",
+                                 "attention.head_count_kv", "attention.key_length", "attention.value_length",
+                                 "context_length", "attention.layer_norm_rms_epsilon", "rope.freq_base",
+                                 "rope.dimension_count", "rope.scaling.factor", "attention.sliding_window",
+                                 "vocab_size"])
+def test_values_of_the_wrong_kind_are_clear_errors(tmp_path, key):
+    """A config key holding a string, a string array, a float array, a bool, NaN, zero or a huge number: the
+    config is either built or refused with a GGUFError naming what is wrong, never another exception."""
+    bad = [("x", GGUFValueType.STRING), (["a"], GGUFValueType.ARRAY, GGUFValueType.STRING),
+           ([1.5, 2.5], GGUFValueType.ARRAY, GGUFValueType.FLOAT32), (True, GGUFValueType.BOOL),
+           (float("nan"), GGUFValueType.FLOAT32), (0, GGUFValueType.UINT32), (2**64 - 1, GGUFValueType.UINT64),
+           (-3, GGUFValueType.INT32)]
+    refused = 0
+    for i, value in enumerate(bad):
+        gf = open_gguf(write_tiny_model(tmp_path / f"{i}.gguf", drop=(key,), extra_kv={f"llama.{key}": value}))
+        try:
+            gf.config
+        except GGUFError as exc:
+            refused += 1
+            assert "llama" in str(exc) and "\n" not in str(exc)
+    assert refused >= 3  # at least the string, the string array and the float array

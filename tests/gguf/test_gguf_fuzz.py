@@ -7,13 +7,10 @@ from __future__ import annotations
 import os
 import struct
 
-import numpy as np
 import pytest
-from gguf import GGUFValueType as V
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fuzz.harness import exercise
-from gguf_samples import TOKENS, every_value_type_kv, tiny_kv, write_gguf
+from gguf_fuzz_harness import exercise, write_seeds
 from rocmforge_core.gguf import open_gguf
 
 EXAMPLES = int(os.environ.get("ROCMFORGE_FUZZ_EXAMPLES", "300"))  # raise it for a longer local run
@@ -23,27 +20,8 @@ U64 = U32 + [2**32, 2**40, 2**62, 2**63 - 1, 2**63, 2**64 - 32, 2**64 - 1]
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> list[tuple[bytes, int]]:
-    """(file bytes, header length) of each seed: a tiny model, a vocab-only file, a v2 file with a custom
-    alignment and every value type, and a single-tensor file."""
-    d = tmp_path_factory.mktemp("seeds")
-    rng = np.random.default_rng(0)
-    small = {"output_norm.weight": (rng.standard_normal(64).astype(np.float32), 0),
-             "blk.0.attn_q.weight": (rng.standard_normal((4, 32)).astype(np.float16), 1)}
-    paths = [
-        write_gguf(d / "model.gguf", kv=tiny_kv(), tensors=small),
-        write_gguf(d / "vocab.gguf", kv={"tokenizer.ggml.tokens": (TOKENS, V.ARRAY, V.STRING),
-                                         "tokenizer.ggml.merges": (["a b", "ab c"], V.ARRAY, V.STRING)}),
-        write_gguf(d / "types.gguf", kv=every_value_type_kv(), tensors=small, alignment=64),
-        write_gguf(d / "one.gguf", kv={"llama.block_count": (1, V.UINT32)},
-                   tensors={"token_embd.weight": (rng.standard_normal((8, 32)).astype(np.float32), 0)}),
-    ]
-    seeds = []
-    for p in paths:
-        data = bytearray(p.read_bytes())
-        if p.name == "types.gguf":
-            data[4:8] = struct.pack("<I", 2)
-        seeds.append((bytes(data), open_gguf(p).data_offset))
-    return seeds
+    """(file bytes, header length) of each seed."""
+    return [(p.read_bytes(), open_gguf(p).data_offset) for p in write_seeds(tmp_path_factory.mktemp("seeds"))]
 
 
 def _mutation(header: int, size: int):

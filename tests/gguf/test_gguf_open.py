@@ -162,3 +162,42 @@ def test_repr_names_the_file(tiny_model):
 def _write(path, data):
     path.write_bytes(bytes(data))
     return path
+
+
+def test_load_weight_applies_the_formats_repacker_for_the_backend(tmp_path):
+    """The loader side of the repacking hook: a format's repacker for a backend turns the mapped GGUF view into
+    that backend's layout when the weight is loaded there."""
+    from rocmforge_core.backend import HostBackend
+
+    class TestHost(HostBackend):  # the base class's upload_weight: repack if the format says how
+        name = "testhost"
+
+        def devices(self):
+            return []
+
+    seen = []
+
+    def to_f32(weight):
+        seen.append(weight.data.flags.writeable)
+        return weight.with_data(weight.data.view(np.float32).reshape(weight.shape).copy(), "f32")
+
+    class Plugin:
+        @hookimpl
+        def register_formats(self, register):
+            register(QuantFormat("F32", 0, 1, 4, lambda raw: raw.view(np.float32),
+                                 lambda rng, n: np.zeros((n, 4), np.uint8), repackers={"testhost": to_f32}))
+
+    reg = Registry()
+    reg.add_plugin(Plugin(), PluginRecord("repacking", "test", "0", __name__))
+    tensors = tiny_tensors(np.random.default_rng(4), f32_only=True)
+    with open_gguf(write_gguf(tmp_path / "t.gguf", tensors=tensors)) as gf:
+        w = gf.load_weight("blk.1.ffn_up.weight", TestHost(), reg)
+        assert w.layout == "f32" and seen == [False]  # the repacker got the read-only mapped view
+        assert np.array_equal(dequantize_weight(w), tensors["blk.1.ffn_up.weight"][0])
+
+
+def test_metadata_is_read_only(tiny_model):
+    gf = open_gguf(tiny_model)
+    with pytest.raises(TypeError):
+        gf.metadata["general.name"] = "x"
+    assert gf.metadata["test.arr_bool"].dtype == np.bool_

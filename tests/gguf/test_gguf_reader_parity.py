@@ -3,14 +3,15 @@ metadata keys, value types and values, and the same tensor infos and bytes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from gguf import GGUFReader, GGUFValueType
 
 from rocmforge_core.gguf import StringArray, open_gguf
-from tests.conftest import GEMMA, TESTDATA, smollm2_file
 
-FILES = sorted((TESTDATA / "vocab").glob("*.gguf")) + [smollm2_file(), GEMMA]
+VOCAB = sorted((Path(__file__).resolve().parents[3] / "shared" / "testdata" / "vocab").glob("*.gguf"))
 
 
 def _flatten(value) -> list:
@@ -51,11 +52,18 @@ def assert_same_as_gguf_reader(path) -> None:
         assert np.array_equal(gf.raw(t.name).reshape(-1), np.asarray(t.data).reshape(-1).view(np.uint8)), t.name
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name if p else "smollm2")
-def test_real_file_matches_gguf_reader(path):
-    if path is None or not path.exists():
-        pytest.skip(f"{path or 'SmolLM2'} is not installed (`make install models` puts it there)")
+@pytest.mark.parametrize("path", VOCAB, ids=lambda p: p.name)
+def test_vocab_file_matches_gguf_reader(path):
     assert_same_as_gguf_reader(path)
+
+
+def test_vocab_files_are_there(vocab_files):
+    assert [p.name for p in vocab_files] == [p.name for p in VOCAB]
+
+
+@pytest.mark.parametrize("model", ["smollm2_path", "gemma_path"])
+def test_real_model_matches_gguf_reader(request, model):
+    assert_same_as_gguf_reader(request.getfixturevalue(model))
 
 
 def test_tiny_files_match_gguf_reader(tiny_model, tmp_path):

@@ -1,0 +1,308 @@
+"""One ``Kernel`` per op for backend "hip": argument checks (``supports``) and launches of the kernels/ sources.
+
+Arguments are this backend's tensors (``DeviceTensor``) and uploaded ``Weight``s; results are new tensors from
+the activation pool, except attention's cache update, which is in place as the op says.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rocmforge_core.formats import Weight
+from rocmforge_core.ops import Kernel, Signature, Verdict, no, yes
+from rocmforge_core.registry import get_registry
+from rocmforge_rocm_hip import sources
+from rocmforge_rocm_hip.runtime import F32, F64, I32, I64, PTR, U64
+
+MATVEC_MAX_M = 8     # batches up to this many rows use the matrix-vector kernel
+SAMPLE_MAX_TOP_K = 1024
+ATTENTION_SPLIT = 128  # positions per split when few queries attend to a long cache
+THREADS = 256
+
+
+def _ptr(value) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, Weight):
+        value = value.data
+    return value.ptr
+
+
+def _blocks(n: int, per: int = THREADS) -> int:
+    return (int(n) + per - 1) // per
+
+
+def _format(arg) -> tuple[object, str]:
+    """(QuantFormat, '') for a weight or f32 array argument, or (None, why not)."""
+    if arg.layout:
+        return None, f"weights in layout {arg.layout!r} (hip reads GGUF's own block layout)"
+    formats = get_registry().formats
+    name = "F32" if arg.dtype == "f32" else arg.dtype
+    fmt = formats.get(name)
+    if fmt is None:
+        return None, f"no format plugin provides {name}"
+    if not sources.format_source(fmt):
+        return None, f"no hip device code for {name} (its format plugin ships no device.hip)"
+    return fmt, ""
+
+
+def _row_bytes(fmt, k: int) -> int:
+    return k // fmt.block_size * fmt.type_size
+
+
+def _check_rows(sig: Signature, i: int = 0) -> Verdict:
+    arg = sig.args[i]
+    fmt, why = _format(arg)
+    if fmt is None:
+        return no(why)
+    if arg.shape[-1] % 8:
+        return no(f"hip kernels read rows in groups of 8 elements; rows of {arg.shape[-1]} are not")
+    return yes()
+
+
+class HipOps:
+    """The op implementations, bound to one backend instance."""
+
+    def __init__(self, backend) -> None:
+        self.be = backend
+
+    # -- elementwise -----------------------------------------------------------------------------------------
+    def add(self, a, b):
+        out = self.be.empty(a.shape, "f32")
+        self.be.launch(sources.ELEMENTWISE, "rf_add", (_blocks(a.size),), (THREADS,),
+                       [(a.ptr, PTR), (b.ptr, PTR), (out.ptr, PTR), (a.size, I64), (b.size, I64)])
+        return out
+
+    def scale(self, x, *, s):
+        out = self.be.empty(x.shape, "f32")
+        self.be.launch(sources.ELEMENTWISE, "rf_scale", (_blocks(x.size),), (THREADS,),
+                       [(x.ptr, PTR), (out.ptr, PTR), (x.size, I64), (float(np.float32(s)), F32)])
+        return out
+
+    def activation(self, gate, up, *, kind):
+        out = self.be.empty(gate.shape, "f32")
+        self.be.launch(sources.ELEMENTWISE, "rf_activation", (_blocks(gate.size),), (THREADS,),
+                       [(gate.ptr, PTR), (up.ptr, PTR), (out.ptr, PTR), (gate.size, I64),
+                        ({"swiglu": 0, "geglu_tanh": 1}[kind], I32)])
+        return out
+
+    def rmsnorm(self, x, w, *, eps):
+        d = x.shape[-1]
+        rows = x.size // d
+        out = self.be.empty(x.shape, "f32")
+        self.be.launch(sources.ELEMENTWISE, "rf_rmsnorm", (rows,), (THREADS,),
+                       [(x.ptr, PTR), (_ptr(w), PTR), (out.ptr, PTR), (d, I32), (float(eps), F32)])
+        return out
+
+    def rope(self, x, positions, freq_factors=None, *, base, mode, n_rot=0, freq_scale=1.0):
+        m, heads, d = x.shape
+        out = self.be.empty(x.shape, "f32")
+        self.be.launch(sources.ELEMENTWISE, "rf_rope", (_blocks(m * heads * (d // 2)),), (THREADS,),
+                       [(x.ptr, PTR), (positions.ptr, PTR), (_ptr(freq_factors), PTR), (out.ptr, PTR), (m, I32),
+                        (heads, I32), (d, I32), (int(n_rot or d), I32), (float(base), F64),
+                        (float(freq_scale), F64), (int(mode == "neox"), I32)])
+        return out
+
+    def transpose(self, x):
+        rows, cols = x.shape
+        out = self.be.empty((cols, rows), "f32")
+        self.be.launch(sources.ELEMENTWISE, "rf_transpose", (_blocks(cols, 32), _blocks(rows, 32)), (32, 8),
+                       [(x.ptr, PTR), (out.ptr, PTR), (rows, I32), (cols, I32)])
+        return out
+
+    # -- quantized weights -----------------------------------------------------------------------------------
+    def _fmt(self, w):
+        registry = get_registry()
+        return registry.format("F32" if not isinstance(w, Weight) else w.fmt)
+
+    def rows(self, w, ids, n_rows: int, k: int, f16: bool = False):
+        """Rows of a weight (all, or ``ids``) dequantized exactly, f32 (or f16) [n_rows, k]."""
+        fmt = self._fmt(w)
+        out = self.be.empty((n_rows, k), "f16" if f16 else "f32")
+        self.be.launch(sources.quant_unit(fmt, exact=True), "rf_rows_f16" if f16 else "rf_rows_f32",
+                       (_blocks(n_rows * (k // 8)),), (THREADS,),
+                       [(_ptr(w), PTR), (_ptr(ids), PTR), (out.ptr, PTR), (n_rows, I32), (k, I32),
+                        (_row_bytes(fmt, k), I64)])
+        return out
+
+    def embedding(self, table, ids):
+        k = table.shape[-1]
+        return self.rows(table, ids, ids.size, k)
+
+    def dequant(self, w):
+        k = w.shape[-1]
+        out = self.rows(w, None, int(np.prod(w.shape[:-1], dtype=np.int64)), k)
+        return out.reshape(*w.shape)
+
+    def matmul(self, x, w):
+        m, k = x.size // x.shape[-1], x.shape[-1]
+        n = w.shape[0]
+        fmt = self._fmt(w)
+        unit = sources.quant_unit(fmt)
+        out = self.be.empty((m, n), "f32")
+        args = [(x.ptr, PTR), (_ptr(w), PTR), (out.ptr, PTR)]
+        if m <= MATVEC_MAX_M:
+            waves = 4
+            self.be.launch(unit, f"rf_matvec_{m}", (_blocks(n, waves),), (waves * self.be.runtime.info.wave_size,),
+                           args + [(n, I32), (k, I32), (_row_bytes(fmt, k), I64)])
+        else:
+            self.be.launch(unit, "rf_matmul_tiled", (_blocks(n, 64), _blocks(m, 64)), (256,),
+                           args + [(m, I32), (n, I32), (k, I32), (_row_bytes(fmt, k), I64)])
+        return out
+
+    # -- attention -------------------------------------------------------------------------------------------
+    def attention(self, q, k, v, k_cache, v_cache, block_tables, seq_ids, positions, *, scale, window=0,
+                  softcap=0.0):
+        m, hq, d = q.shape
+        hkv, dv = k.shape[1], v.shape[2]
+        bs, mb = k_cache.shape[1], block_tables.shape[1]
+        unit = sources.attention_unit(d, dv, k_cache.dtype_name == "f16")
+        table_args = [(block_tables.ptr, PTR), (mb, I32), (seq_ids.ptr, PTR), (positions.ptr, PTR)]
+        self.be.launch(unit, "rf_kv_write", (_blocks(m * hkv * max(d, dv)),), (THREADS,),
+                       [(k.ptr, PTR), (v.ptr, PTR), (k_cache.ptr, PTR), (v_cache.ptr, PTR)] + table_args
+                       + [(m, I32), (hkv, I32), (bs, I32)])
+        wave = self.be.runtime.info.wave_size
+        items = m * hq
+        context = mb * bs
+        splits = 1
+        if items < 1024 and context > ATTENTION_SPLIT:  # few queries, long cache: spread positions over blocks
+            splits = min(64, math.ceil(context / ATTENTION_SPLIT))
+        split_len = math.ceil(math.ceil(context / splits) / wave) * wave
+        out = self.be.empty((m, hq, dv), "f32")
+        part = self.be.empty((splits, items, dv + 2), "f32") if splits > 1 else None
+        self.be.launch(unit, "rf_attention", (_blocks(items, 4), splits), (4 * wave,),
+                       [(q.ptr, PTR), (k_cache.ptr, PTR), (v_cache.ptr, PTR)] + table_args
+                       + [(out.ptr, PTR), (_ptr(part), PTR), (m, I32), (hq, I32), (hkv, I32), (bs, I32),
+                          (float(scale), F32), (int(window), I32), (float(softcap), F32), (split_len, I32)])
+        if splits > 1:
+            self.be.launch(unit, "rf_attention_combine", (_blocks(items * dv),), (THREADS,),
+                           [(part.ptr, PTR), (out.ptr, PTR), (items, I32), (splits, I32)])
+        return out
+
+    # -- sampling --------------------------------------------------------------------------------------------
+    def sample(self, logits, history, *, temperature, top_k, top_p, min_p, typical_p, repeat_penalty,
+               presence_penalty, frequency_penalty, seed, step):
+        vocab = logits.size
+        out = self.be.empty((1,), "i32")
+        work = self.be.empty((vocab,), "f32")
+        mask = (1 << 64) - 1
+        self.be.launch(sources.SAMPLE, "rf_sample", (1,), (1024,),
+                       [(logits.ptr, PTR), (work.ptr, PTR), (vocab, I32), (_ptr(history), PTR),
+                        (history.size if history is not None else 0, I32),
+                        (float(np.float32(repeat_penalty)), F32), (float(presence_penalty), F64),
+                        (float(frequency_penalty), F64), (float(temperature), F64), (int(top_k), I32),
+                        (float(top_p), F64), (float(min_p), F64), (float(typical_p), F64),
+                        (int(seed) & mask, U64), (int(step) & mask, U64), (out.ptr, PTR)])
+        return out
+
+
+# -- capability ------------------------------------------------------------------------------------------------
+
+def _f32(sig: Signature, *idx: int) -> Verdict:
+    for i in idx:
+        if sig.args[i].dtype != "f32":
+            return no(f"hip {sig.op} takes f32 inputs, argument {i} is {sig.args[i].dtype}")
+    return yes()
+
+
+def _supports_add(sig):
+    a, b = sig.args
+    ok = _f32(sig, 0, 1)
+    if not ok:
+        return ok
+    size_a, size_b = int(np.prod(a.shape)), int(np.prod(b.shape))
+    if size_b != size_a and size_b != a.shape[-1]:
+        return no(f"hip add broadcasts only one row: {list(b.shape)} over {list(a.shape)}")
+    return yes()
+
+
+def _supports_rmsnorm(sig):
+    x, w = sig.args
+    if x.dtype != "f32" or w.dtype not in ("f32", "F32") or w.layout:
+        return no(f"hip rmsnorm takes f32 x and f32 weights, got {x.dtype} and {w.dtype}")
+    return yes()
+
+
+def _supports_rope(sig):
+    x, pos = sig.args[0], sig.args[1]
+    if x.dtype != "f32" or pos.dtype != "i32" or len(x.shape) != 3:
+        return no("hip rope takes f32 [m, heads, head_dim] and i32 positions")
+    n_rot = sig.param("n_rot", 0) or x.shape[-1]
+    if n_rot % 2 or n_rot > x.shape[-1] or x.shape[-1] % 2:
+        return no(f"hip rope needs an even n_rot <= head_dim, got {n_rot} of {x.shape[-1]}")
+    if sig.param("mode") not in ("normal", "neox"):
+        return no(f"unknown rope mode {sig.param('mode')!r}")
+    return yes()
+
+
+def _supports_transpose(sig):
+    if len(sig.args[0].shape) != 2:
+        return no("hip transpose takes 2-D arrays")
+    return _f32(sig, 0)
+
+
+def _supports_embedding(sig):
+    table, ids = sig.args
+    if ids.dtype != "i32":
+        return no(f"hip embedding takes i32 ids, got {ids.dtype}")
+    return _check_rows(sig, 0)
+
+
+def _supports_matmul(sig):
+    x, w = sig.args
+    if x.dtype != "f32":
+        return no(f"hip matmul takes f32 activations, got {x.dtype}")
+    ok = _check_rows(sig, 1)
+    if not ok:
+        return ok
+    m = int(np.prod(x.shape[:-1]))
+    if m > MATVEC_MAX_M and w.shape[-1] % 32:
+        return no(f"hip prefill matmul needs k % 32 == 0, got k={w.shape[-1]}")
+    return yes()
+
+
+def _supports_attention(sig):
+    q, k, v, kc, vc = sig.args[:5]
+    if kc.dtype != vc.dtype or kc.dtype not in ("f32", "f16"):
+        return no(f"hip attention needs f32 or f16 caches, got {kc.dtype}/{vc.dtype}")
+    if q.shape[-1] > 512 or v.shape[-1] > 512 or q.shape[-1] % 8:
+        return no(f"hip attention supports key head dims that are multiples of 8 up to 512, got {q.shape[-1]}")
+    if q.shape[1] % k.shape[1]:
+        return no(f"query heads {q.shape[1]} are not a multiple of kv heads {k.shape[1]}")
+    return yes()
+
+
+def _supports_sample(sig):
+    logits = sig.args[0]
+    if logits.dtype != "f32" or len(logits.shape) != 1:
+        return no("hip sample takes one f32 row of logits")
+    if sig.param("temperature", 0.0) <= 0:
+        return yes("greedy")
+    top_k = sig.param("top_k", 0)
+    if not 0 < top_k <= SAMPLE_MAX_TOP_K:
+        return no(f"hip sample draws from at most {SAMPLE_MAX_TOP_K} top-k candidates; top_k={top_k} "
+                  "runs on another backend")
+    return yes()
+
+
+SUPPORTS = {
+    "add": _supports_add,
+    "scale": lambda sig: _f32(sig, 0),
+    "activation": lambda sig: _f32(sig, 0, 1) if sig.param("kind") in ("swiglu", "geglu_tanh")
+    else no(f"unknown activation {sig.param('kind')!r}"),
+    "rmsnorm": _supports_rmsnorm,
+    "rope": _supports_rope,
+    "transpose": _supports_transpose,
+    "embedding": _supports_embedding,
+    "dequant": lambda sig: _check_rows(sig, 0),
+    "matmul": _supports_matmul,
+    "attention": _supports_attention,
+    "sample": _supports_sample,
+}
+
+
+def kernels(backend) -> list[Kernel]:
+    impl = HipOps(backend)
+    return [Kernel(op, "hip", f"hip.{op}", getattr(impl, op), check) for op, check in SUPPORTS.items()]

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The HIP backend's checks on the device machine, in one call (docs/HIP.md): install the carried wheels (.whl/)
+# and this checkout without network, run `pytest -m gpu`, time the kernels and `rocmforge bench`, print a short
+# table last. Logs and JSON go to $OUT (the device tool's output folder) or /tmp/rf-gpu.
+#   scripts/gpu-check.sh [tests|bench|all]   (default all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+WHAT="${1:-all}"
+OUT="${OUT:-/tmp/rf-gpu}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=python3
+t0=$(date +%s)
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+# Editable installs give the registry its entry points; --no-build-isolation uses the machine's setuptools.
+PKGS=". $(for d in plugins/*/ plugins/formats/*/; do [ -f "$d/pyproject.toml" ] && printf '%s ' "$d"; done)"
+$PY -m pip install -q --no-index --no-deps --no-build-isolation $(for p in $PKGS; do printf -- '-e %s ' "$p"; done) \
+    >"$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
+echo "installed in $(( $(date +%s) - t0 )) s"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
+
+status=0
+if [ "$WHAT" = all ] || [ "$WHAT" = tests ]; then
+    $PY -m pytest -m gpu -q -p no:cacheprovider tests/hip -x -rs 2>&1 | tee "$OUT/pytest-gpu.log" | tail -40
+    status=${PIPESTATUS[0]}
+fi
+if [ "$WHAT" = all ] || [ "$WHAT" = bench ]; then
+    $PY tests/hip/kernel_bench.py "$OUT/kernel_bench.json" 2>&1 | tee "$OUT/kernel_bench.log"
+    if $PY -c "import rocmforge_core.cli.bench" 2>/dev/null; then
+        for q in Q4_0 Q4_K_M Q8_0; do
+            $PY -m rocmforge_core.cli.bench --synthetic "llama-1b:$q" -p 512 -n 128 -r 3 --backend hip --json \
+                >"$OUT/bench-$q.json" 2>"$OUT/bench-$q.err" || tail -5 "$OUT/bench-$q.err"
+        done
+    fi
+fi
+
+echo
+echo "== summary ($(( $(date +%s) - t0 )) s) =="
+grep -E "passed|failed|error" "$OUT/pytest-gpu.log" 2>/dev/null | tail -1
+grep -E "all weights of one token|m=512|attention|sample" "$OUT/kernel_bench.log" 2>/dev/null
+for f in "$OUT"/bench-*.json; do
+    [ -s "$f" ] && $PY -c "import json,sys; d=json.load(open('$f')); print(' '.join(f\"{r['test']}={r['avg_ts']:.0f}±{r['stddev_ts']:.0f} t/s\" for r in d['results']), '$f'.split('bench-')[1])" 2>/dev/null
+done
+exit $status

@@ -1,0 +1,63 @@
+"""`rocmforge run` and `rocmforge logits` end to end on the default model (SmolLM2), reference backend,
+checked against llama.cpp's f32deq reference for the short prompt."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rocmforge_core.cli import main
+
+
+@pytest.fixture(scope="module")
+def short_ref(testdata):
+    return json.loads((testdata / "reference" / "smollm2_135m_f32deq.json").read_text())["prompts"]["short"]
+
+
+def test_run_json_reproduces_llama_cpp_greedy(smollm2_path, short_ref, capsys):
+    n = 8
+    assert all(t[0][1] - t[1][1] > 0.06 for t in short_ref["greedy_step_top5"][:n])  # no tie within tolerance
+    rc = main(["run", "--prompt", short_ref["text"], "--temperature", "0", "--max-tokens", str(n),
+               "--backend", "reference", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["prompt_ids"] == short_ref["prompt_ids"]
+    assert out["generated_ids"] == short_ref["greedy_ids"][:n]
+    assert short_ref["greedy_text"].startswith(out["text"])
+    assert out["timings"]["generated_tokens"] == n and out["timings"]["decode_tokens_per_s"] > 0
+    assert out["backend"] == "reference" and out["finish_reason"] == "length"
+
+
+def test_run_streams_prompt_and_continuation(smollm2_path, short_ref, capsys):
+    rc = main(["run", "--model", str(smollm2_path), "--prompt", short_ref["text"], "--temperature", "0",
+               "--max-tokens", "3", "--backend", "reference", "--stop", "\n"])
+    captured = capsys.readouterr()
+    assert rc == 0
+    assert captured.out.startswith(short_ref["text"] + " Paris")
+    assert "t/s" in captured.err and "reference" in captured.err
+
+
+def test_logits_command_matches_reference(smollm2_path, short_ref, testdata, tmp_path, capsys):
+    out = tmp_path / "short.npy"
+    rc = main(["logits", "--model", str(smollm2_path), "--prompt", short_ref["text"], "--out", str(out),
+               "--backend", "reference"])
+    assert rc == 0 and str(short_ref["prompt_ids"]) in capsys.readouterr().out
+    ours = np.load(out)
+    ref = np.load(testdata / "reference" / "smollm2_135m_f32deq.logits_short.f16.npy").astype(np.float32)
+    assert ours.shape == ref.shape and np.abs(ours - ref).max() < 0.03
+    rc = main(["logits", "--model", str(smollm2_path), "--prompt", short_ref["text"], "--out", str(out),
+               "--backend", "reference", "--all-positions"])
+    assert rc == 0 and np.load(out).shape == (len(short_ref["prompt_ids"]), ref.shape[0])
+
+
+def test_user_errors_are_one_sentence(tmp_path, capsys):
+    assert main(["run", "--model", str(tmp_path / "none.gguf"), "--prompt", "x"]) == 1
+    assert "none.gguf" in capsys.readouterr().err
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 8)
+    assert main(["run", "--model", str(bad), "--prompt", "x", "--backend", "reference"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rocmforge: error: ") and "Traceback" not in err
+    assert main(["run", "--model", str(bad), "--prompt", "x", "--backend", "nope"]) == 1

@@ -1,0 +1,90 @@
+"""Kernel timings on the GPU for the Llama-3.2-1B shapes (run by scripts/gpu-check.sh, not by pytest).
+
+Each kernel is captured 20 times into a graph and the replays are timed with device events, so launch overhead
+from Python stays out; the figure is device time per call. Prints one line per kernel and writes JSON to argv[1].
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from rocmforge_core.registry import get_registry
+
+LAYER = {"attn_q": (2048, 2048), "attn_k": (512, 2048), "attn_v": (512, 2048), "attn_output": (2048, 2048),
+         "ffn_gate": (8192, 2048), "ffn_up": (8192, 2048), "ffn_down": (2048, 8192)}
+OUTPUT = (128256, 2048)
+REPS = 20
+
+
+def timed(hip, fn) -> float:
+    """Device microseconds per call of ``fn`` (captured REPS times, replayed 5 times)."""
+    fn()
+    graph = hip.capture(lambda: [fn() for _ in range(REPS)])
+    graph()
+    ms = hip.runtime.elapsed_ms(lambda: [graph() for _ in range(5)])
+    return ms * 1000 / (5 * REPS)
+
+
+def main(out_path: str) -> None:
+    reg = get_registry()
+    hip = reg.backend("hip")
+    kernels = {k.op: k for k in reg.kernels if k.backend == "hip"}
+    rng = np.random.default_rng(0)
+    rows = []
+    for fmt_name in ("Q4_0", "Q4_K", "Q6_K", "Q8_0", "F16"):
+        fmt = reg.format(fmt_name)
+        token_us, token_bytes = 0.0, 0
+        shapes = [(name, shape) for name, shape in LAYER.items()] + [("output", OUTPUT)]
+        for name, (n, k) in shapes:
+            w = hip.upload_weight(fmt.random_weight(rng, name, (n, k)), fmt)
+            x = hip.from_host(rng.standard_normal((1, k)).astype(np.float32))
+            us = timed(hip, lambda: kernels["matmul"].fn(x, w))
+            nbytes = n * fmt.row_bytes(k)
+            rows.append({"kernel": f"matvec {fmt_name} {name} {n}x{k}", "us": us, "GB/s": nbytes / us / 1e3})
+            token_us += us * (16 if name != "output" else 1)
+            token_bytes += nbytes * (16 if name != "output" else 1)
+            if name == "ffn_gate":
+                xp = hip.from_host(rng.standard_normal((512, k)).astype(np.float32))
+                us = timed(hip, lambda: kernels["matmul"].fn(xp, w))
+                rows.append({"kernel": f"matmul m=512 {fmt_name} {n}x{k}", "us": us,
+                             "TFLOP/s": 2 * 512 * n * k / us / 1e6})
+            del w
+        rows.append({"kernel": f"matvec {fmt_name} all weights of one token", "us": token_us,
+                     "GB/s": token_bytes / token_us / 1e3})
+    # attention: decode over 512 and 4096 cached positions, prefill of 512 (32 query heads, 8 kv heads, d 64)
+    for ctx, m in ((512, 1), (4096, 1), (0, 512)):
+        bs, hq, hkv, d = 16, 32, 8, 64
+        total = ctx + m
+        mb = (total + bs - 1) // bs
+        kc = hip.from_host(rng.standard_normal((mb + 1, bs, hkv, d)).astype(np.float16))
+        vc = hip.from_host(rng.standard_normal((mb + 1, bs, hkv, d)).astype(np.float16))
+        tables = hip.from_host(np.arange(1, mb + 1, dtype=np.int32)[None])
+        sid = hip.from_host(np.zeros(m, np.int32))
+        pos = hip.from_host(np.arange(ctx, ctx + m, dtype=np.int32))
+        q = hip.from_host(rng.standard_normal((m, hq, d)).astype(np.float32))
+        k = hip.from_host(rng.standard_normal((m, hkv, d)).astype(np.float32))
+        v = hip.from_host(rng.standard_normal((m, hkv, d)).astype(np.float32))
+        us = timed(hip, lambda: kernels["attention"].fn(q, k, v, kc, vc, tables, sid, pos, scale=0.125))
+        rows.append({"kernel": f"attention ctx={ctx} m={m}", "us": us})
+    logits = hip.from_host((rng.standard_normal(128256) * 3).astype(np.float32))
+    hist = hip.from_host(rng.integers(0, 128256, 64).astype(np.int32))
+    params = dict(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, typical_p=1.0, repeat_penalty=1.1,
+                  presence_penalty=0.0, frequency_penalty=0.0, seed=1, step=0)
+    rows.append({"kernel": "sample top_k=40 vocab=128256", "us": timed(hip, lambda: kernels["sample"].fn(logits, hist, **params))})
+    rows.append({"kernel": "sample greedy vocab=128256",
+                 "us": timed(hip, lambda: kernels["sample"].fn(logits, hist, **{**params, "temperature": 0.0}))})
+    x = hip.from_host(rng.standard_normal((1, 2048)).astype(np.float32))
+    wn = hip.from_host(rng.standard_normal(2048).astype(np.float32))
+    rows.append({"kernel": "rmsnorm 1x2048", "us": timed(hip, lambda: kernels["rmsnorm"].fn(x, wn, eps=1e-5))})
+    for r in rows:
+        extra = "".join(f"  {k} {v:.1f}" for k, v in r.items() if k not in ("kernel", "us"))
+        print(f"{r['kernel']:<48} {r['us']:9.2f} us{extra}")
+    with open(out_path, "w") as f:
+        json.dump({"device": hip.devices()[0].name, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "kernel_bench.json")
