@@ -81,3 +81,9 @@ extern "C" __global__ void rf_transpose(const float* __restrict__ x, float* __re
         if (r < rows && c < cols) out[(long long)c * rows + r] = tile[threadIdx.x][i];
     }
 }
+
+// f32 -> f16 (round to nearest even), the activations' input to the BLAS prefill path.
+extern "C" __global__ void rf_to_f16(const float* __restrict__ x, uint16_t* __restrict__ out, long long n) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = rf_float_to_half(x[i]);
+}

@@ -11,7 +11,7 @@ from rocmforge_core.models.synthetic import TinyConfig, write_model
 from rocmforge_core.registry import PluginRecord, Registry
 
 sys.path.insert(0, str(Path(__file__).parent))
-from boxed_backend import BoxedBackend, plugin  # noqa: E402
+from .boxed_backend import BoxedBackend, plugin  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@ metadata keys, value types and values, and the same tensor infos and bytes."""
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
+import gguf.gguf_reader
 import numpy as np
 import pytest
 from gguf import GGUFReader, GGUFValueType
@@ -25,8 +27,16 @@ def _flatten(value) -> list:
     return [value]
 
 
+def reference(path) -> GGUFReader:
+    """GGUFReader over a plain ndarray view of its memmap: the same parsing code, 3-4x faster, since three
+    quarters of its time goes to np.memmap's bookkeeping on each of its million small slices."""
+    memmap = np.memmap
+    with mock.patch.object(gguf.gguf_reader.np, "memmap", lambda *a, **k: memmap(*a, **k).view(np.ndarray)):
+        return GGUFReader(path)
+
+
 def assert_same_as_gguf_reader(path) -> None:
-    ref = GGUFReader(path)
+    ref = reference(path)
     gf = open_gguf(path)
     fields = {k: f for k, f in ref.fields.items() if not k.startswith("GGUF.")}
     assert gf.version == int(ref.fields["GGUF.version"].parts[0][0])

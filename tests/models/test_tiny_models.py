@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import hf_reference
+from . import hf_reference
 from rocmforge_core.engine import Engine, Model
 from rocmforge_core.errors import GGUFError, UnsupportedError
 from rocmforge_core.models.synthetic import TinyConfig, write_model

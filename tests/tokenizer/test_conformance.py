@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rocmforge_core.tokenizer.tokenizer import _clean_spaces
-from tests.tokenizer.conftest import VOCABS, vocab_cases
+from tests.tokenizer.suite import VOCABS, vocab_cases
 
 
 @pytest.mark.parametrize("name", VOCABS)

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from rocmforge_core.tokenizer.pretokenize import GPT2, REGEXES, PreTokenizer
-from tests.tokenizer.conftest import vocab_cases
+from tests.tokenizer.suite import vocab_cases
 
 tokenizers = pytest.importorskip("tokenizers", reason="Hugging Face tokenizers is the independent cross-check")
 

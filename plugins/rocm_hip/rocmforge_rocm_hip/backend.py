@@ -41,6 +41,7 @@ class HipBackend(Backend):
         self._modules: dict[Unit, dict] = {}
         self.pool: Pool | None = None
         self.arena: Arena | None = None
+        self._blas = False  # not looked for yet
 
     # -- runtime ---------------------------------------------------------------------------------------------
     @property
@@ -71,6 +72,14 @@ class HipBackend(Backend):
 
     def devices(self) -> list[DeviceInfo]:
         return [self.runtime.info] if self.available() else []
+
+    @property
+    def blas(self):
+        """The vendor BLAS on this runtime's stream, or None (see blas.py)."""
+        if self._blas is False:
+            from rocmforge_rocm_hip.blas import open_blas
+            self._blas = open_blas(self.runtime)
+        return self._blas
 
     def functions(self, unit: Unit) -> dict:
         """Kernel name -> function of a compiled unit (compiled once per process, cached on disk)."""
@@ -166,7 +175,7 @@ class HipBackend(Backend):
 
 def kernel_names(unit: Unit) -> list[str]:
     return {
-        "elementwise.hip": ["rf_add", "rf_scale", "rf_activation", "rf_rmsnorm", "rf_rope", "rf_transpose"],
+        "elementwise.hip": ["rf_add", "rf_scale", "rf_activation", "rf_rmsnorm", "rf_rope", "rf_transpose", "rf_to_f16"],
         "quant.hip": ["rf_rows_f32", "rf_rows_f16", "rf_matmul_tiled"] + [f"rf_matvec_{m}" for m in range(1, 9)],
         "attention.hip": ["rf_kv_write", "rf_attention", "rf_attention_combine"],
         "sample.hip": ["rf_sample"],

@@ -17,6 +17,8 @@ from rocmforge_rocm_hip import sources
 from rocmforge_rocm_hip.runtime import F32, F64, I32, I64, PTR, U64
 
 MATVEC_MAX_M = 8     # batches up to this many rows use the matrix-vector kernel
+BLAS_MIN_M = 32      # from this many rows a quantized weight's product goes to the vendor BLAS where there is one
+EXACT_FORMATS = ("F32", "F16", "BF16")  # held to 1e-7: the f16 BLAS path would round the activations too much
 SAMPLE_MAX_TOP_K = 1024
 ATTENTION_SPLIT = 128  # positions per split when few queries attend to a long cache
 THREADS = 256
@@ -143,7 +145,14 @@ class HipOps:
         unit = sources.quant_unit(fmt)
         out = self.be.empty((m, n), "f32")
         args = [(x.ptr, PTR), (_ptr(w), PTR), (out.ptr, PTR)]
-        if m <= MATVEC_MAX_M:
+        blas = self.be.blas if m >= BLAS_MIN_M and fmt.name not in EXACT_FORMATS else None
+        if blas is not None:
+            w16 = self.rows(w, None, n, k, f16=True)
+            x16 = self.be.empty((m, k), "f16")
+            self.be.launch(sources.ELEMENTWISE, "rf_to_f16", (_blocks(m * k),), (THREADS,),
+                           [(x.ptr, PTR), (x16.ptr, PTR), (m * k, I64)])
+            blas.gemm_f16(m, n, k, x16.ptr, w16.ptr, out.ptr)
+        elif m <= MATVEC_MAX_M:
             waves = 4
             self.be.launch(unit, f"rf_matvec_{m}", (_blocks(n, waves),), (waves * self.be.runtime.info.wave_size,),
                            args + [(n, I32), (k, I32), (_row_bytes(fmt, k), I64)])
