@@ -38,43 +38,73 @@ extern "C" __global__ void rf_rows_f16(const uint8_t* __restrict__ w, const int3
     rf_rows_impl<true>(w, ids, out, n_rows, k, row_bytes);
 }
 
-// out[j, row] = x[j, :] . w[row, :] for j < M (decode: M = 1). One wave per row; each lane takes 8-element
-// groups lane, lane + RF_WAVE, ... so that neighbouring lanes read neighbouring bytes of the row.
+// out[j, row] = x[j, :] . w[row, :] for j < M (decode: M = 1). A block of RF_MV_WAVES waves takes
+// RF_MV_WAVES / split rows; the `split` waves of a row share its groups of 8 elements, lane by lane, so that
+// neighbouring lanes read neighbouring bytes. Small matrices use split > 1 to keep enough loads in flight.
 #define RF_MV_WAVES 4
+#define RF_MV_UNROLL 4
+template <int M>
+__device__ __forceinline__ void rf_matvec_group(const float* __restrict__ x, const uint8_t* __restrict__ wr, int gi,
+                                                int k, float* acc) {
+    float v[8];
+    rf_dequant8(wr + (gi / (RF_QK / 8)) * RF_TS, gi % (RF_QK / 8), v);
+#pragma unroll
+    for (int j = 0; j < M; ++j) {
+        const float4* xp = (const float4*)(x + (long long)j * k + 8 * gi);
+        const float4 a = xp[0], b = xp[1];
+        acc[j] += v[0] * a.x + v[1] * a.y + v[2] * a.z + v[3] * a.w + v[4] * b.x + v[5] * b.y + v[6] * b.z +
+                  v[7] * b.w;
+    }
+}
+
 template <int M>
 __device__ __forceinline__ void rf_matvec_impl(const float* __restrict__ x, const uint8_t* __restrict__ w,
-                                               float* __restrict__ out, int n, int k, long long row_bytes) {
-    const int row = blockIdx.x * RF_MV_WAVES + threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE;
-    if (row >= n) return;  // uniform over the wave
-    const uint8_t* wr = w + (long long)row * row_bytes;
+                                               float* __restrict__ out, int n, int k, long long row_bytes,
+                                               int split) {
+    __shared__ float part[RF_MV_WAVES][M];
+    const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE;
+    const int row = blockIdx.x * (RF_MV_WAVES / split) + wave / split, piece = wave % split;
     float acc[M];
 #pragma unroll
     for (int j = 0; j < M; ++j) acc[j] = 0.0f;
-    const int groups = k / 8;
-#pragma unroll 2
-    for (int gi = lane; gi < groups; gi += RF_WAVE) {
-        float v[8];
-        rf_dequant8(wr + (gi / (RF_QK / 8)) * RF_TS, gi % (RF_QK / 8), v);
+    if (row < n) {
+        const uint8_t* wr = w + (long long)row * row_bytes;
+        const int groups = k / 8;
+        const int step = RF_WAVE * split;
+        int gi = piece * RF_WAVE + lane;
+        // Unrolled so that the loads of RF_MV_UNROLL groups are issued before their arithmetic.
+        for (; gi + (RF_MV_UNROLL - 1) * step < groups; gi += RF_MV_UNROLL * step) {
 #pragma unroll
-        for (int j = 0; j < M; ++j) {
-            const float4* xp = (const float4*)(x + (long long)j * k + 8 * gi);
-            const float4 a = xp[0], b = xp[1];
-            acc[j] += v[0] * a.x + v[1] * a.y + v[2] * a.z + v[3] * a.w + v[4] * b.x + v[5] * b.y + v[6] * b.z +
-                      v[7] * b.w;
+            for (int u = 0; u < RF_MV_UNROLL; ++u) rf_matvec_group<M>(x, wr, gi + u * step, k, acc);
         }
+        for (; gi < groups; gi += step) rf_matvec_group<M>(x, wr, gi, k, acc);
     }
 #pragma unroll
-    for (int j = 0; j < M; ++j) {
-        const float s = rf_wave_sum(acc[j]);
-        if (lane == 0) out[(long long)j * n + row] = s;
+    for (int j = 0; j < M; ++j) acc[j] = rf_wave_sum(acc[j]);
+    if (split == 1) {
+        if (row < n && lane == 0) {
+#pragma unroll
+            for (int j = 0; j < M; ++j) out[(long long)j * n + row] = acc[j];
+        }
+        return;
+    }
+    if (lane == 0) {
+#pragma unroll
+        for (int j = 0; j < M; ++j) part[wave][j] = acc[j];
+    }
+    __syncthreads();
+    if (piece == 0 && lane < M && row < n) {
+        float s = 0.0f;
+        for (int p = 0; p < split; ++p) s += part[wave + p][lane];
+        out[(long long)lane * n + row] = s;
     }
 }
 
 #define RF_MATVEC(M)                                                                                          \
     extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)                                      \
         rf_matvec_##M(const float* __restrict__ x, const uint8_t* __restrict__ w, float* __restrict__ out,   \
-                      int n, int k, long long row_bytes) {                                                    \
-        rf_matvec_impl<M>(x, w, out, n, k, row_bytes);                                                        \
+                      int n, int k, long long row_bytes, int split) {                                         \
+        rf_matvec_impl<M>(x, w, out, n, k, row_bytes, split);                                                 \
     }
 RF_MATVEC(1)
 RF_MATVEC(2)

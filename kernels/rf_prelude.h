@@ -63,6 +63,10 @@ __device__ __forceinline__ uint16_t rf_float_to_half(float f) { return __builtin
 
 #define RF_INF __int_as_float(0x7f800000)
 
+// Float of a small unsigned integer (< 2^23) by placing it in the mantissa of 2^23: exact, and two full-rate
+// instructions instead of an int-to-float conversion, which runs at a quarter of the rate on NVIDIA GPUs.
+__device__ __forceinline__ float rf_u2f(uint32_t q) { return __uint_as_float(0x4B000000u | q) - 8388608.0f; }
+
 __device__ __forceinline__ float rf_bf16_to_float(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
 
 // Little-endian reads at 2-byte alignment: GGUF blocks (18, 22, 34, 210 bytes...) only guarantee that much.

@@ -139,7 +139,8 @@ def run_check(check: Check, registry, seed: int = 0) -> Result:
         return result(FAIL, f"backend {backend.name!r}: available() raised {describe_error(exc)}; it must answer "
                             f"with a Verdict")
     if not available:
-        return result(SKIP, f"backend {backend.name!r} is not available here: {available.reason}")
+        return result(SKIP, f"backend {backend.name!r} is not available here: "
+                            f"{getattr(available, 'reason', '') or repr(available)}")
     logical = ops.signature(kernel.op, case.args, case.params)
     try:
         args = tuple(_to_backend(backend, a, registry) for a in case.args)

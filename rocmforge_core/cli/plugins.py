@@ -84,9 +84,10 @@ def _backend(backend) -> dict:
 
 def _guarded(query) -> Verdict:
     try:
-        return query()
+        verdict = query()
     except Exception as exc:  # a broken backend is reported, not fatal
         return no(f"availability check raised {describe_error(exc)}")
+    return verdict if isinstance(verdict, Verdict) else no(f"available() returned {verdict!r}, not a Verdict")
 
 
 def matrix(registry) -> dict:

@@ -78,13 +78,12 @@ def model_config(gf: "GGUFFile") -> ModelConfig:
             raise GGUFError(f"{where}: {quote(prefix + name)} must be a number, got {_describe(value)}")
         return value
 
-    def rows(tensor: str) -> int | None:
+    def dim(tensor: str, axis: int) -> int | None:
         info = tensors.get(tensor)
-        return info.shape[0] if info is not None else None
+        return info.shape[axis] if info is not None and len(info.shape) >= -axis else None
 
-    def cols(tensor: str) -> int | None:
-        info = tensors.get(tensor)
-        return info.shape[-1] if info is not None else None
+    def rows(tensor: str) -> int | None:  # of a matrix, or of each expert's matrix in a stack
+        return dim(tensor, -2)
 
     def need(value: Any, what: str) -> int:
         if value is None:
@@ -104,9 +103,9 @@ def model_config(gf: "GGUFFile") -> ModelConfig:
 
     layers = {int(m.group(1)) for t in tensors if (m := _BLOCK.match(t))}
     n_layers = need(key("block_count", max(layers) + 1 if layers else None), "layer count")
-    d_model = need(key("embedding_length", cols("token_embd.weight")), "embedding length")
-    d_ff = need(key("feed_forward_length", rows("blk.0.ffn_up.weight") or rows("blk.0.ffn_gate.weight")),
-                "feed-forward length")
+    d_model = need(key("embedding_length", dim("token_embd.weight", -1)), "embedding length")
+    d_ff = need(key("feed_forward_length", rows("blk.0.ffn_up.weight") or rows("blk.0.ffn_gate.weight")
+                    or rows("blk.0.ffn_up_exps.weight")), "feed-forward length")
     vocab = key("vocab_size", rows("token_embd.weight"))
     if vocab is None and isinstance(md.get("tokenizer.ggml.tokens"), StringArray):
         vocab = len(md["tokenizer.ggml.tokens"])

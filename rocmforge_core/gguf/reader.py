@@ -137,8 +137,6 @@ class Parser:
             return arr.view(np.uint8) != 0 if etype == 7 else arr  # bytes other than 0/1 must not leak into bools
         if etype == STRING:
             n = self.count(f"{key} element", 8)
-            if n == 0:
-                return StringArray(self.data[self.pos:self.pos], np.zeros(0, np.int64), 0)
             try:
                 starts, end = scan_strings(self.buf, self.pos, n, self.size)
             except TruncatedStrings as t:

@@ -62,4 +62,4 @@ def render_chat(template: str, messages: Sequence[Mapping[str, Any]], add_genera
 def default_template(architecture: str) -> str:
     """The built-in template for a file without tokenizer.chat_template: Gemma's for gemma*, else ChatML."""
     name = "gemma.jinja" if architecture.startswith("gemma") else "chatml.jinja"
-    return resources.files("rocmforge_core.tokenizer").joinpath("templates", name).read_text(encoding="utf-8")
+    return resources.files("rocmforge_core.tokenizer").joinpath(name).read_text(encoding="utf-8")

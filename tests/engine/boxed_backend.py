@@ -10,6 +10,7 @@ from rocmforge_core import ops
 from rocmforge_core.backend import Backend, DeviceInfo
 from rocmforge_core.formats import Weight
 from rocmforge_core.hookspecs import hookimpl
+from rocmforge_core.registry import PluginRecord, Registry
 
 
 class Box:
@@ -95,3 +96,11 @@ def plugin(backend: BoxedBackend):
             for k in kernels(backend):
                 register(k)
     return Plugin()
+
+
+def registry_with(backend: BoxedBackend) -> Registry:
+    """The installed plugins (reference backend, formats, architectures) plus ``backend``."""
+    registry = Registry()
+    registry.load_entry_points()
+    registry.add_plugin(plugin(backend), PluginRecord("boxed", "tests", "0", "boxed_backend"))
+    return registry

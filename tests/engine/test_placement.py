@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .boxed_backend import Box, BoxedBackend, plugin
-from .conftest import registry_with
+from .boxed_backend import Box, BoxedBackend, plugin, registry_with
 from rocmforge_core.engine import Engine, Model, SamplingParams
 from rocmforge_core.errors import PluginError, UnsupportedError
 from rocmforge_core.registry import PluginRecord, Registry

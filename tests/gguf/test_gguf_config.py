@@ -131,3 +131,14 @@ def test_values_of_the_wrong_kind_are_clear_errors(tmp_path, key):
             refused += 1
             assert "llama" in str(exc) and "\n" not in str(exc)
     assert refused >= 3  # at least the string, the string array and the float array
+
+
+def test_expert_feed_forward_length_inferred_from_the_expert_stack(tmp_path):
+    from gguf_samples import tiny_kv, tiny_tensors, write_gguf
+
+    tensors = {k: v for k, v in tiny_tensors(np.random.default_rng(0), f32_only=True).items()
+               if "ffn_up" not in k and "ffn_gate" not in k}
+    tensors["blk.0.ffn_up_exps.weight"] = (np.zeros((4, 48, TINY["d_model"]), np.float32), 0)  # experts, d_ff, d
+    c = open_gguf(write_gguf(tmp_path / "moe.gguf", kv=tiny_kv(drop=("feed_forward_length",)),
+                             tensors=tensors)).config
+    assert c.d_ff == 48 and c.vocab_size == TINY["vocab"]

@@ -63,7 +63,8 @@ def test_matmul_model_shapes(hip, fmt, m):
     x = rng.standard_normal((m, 2048)).astype(np.float32)
     got = hip.to_host(kernel("matmul").fn(hip.from_host(x), dw))
     want = ops.reference("matmul")(x, w)
-    assert nmse(got, want) < 1e-9
+    # From 32 rows quantized weights may take the f16 BLAS path (the op's looser quantized tolerance).
+    assert nmse(got, want) < (1e-5 if m >= 32 and fmt not in ("F16", "BF16") else 1e-9)
 
 
 def test_embedding_and_dequant_are_exact_on_large_tables(hip):
@@ -158,3 +159,28 @@ def test_graph_capture_replays_with_new_inputs(hip):
 def test_out_of_memory_is_reported(hip):
     with pytest.raises(OutOfMemoryError, match="no room"):
         hip.empty((1 << 40,), "f32")
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3", "gemma3"])
+@pytest.mark.parametrize("dtype", ["F32", "F16"])
+def test_whole_model_logits_match_reference(hip, tmp_path, arch, dtype):
+    from rocmforge_core.engine import Engine
+    from rocmforge_core.engine.model import Model
+    from rocmforge_core.models.synthetic import TinyConfig, write_model
+
+    config = TinyConfig(dtype=dtype, sliding_window=8 if arch == "gemma3" else 0, rope_freqs=arch == "llama")
+    path = tmp_path / f"{arch}.gguf"
+    write_model(path, arch, config, seed=3)
+    ids = [int(t) for t in np.random.default_rng(1).integers(0, config.vocab_size, 21)]
+    logits = {}
+    for backend in ("reference", "hip"):
+        model = Model(path, backend=backend)
+        engine = Engine(model, n_ctx=64)
+        slot = engine.add_sequence()
+        rows = [engine.logits_to_host(engine.prefill(slot, ids[:13], all_logits=True))]
+        for pos in range(13, len(ids)):  # decode steps: the second and later replay a captured graph on hip
+            rows.append(engine.logits_to_host(engine.step([ids[pos]], [slot], [pos], [0], "decode")))
+        logits[backend] = np.concatenate(rows)
+        model.close()
+    assert logits["hip"].shape == (len(ids), config.vocab_size)
+    assert nmse(logits["hip"], logits["reference"]) < 1e-8

@@ -6,6 +6,7 @@ import pytest
 
 from rocmforge_core.tokenizer import Tokenizer
 
+
 @pytest.fixture(scope="session")
 def gemma_tok(gemma_path) -> Tokenizer:
     return Tokenizer.from_gguf(gemma_path)

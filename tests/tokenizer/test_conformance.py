@@ -26,10 +26,8 @@ def test_vocab_suite_decodes_back(testdata, vocab_tok, name):
     tok = vocab_tok(name)
     for text, ids in vocab_cases(testdata, name):
         raw = b"".join(tok.token_to_piece(i) for i in ids)
-        if tok.vocab.add_space_prefix:
-            assert raw == b" " + text.encode() or (raw == text.encode() and text.startswith(" ") is False)
-        else:
-            assert raw == text.encode(), text
+        prefix = b" " if tok.vocab.add_space_prefix and text else b""
+        assert raw == prefix + text.encode(), text
         want = _clean_spaces(text.encode()).decode() if tok.vocab.clean_spaces else text
         assert tok.decode(ids) == want, text
 

@@ -153,9 +153,12 @@ class HipOps:
                            [(x.ptr, PTR), (x16.ptr, PTR), (m * k, I64)])
             blas.gemm_f16(m, n, k, x16.ptr, w16.ptr, out.ptr)
         elif m <= MATVEC_MAX_M:
-            waves = 4
-            self.be.launch(unit, f"rf_matvec_{m}", (_blocks(n, waves),), (waves * self.be.runtime.info.wave_size,),
-                           args + [(n, I32), (k, I32), (_row_bytes(fmt, k), I64)])
+            # Rows split over 4 waves each while there are fewer rows than ~16 waves per compute unit.
+            split = 4 if n < 16 * self.be.runtime.info.compute_units else 1
+            rows_per_block = 4 // split
+            self.be.launch(unit, f"rf_matvec_{m}", (_blocks(n, rows_per_block),),
+                           (4 * self.be.runtime.info.wave_size,),
+                           args + [(n, I32), (k, I32), (_row_bytes(fmt, k), I64), (split, I32)])
         else:
             self.be.launch(unit, "rf_matmul_tiled", (_blocks(n, 64), _blocks(m, 64)), (256,),
                            args + [(m, I32), (n, I32), (k, I32), (_row_bytes(fmt, k), I64)])

@@ -16,9 +16,9 @@ __device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g
     const uint32_t hlo = rf_u32_a2(qh), hhi = rf_u32_a2(qh + 4);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        const int a = (int)(((lo >> (8 * i + shift)) & 15) | (((hlo >> (8 * i + hshift)) & 3) << 4));
-        const int c = (int)(((hi >> (8 * i + shift)) & 15) | (((hhi >> (8 * i + hshift)) & 3) << 4));
-        v[i] = d1 * (float)(a - 32);
-        v[i + 4] = d1 * (float)(c - 32);
+        const uint32_t a = ((lo >> (8 * i + shift)) & 15) | (((hlo >> (8 * i + hshift)) & 3) << 4);
+        const uint32_t c = ((hi >> (8 * i + shift)) & 15) | (((hhi >> (8 * i + hshift)) & 3) << 4);
+        v[i] = d1 * (rf_u2f(a) - 32.0f);
+        v[i + 4] = d1 * (rf_u2f(c) - 32.0f);
     }
 }

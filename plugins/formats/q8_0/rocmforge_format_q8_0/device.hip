@@ -9,7 +9,7 @@ __device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g
     const uint32_t lo = rf_u32_a2(q), hi = rf_u32_a2(q + 4);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        v[i] = d * (float)(int8_t)(lo >> (8 * i));
-        v[i + 4] = d * (float)(int8_t)(hi >> (8 * i));
+        v[i] = d * (rf_u2f(((lo >> (8 * i)) & 255) ^ 128) - 128.0f);
+        v[i + 4] = d * (rf_u2f(((hi >> (8 * i)) & 255) ^ 128) - 128.0f);
     }
 }
