@@ -63,9 +63,21 @@ __device__ __forceinline__ uint16_t rf_float_to_half(float f) { return __builtin
 
 #define RF_INF __int_as_float(0x7f800000)
 
-// Float of a small unsigned integer (< 2^23) by placing it in the mantissa of 2^23: exact, and two full-rate
-// instructions instead of an int-to-float conversion, which runs at a quarter of the rate on NVIDIA GPUs.
-__device__ __forceinline__ float rf_u2f(uint32_t q) { return __uint_as_float(0x4B000000u | q) - 8388608.0f; }
+// Dot product of four signed bytes with four signed bytes, plus c: one instruction where the target has one.
+__device__ __forceinline__ int rf_dp4a(int a, int b, int c) {
+#if defined(RF_NVIDIA)
+    return __dp4a(a, b, c);
+#elif defined(__GFX11__) || defined(__GFX12__)
+    return __builtin_amdgcn_sudot4(true, a, true, b, c, false);
+#elif defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) || defined(__gfx940__) || \
+    defined(__gfx941__) || defined(__gfx942__) || defined(__gfx1030__)
+    return __builtin_amdgcn_sdot4(a, b, c, false);
+#else
+#pragma unroll
+    for (int i = 0; i < 32; i += 8) c += (int)(int8_t)(a >> i) * (int)(int8_t)(b >> i);
+    return c;
+#endif
+}
 
 __device__ __forceinline__ float rf_bf16_to_float(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
 

@@ -129,6 +129,7 @@ def run(args) -> int:
                           "timings": s.as_dict()}, indent=2))
         return 0
     out.write("\n")
+    out.flush()
     if gen.finish_reason == "context":
         print(f"rocmforge: note: stopped at the context limit of {engine.n_ctx} tokens (--ctx-size)", file=sys.stderr)
     print(f"rocmforge: {s.backend}: load {s.load_s:.2f} s; prompt {s.prompt_tokens} tokens in {s.prefill_s:.2f} s "

@@ -90,6 +90,9 @@ class Engine:
              out_rows: Sequence[int], phase: str):
         """Run one batch; logits f32[len(out_rows), vocab] as a tensor of the backend that computed them.
         ``phase`` is "decode" when every token is its sequence's only new one, else "prefill"."""
+        if not len(tokens) == len(slots) == len(positions) or (phase == "decode" and len(out_rows) != len(tokens)):
+            raise ValueError("step: tokens, slots and positions must have one entry per token, and a decode step "
+                             "needs one output row per token")
         for slot, pos in zip(slots, positions):
             self.cache.reserve(slot, pos + 1)
         self.cache.sync()
@@ -115,22 +118,25 @@ class Engine:
             return self._decode[b]
         batch = self._new_batch(b, b)
         run = lambda: self.forward.run(batch, self.cache, "decode")  # noqa: E731
+
+        def first():
+            logits = run()
+            self._decode[b] = (batch, self._captured(run) or run)
+            return logits
+        return batch, first
+
+    def _captured(self, run) -> Callable | None:
+        """A replay of the step ``run``, when the preferred backend captures and the whole step runs on it."""
         be = self.model.backend
         step_backends = {c.backend for c in self.model.plan.by_signature.values()
                          if c.phase == "decode" and c.site not in SAMPLING_SITES}
         if be.is_host or step_backends != {be.name}:
-            self._decode[b] = (batch, run)
-            return self._decode[b]
-
-        def first():
-            logits = run()
-            out: dict = {}
-            # A replay refills the captured output tensor in place; a backend whose replay re-runs the step
-            # stores the new one.
-            replay = be.capture(lambda: out.__setitem__("logits", run()))
-            self._decode[b] = (batch, (lambda: (replay(), out["logits"])[1]) if replay else run)
-            return logits
-        return batch, first
+            return None
+        out: dict = {}
+        # A replay refills the captured output tensor in place; a backend whose replay re-runs the step stores
+        # the new one.
+        replay = be.capture(lambda: out.__setitem__("logits", run()))
+        return (lambda: (replay(), out["logits"])[1]) if replay else None
 
     def logits_to_host(self, logits) -> np.ndarray:
         return self.forward.to_host(logits)

@@ -26,7 +26,7 @@ MAX_ARRAY_NESTING = 8  # arrays of arrays are legal; bound the recursion a hosti
 INT64_MAX = 2**63 - 1
 
 STRING, ARRAY = 8, 9
-# GGUF value type -> (numpy dtype, python converter) for fixed-size scalars
+# GGUF value type -> numpy dtype, for the fixed-size types
 SCALAR_TYPES: dict[int, np.dtype] = {
     0: np.dtype("u1"), 1: np.dtype("i1"), 2: np.dtype("<u2"), 3: np.dtype("<i2"), 4: np.dtype("<u4"),
     5: np.dtype("<i4"), 6: np.dtype("<f4"), 7: np.dtype("?"), 10: np.dtype("<u8"), 11: np.dtype("<i8"),

@@ -57,6 +57,11 @@ class Gemma3(Llama):
         base = float(c.extra.get("rope.freq_base_swa", LOCAL_ROPE_BASE))
         return dict(base=base, mode=self.rope_mode, n_rot=c.rope_dim)
 
+    def attention_scale(self, c) -> float:
+        # query_pre_attn_scalar: key_length, except Gemma 3 27B (62 layers) whose is d_model / n_heads; the file
+        # does not say, so llama.cpp tells the 27B by its layer count, as here
+        return 1.0 / math.sqrt(c.d_model / c.n_heads if c.n_layers == 62 else c.head_dim)
+
     def window(self, c, i) -> int:
         return 0 if self.is_global(c, i) else c.sliding_window
 

@@ -47,7 +47,7 @@ class Llama(Architecture):
         rope = self.rope(f, i)
         q = f.rope(f"{b}.attn_q.rope", q, **rope)
         k = f.rope(f"{b}.attn_k.rope", k, **rope)
-        o = f.attention(f"{b}.attn", q, k, v, layer=i, scale=1.0 / math.sqrt(c.head_dim), window=self.window(c, i))
+        o = f.attention(f"{b}.attn", q, k, v, layer=i, scale=self.attention_scale(c), window=self.window(c, i))
         return o.reshape(m, c.n_heads * c.head_dim_v)
 
     def project(self, f, h, name):
@@ -61,6 +61,9 @@ class Llama(Architecture):
         factors = "rope_freqs.weight" if f.has("rope_freqs.weight") else None
         return dict(base=c.rope_base, mode=self.rope_mode, n_rot=c.rope_dim, freq_scale=c.rope_freq_scale,
                     freq_factors=factors)
+
+    def attention_scale(self, c) -> float:
+        return 1.0 / math.sqrt(c.head_dim)
 
     def window(self, c, i) -> int:
         return c.sliding_window

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 
 MODELS = {"smollm2_path": "smollm2_135m", "gemma_path": "gemma3_270m"}
 TOL = 0.03
+DECODE_STEPS = 24  # enough m = 1 steps to cover every decode kernel; CI time is shared with the other suites
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
@@ -50,7 +51,7 @@ def test_greedy_decode_matches_until_first_near_tie(run, prompt):
     model, engine, refs, _, _ = run
     ref = refs["prompts"][prompt]
     gaps = [top[0][1] - top[1][1] for top in ref["greedy_step_top5"]]
-    n = next((i for i, g in enumerate(gaps) if g < 2 * TOL), len(gaps))
+    n = min(DECODE_STEPS, next((i for i, g in enumerate(gaps) if g < 2 * TOL), len(gaps)))
     gen = engine.generate(ref["prompt_ids"], max_tokens=n, sampling=SamplingParams(temperature=0),
                           eog_ids=model.tokenizer.eog_ids)
     ids = gen.ids + ([gen.stop_token] if gen.stop_token is not None else [])

@@ -39,6 +39,14 @@ def test_run_streams_prompt_and_continuation(smollm2_path, short_ref, capsys):
     assert "t/s" in captured.err and "reference" in captured.err
 
 
+def test_chat_mode_uses_the_chat_template(smollm2_path, capsys):
+    rc = main(["run", "--prompt", "What is the capital of France?", "--chat", "--temperature", "0",
+               "--max-tokens", "12", "--backend", "reference", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["prompt_ids"][0] == 1  # <|im_start|> of the ChatML template, parsed as a special token
+    assert "Paris" in out["text"] and out["finish_reason"] == "eos"  # ends its turn with <|im_end|>
+
+
 def test_logits_command_matches_reference(smollm2_path, short_ref, testdata, tmp_path, capsys):
     out = tmp_path / "short.npy"
     rc = main(["logits", "--model", str(smollm2_path), "--prompt", short_ref["text"], "--out", str(out),

@@ -1,5 +1,6 @@
 // Decodes every 8-element group of the blocks in argv[1] with the format's rf_dequant8 and writes float32 values
-// to argv[2] (RF_QK / RF_TS come from the included device.hip).
+// to argv[2] (RF_QK / RF_TS come from the included device.hip). With argv[3] (int8 activations, one per element)
+// and a format that has rf_dot8_q8, also writes each group's dot with them to argv[4].
 #include <cstdio>
 #include <vector>
 int main(int argc, char** argv) {
@@ -16,5 +17,23 @@ int main(int argc, char** argv) {
     FILE* o = std::fopen(argv[2], "wb");
     std::fwrite(out.data(), sizeof(float), out.size(), o);
     std::fclose(o);
+#ifdef RF_HAS_DOT8_Q8
+    if (argc > 4) {
+        std::vector<int8_t> xq(out.size());
+        FILE* xf = std::fopen(argv[3], "rb");
+        if (std::fread(xq.data(), 1, xq.size(), xf) != xq.size()) return 1;
+        std::fclose(xf);
+        std::vector<float> dots(out.size() / 8);
+        for (size_t b = 0; b < blocks; ++b)
+            for (int g = 0; g < RF_QK / 8; ++g) {
+                int w[2];
+                std::memcpy(w, xq.data() + b * RF_QK + 8 * g, 8);
+                dots[b * (RF_QK / 8) + g] = rf_dot8_q8(raw.data() + b * RF_TS, g, w[0], w[1]);
+            }
+        FILE* d = std::fopen(argv[4], "wb");
+        std::fwrite(dots.data(), sizeof(float), dots.size(), d);
+        std::fclose(d);
+    }
+#endif
     return 0;
 }

@@ -11,5 +11,8 @@ static inline float __uint_as_float(uint32_t u) { float f; std::memcpy(&f, &u, 4
 static inline float rf_half_to_float(uint16_t h) { _Float16 f; std::memcpy(&f, &h, 2); return (float)f; }
 static inline uint16_t rf_u16(const uint8_t* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
 static inline uint32_t rf_u32_a2(const uint8_t* p) { return (uint32_t)rf_u16(p) | ((uint32_t)rf_u16(p + 2) << 16); }
-static inline float rf_u2f(uint32_t q) { return __uint_as_float(0x4B000000u | q) - 8388608.0f; }
+static inline int rf_dp4a(int a, int b, int c) {
+    for (int i = 0; i < 32; i += 8) c += (int)(int8_t)(a >> i) * (int)(int8_t)(b >> i);
+    return c;
+}
 static inline float rf_f16_at(const uint8_t* p) { return rf_half_to_float(rf_u16(p)); }

@@ -88,10 +88,17 @@ def test_format_device_code_decodes_like_the_reference(fmt_name, tmp_path):
     rng = np.random.default_rng(17)
     raw = fmt.random_blocks(rng, 256 if fmt.block_size > 1 else 4096)
     raw.tofile(tmp_path / "in.bin")
-    subprocess.run([str(exe), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")], check=True)
-    got = np.fromfile(tmp_path / "out.bin", dtype=np.float32)
     want = fmt.dequantize(raw.reshape(1, -1)).reshape(-1)
+    xq = rng.integers(-127, 128, want.size).astype(np.int8)
+    xq.tofile(tmp_path / "xq.bin")
+    subprocess.run([str(exe), str(tmp_path / "in.bin"), str(tmp_path / "out.bin"), str(tmp_path / "xq.bin"),
+                    str(tmp_path / "dots.bin")], check=True)
+    got = np.fromfile(tmp_path / "out.bin", dtype=np.float32)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    if "RF_HAS_DOT8_Q8" in Path(sources.format_source(fmt)).read_text():  # the 8-bit-activation dot
+        dots = np.fromfile(tmp_path / "dots.bin", dtype=np.float32)
+        expected = (want.astype(np.float64) * xq).reshape(-1, 8).sum(axis=1)
+        np.testing.assert_allclose(dots, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
 def test_backend_registers_and_explains_when_unusable():

@@ -63,8 +63,8 @@ def test_matmul_model_shapes(hip, fmt, m):
     x = rng.standard_normal((m, 2048)).astype(np.float32)
     got = hip.to_host(kernel("matmul").fn(hip.from_host(x), dw))
     want = ops.reference("matmul")(x, w)
-    # From 32 rows quantized weights may take the f16 BLAS path (the op's looser quantized tolerance).
-    assert nmse(got, want) < (1e-5 if m >= 32 and fmt not in ("F16", "BF16") else 1e-9)
+    # Quantized weights may take the 8-bit-activation decode path or the f16 BLAS path: the op allows 5e-4.
+    assert nmse(got, want) < (1e-9 if fmt in ("F16", "BF16") else 1e-4)
 
 
 def test_embedding_and_dequant_are_exact_on_large_tables(hip):
@@ -153,7 +153,7 @@ def test_graph_capture_replays_with_new_inputs(hip):
         hip.write(b_dev, b)
         replay()
         want = ops.reference("matmul")(x, w) + b
-        assert nmse(hip.to_host(out["y"]), want) < 1e-9
+        assert nmse(hip.to_host(out["y"]), want) < 1e-4  # Q4_0 decode quantizes x to 8 bits
 
 
 def test_out_of_memory_is_reported(hip):

@@ -31,7 +31,7 @@ from numba import prange
 
 from rocmforge_core.formats import Weight
 from rocmforge_core.ops import Kernel, no, yes
-from rocmforge_cpu_simd.jit import exact, fast
+from rocmforge_cpu_simd.jit import PREFETCH_ROWS, exact, fast, prefetch_row
 from rocmforge_cpu_simd.ops.common import f32, output
 
 Q4, I8 = "cpu.q4", "cpu.i8"
@@ -124,6 +124,9 @@ def _i8_rows(shift: int):
             for j in range(k if minv.shape[1] else 0):
                 xsum[t, j >> shift] += x[t, j]
         for r in prange(n):
+            prefetch_row(values, r + PREFETCH_ROWS)
+            prefetch_row(scale, r + PREFETCH_ROWS)
+            prefetch_row(minv, r + PREFETCH_ROWS)
             v, sc = values[r], scale[r]
             t = 0
             while t + 4 <= m:
@@ -186,6 +189,9 @@ def _q4_dot(nibbles, scale, minv, x, out):
             hi[t, i] = x[t, b * 32 + 16 + (i & 15)]
             xsum[t, b] += lo[t, i] + hi[t, i]
     for r in prange(n):
+        prefetch_row(nibbles, r + PREFETCH_ROWS)
+        prefetch_row(scale, r + PREFETCH_ROWS)
+        prefetch_row(minv, r + PREFETCH_ROWS)
         nib, sc = nibbles[r], scale[r]
         t = 0
         while t + 4 <= m:

@@ -10,7 +10,7 @@ from rocmforge_core.formats import QuantFormat, Weight
 from rocmforge_core.ops import Verdict, no, yes
 from rocmforge_rocm_hip.memory import NAMES, NUMPY, Arena, DeviceTensor, Pool
 from rocmforge_rocm_hip.runtime import Runtime, RuntimeUnavailable, open_runtime
-from rocmforge_rocm_hip.sources import Unit
+from rocmforge_rocm_hip.sources import Unit, has_dot8_q8_source
 
 # AMD targets every kernel is compile-checked for in CI (tests/hip); others are refused rather than tried.
 SUPPORTED_AMD = ("gfx90a", "gfx942", "gfx1100", "gfx1201")
@@ -174,7 +174,8 @@ class HipBackend(Backend):
 
 
 def kernel_names(unit: Unit) -> list[str]:
-    return {
+    extra = ["rf_matvec_q8"] if unit.file == "quant.hip" and has_dot8_q8_source(unit.fmt_source) else []
+    return extra + {
         "elementwise.hip": ["rf_add", "rf_scale", "rf_activation", "rf_rmsnorm", "rf_rope", "rf_transpose", "rf_to_f16"],
         "quant.hip": ["rf_rows_f32", "rf_rows_f16", "rf_matmul_tiled"] + [f"rf_matvec_{m}" for m in range(1, 9)],
         "attention.hip": ["rf_kv_write", "rf_attention", "rf_attention_combine"],

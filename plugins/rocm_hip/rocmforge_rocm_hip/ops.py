@@ -18,9 +18,10 @@ from rocmforge_rocm_hip.runtime import F32, F64, I32, I64, PTR, U64
 
 MATVEC_MAX_M = 8     # batches up to this many rows use the matrix-vector kernel
 BLAS_MIN_M = 32      # from this many rows a quantized weight's product goes to the vendor BLAS where there is one
+Q8_MAX_K = 32768     # rows up to this length quantize x into shared memory for the integer-dot decode product
 EXACT_FORMATS = ("F32", "F16", "BF16")  # held to 1e-7: the f16 BLAS path would round the activations too much
 SAMPLE_MAX_TOP_K = 1024
-ATTENTION_SPLIT = 128  # positions per split when few queries attend to a long cache
+ATTENTION_SPLIT = 64  # positions per split when few queries attend to a long cache
 THREADS = 256
 
 
@@ -152,9 +153,15 @@ class HipOps:
             self.be.launch(sources.ELEMENTWISE, "rf_to_f16", (_blocks(m * k),), (THREADS,),
                            [(x.ptr, PTR), (x16.ptr, PTR), (m * k, I64)])
             blas.gemm_f16(m, n, k, x16.ptr, w16.ptr, out.ptr)
+        elif m == 1 and k % 32 == 0 and k <= Q8_MAX_K and sources.has_dot8_q8(fmt):
+            split = 4 if n <= 1024 else 1  # few rows: four waves share each row to keep loads in flight
+            per_wave = 4 if n >= 32768 else 1  # many rows: amortize quantizing x over more rows per block
+            self.be.launch(unit, "rf_matvec_q8", (_blocks(n, 4 // split * per_wave),),
+                           (4 * self.be.runtime.info.wave_size,),
+                           args + [(n, I32), (k, I32), (_row_bytes(fmt, k), I64), (split, I32), (per_wave, I32)],
+                           shared=k + k // 32 * 4)
         elif m <= MATVEC_MAX_M:
-            # Rows split over 4 waves each while there are fewer rows than ~16 waves per compute unit.
-            split = 4 if n < 16 * self.be.runtime.info.compute_units else 1
+            split = 4 if n <= 1024 else 1
             rows_per_block = 4 // split
             self.be.launch(unit, f"rf_matvec_{m}", (_blocks(n, rows_per_block),),
                            (4 * self.be.runtime.info.wave_size,),

@@ -57,6 +57,15 @@ def format_source(fmt) -> str:
     return str(src) if src and Path(src).is_file() else ""
 
 
+def has_dot8_q8_source(path: str) -> bool:
+    """Whether a format's device code has the 8-bit-activation dot (rf_dot8_q8)."""
+    return bool(path) and "RF_HAS_DOT8_Q8" in Path(path).read_text()
+
+
+def has_dot8_q8(fmt) -> bool:
+    return has_dot8_q8_source(format_source(fmt))
+
+
 def quant_unit(fmt, exact: bool = False) -> Unit:
     return Unit("quant.hip", fmt.name, format_source(fmt), (), exact)
 

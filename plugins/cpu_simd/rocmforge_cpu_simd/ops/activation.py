@@ -19,9 +19,11 @@ def _swiglu(g, u, out):
 
 @fast
 def _geglu_tanh(g, u, out):
+    # 0.5 (1 + tanh(y)) = 1 / (1 + exp(-2y)): exp vectorises, tanh is a scalar libm call (7x slower here).
     for i in range(g.shape[0]):
         x = g[i]
-        out[i] = np.float32(0.5) * x * (np.float32(1.0) + np.tanh(_SQRT_2_OVER_PI * (x + np.float32(0.044715) * x * x * x))) * u[i]
+        y = _SQRT_2_OVER_PI * (x + np.float32(0.044715) * x * x * x)
+        out[i] = x / (np.float32(1.0) + np.exp(np.float32(-2.0) * y)) * u[i]
 
 
 _KINDS = {"swiglu": _swiglu, "geglu_tanh": _geglu_tanh}

@@ -15,12 +15,14 @@ _NO_FACTORS = np.ones(0, dtype=np.float32)
 def _rope(x, positions, factors, base, freq_scale, n_rot, neox, out):
     m, h, d = x.shape
     half = n_rot // 2
+    inv = np.empty(half, dtype=np.float64)
+    for i in range(half):
+        inv[i] = base ** (-2.0 * i / n_rot)
+        if factors.shape[0]:
+            inv[i] = inv[i] / factors[i]
     for t in range(m):
         for i in range(half):
-            inv = base ** (-2.0 * i / n_rot)
-            if factors.shape[0]:
-                inv = inv / factors[i]
-            theta = np.float64(positions[t]) * freq_scale * inv
+            theta = np.float64(positions[t]) * freq_scale * inv[i]
             c = np.float32(np.cos(theta))
             s = np.float32(np.sin(theta))
             ia, ib = (i, i + half) if neox else (2 * i, 2 * i + 1)

@@ -11,7 +11,19 @@ __device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g
     const uint32_t lo = rf_u32_a2(q), hi = rf_u32_a2(q + 4);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        v[i] = d * (rf_u2f((lo >> (8 * i + shift)) & 15) - 8.0f);
-        v[i + 4] = d * (rf_u2f((hi >> (8 * i + shift)) & 15) - 8.0f);
+        v[i] = d * (float)((int)((lo >> (8 * i + shift)) & 15) - 8);
+        v[i + 4] = d * (float)((int)((hi >> (8 * i + shift)) & 15) - 8);
     }
+}
+
+// Dot of elements 8g .. 8g+7 with eight signed bytes (xq0: elements 0-3, xq1: 4-7), for products whose
+// activations are quantized to 8 bits: sum (q - 8) * x scaled by d, on integer dot instructions.
+#define RF_HAS_DOT8_Q8 1
+__device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g, int xq0, int xq1) {
+    const uint8_t* q = b + 2 + 8 * (g & 1);
+    const int shift = (g >> 1) * 4;
+    const int lo = (int)((rf_u32_a2(q) >> shift) & 0x0F0F0F0Fu), hi = (int)((rf_u32_a2(q + 4) >> shift) & 0x0F0F0F0Fu);
+    const int sq = rf_dp4a(hi, xq1, rf_dp4a(lo, xq0, 0));
+    const int sx = rf_dp4a(0x01010101, xq1, rf_dp4a(0x01010101, xq0, 0));
+    return rf_f16_at(b) * (float)(sq - 8 * sx);
 }

@@ -12,9 +12,9 @@ __device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g
     const uint32_t lo = rf_u32_a2(q), hi = rf_u32_a2(q + 4);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        const uint32_t a = ((lo >> (8 * i + shift)) & 15) | (((qh >> i) & 1) << 4);
-        const uint32_t c = ((hi >> (8 * i + shift)) & 15) | (((qh >> (i + 4)) & 1) << 4);
-        v[i] = d * (rf_u2f(a) - 16.0f);
-        v[i + 4] = d * (rf_u2f(c) - 16.0f);
+        const int a = (int)(((lo >> (8 * i + shift)) & 15) | (((qh >> i) & 1) << 4));
+        const int c = (int)(((hi >> (8 * i + shift)) & 15) | (((qh >> (i + 4)) & 1) << 4));
+        v[i] = d * (float)(a - 16);
+        v[i + 4] = d * (float)(c - 16);
     }
 }

@@ -12,7 +12,7 @@ __device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g
     const uint32_t lo = rf_u32_a2(q), hi = rf_u32_a2(q + 4);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        v[i] = d * rf_u2f(((lo >> (8 * i + shift)) & 15) | (((qh >> i) & 1) << 4)) + m;
-        v[i + 4] = d * rf_u2f(((hi >> (8 * i + shift)) & 15) | (((qh >> (i + 4)) & 1) << 4)) + m;
+        v[i] = d * (float)(((lo >> (8 * i + shift)) & 15) | (((qh >> i) & 1) << 4)) + m;
+        v[i + 4] = d * (float)(((hi >> (8 * i + shift)) & 15) | (((qh >> (i + 4)) & 1) << 4)) + m;
     }
 }

@@ -25,7 +25,7 @@ __device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g
     const uint32_t hlo = rf_u32_a2(b + 16 + l0) >> sub, hhi = rf_u32_a2(b + 20 + l0) >> sub;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        v[i] = d1 * rf_u2f(((lo >> (8 * i + shift)) & 15) | (((hlo >> (8 * i)) & 1) << 4)) - m1;
-        v[i + 4] = d1 * rf_u2f(((hi >> (8 * i + shift)) & 15) | (((hhi >> (8 * i)) & 1) << 4)) - m1;
+        v[i] = d1 * (float)(((lo >> (8 * i + shift)) & 15) | (((hlo >> (8 * i)) & 1) << 4)) - m1;
+        v[i + 4] = d1 * (float)(((hi >> (8 * i + shift)) & 15) | (((hhi >> (8 * i)) & 1) << 4)) - m1;
     }
 }

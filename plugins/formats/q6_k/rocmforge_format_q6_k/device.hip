@@ -16,9 +16,26 @@ __device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g
     const uint32_t hlo = rf_u32_a2(qh), hhi = rf_u32_a2(qh + 4);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        const uint32_t a = ((lo >> (8 * i + shift)) & 15) | (((hlo >> (8 * i + hshift)) & 3) << 4);
-        const uint32_t c = ((hi >> (8 * i + shift)) & 15) | (((hhi >> (8 * i + hshift)) & 3) << 4);
-        v[i] = d1 * (rf_u2f(a) - 32.0f);
-        v[i + 4] = d1 * (rf_u2f(c) - 32.0f);
+        const int a = (int)(((lo >> (8 * i + shift)) & 15) | (((hlo >> (8 * i + hshift)) & 3) << 4));
+        const int c = (int)(((hi >> (8 * i + shift)) & 15) | (((hhi >> (8 * i + hshift)) & 3) << 4));
+        v[i] = d1 * (float)(a - 32);
+        v[i + 4] = d1 * (float)(c - 32);
     }
+}
+
+// Dot of elements 8g .. 8g+7 with eight signed bytes (xq0: elements 0-3, xq1: 4-7), for products whose
+// activations are quantized to 8 bits: (d * scale) * sum((q - 32) * x).
+#define RF_HAS_DOT8_Q8 1
+__device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g, int xq0, int xq1) {
+    const int h = g >> 4, j = (g >> 2) & 3, l0 = 8 * (g & 3);
+    const int shift = (j >> 1) * 4, hshift = 2 * j;
+    const float d1 = rf_f16_at(b + 208) * (float)(int8_t)b[192 + 8 * h + (l0 >> 4) + 2 * j];
+    const uint8_t* ql = b + 64 * h + l0 + 32 * (j & 1);
+    const uint8_t* qh = b + 128 + 32 * h + l0;
+    const int lo = (int)(((rf_u32_a2(ql) >> shift) & 0x0F0F0F0Fu) | (((rf_u32_a2(qh) >> hshift) & 0x03030303u) << 4));
+    const int hi = (int)(((rf_u32_a2(ql + 4) >> shift) & 0x0F0F0F0Fu) |
+                         (((rf_u32_a2(qh + 4) >> hshift) & 0x03030303u) << 4));
+    const int sq = rf_dp4a(hi, xq1, rf_dp4a(lo, xq0, 0));
+    const int sx = rf_dp4a(0x01010101, xq1, rf_dp4a(0x01010101, xq0, 0));
+    return d1 * (float)(sq - 32 * sx);
 }

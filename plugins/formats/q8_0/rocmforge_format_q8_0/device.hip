@@ -9,7 +9,15 @@ __device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g
     const uint32_t lo = rf_u32_a2(q), hi = rf_u32_a2(q + 4);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        v[i] = d * (rf_u2f(((lo >> (8 * i)) & 255) ^ 128) - 128.0f);
-        v[i + 4] = d * (rf_u2f(((hi >> (8 * i)) & 255) ^ 128) - 128.0f);
+        v[i] = d * (float)(int8_t)(lo >> (8 * i));
+        v[i + 4] = d * (float)(int8_t)(hi >> (8 * i));
     }
+}
+
+// Dot of elements 8g .. 8g+7 with eight signed bytes (xq0: elements 0-3, xq1: 4-7), for products whose
+// activations are quantized to 8 bits.
+#define RF_HAS_DOT8_Q8 1
+__device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g, int xq0, int xq1) {
+    const uint8_t* q = b + 2 + 8 * g;
+    return rf_f16_at(b) * (float)rf_dp4a((int)rf_u32_a2(q + 4), xq1, rf_dp4a((int)rf_u32_a2(q), xq0, 0));
 }

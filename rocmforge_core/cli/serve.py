@@ -1,0 +1,67 @@
+"""`rocmforge serve`: an OpenAI-compatible HTTP server (chat and text completions, streaming, tokenize,
+health, Prometheus metrics) with continuous batching of up to --parallel sequences. It listens at once and loads
+the model in the background: /health answers 503 until the model is ready. See docs/SERVING.md."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from rocmforge_core.cli.run import add_model_options
+from rocmforge_core.errors import RocmforgeError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API",
+                       description=__doc__.split("\n\n")[1] if "\n\n" in __doc__ else __doc__)
+    add_model_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (8080; 0 = any free port)")
+    p.add_argument("--parallel", type=int, default=4, metavar="N", help="sequences decoded together at most (4)")
+    p.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' on API endpoints")
+    p.add_argument("--max-queue", type=int, default=64, metavar="N",
+                   help="requests waiting for a slot at most; more get 503 (64)")
+    p.add_argument("--prefill-chunk", type=int, default=256, metavar="N",
+                   help="prompt tokens per prefill step at most, so long prompts do not stall streams (256)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    try:
+        import uvicorn
+
+        from rocmforge_core.serve import ServeOptions, ServerState
+        from rocmforge_core.serve.server import bind, config
+    except ImportError as exc:
+        raise RocmforgeError(f"serving needs the 'serve' extra ({exc.name} is missing): "
+                             "pip install 'rocmforge[serve]'") from None
+    from rocmforge_core.default_model import default_model_path
+
+    for name in ("parallel", "max_queue", "prefill_chunk"):
+        if getattr(args, name) < 1:
+            raise RocmforgeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0 <= args.port < 65536:
+        raise RocmforgeError(f"--port must be in [0, 65535], got {args.port}")
+    state = ServerState(ServeOptions(model=args.model or default_model_path(), backend=args.backend,
+                                     profile=args.profile, ctx_size=args.ctx_size, parallel=args.parallel,
+                                     api_key=args.api_key, max_queue=args.max_queue,
+                                     prefill_chunk=args.prefill_chunk))
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        raise RocmforgeError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    server = uvicorn.Server(config(state, args.log_level))
+
+    def stop_if_load_fails() -> None:
+        state.loaded.wait()
+        if state.error:
+            server.should_exit = True
+
+    threading.Thread(target=stop_if_load_fails, daemon=True).start()
+    host, port = sock.getsockname()[:2]
+    print(f"rocmforge: listening on http://{host}:{port} (model {state.model_id} loading)", file=sys.stderr)
+    server.run(sockets=[sock])
+    if state.error:
+        raise RocmforgeError(f"the model failed to load: {state.error}")
+    return 0

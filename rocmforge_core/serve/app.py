@@ -1,0 +1,316 @@
+"""The ASGI app (starlette): OpenAI-compatible endpoints, tokenize/detokenize, health and metrics.
+
+Every handler answers errors as OpenAI-shaped JSON (errors.py). Generation requests become ``Sequence`` values
+handed to the batcher; the batcher's thread sends their events back into this event loop. A client that
+disconnects, mid-stream or while waiting for a whole answer, cancels its sequence at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hmac
+import logging
+import time
+import uuid
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from rocmforge_core.errors import RocmforgeError
+from rocmforge_core.serve import schemas, sse
+from rocmforge_core.serve.batcher import FINISH, Sequence
+from rocmforge_core.serve.errors import APIError
+from rocmforge_core.serve.state import ServerState
+
+log = logging.getLogger("rocmforge.serve")
+
+
+def create_app(state: ServerState) -> Starlette:
+    def endpoint(name: str, *, auth: bool = True, ready: bool = True):
+        """Wrap a handler: API key check, readiness, APIError -> JSON, request counting."""
+        def wrap(handler):
+            @functools.wraps(handler)
+            async def run(request: HTTPRequest) -> Response:
+                try:
+                    if auth:
+                        check_key(request)
+                    if ready and not state.ready:
+                        raise APIError(state.error and f"the model failed to load: {state.error}"
+                                       or "the model is still loading; retry when /health says ok", status=503)
+                    response = await handler(request)
+                except APIError as exc:
+                    response = error_response(exc)
+                state.metrics.request(name, response.status_code)
+                return response
+            return run
+        return wrap
+
+    def check_key(request: HTTPRequest) -> None:
+        key = state.options.api_key
+        if not key:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
+        if not hmac.compare_digest(given.encode(), key.encode()):
+            raise APIError("invalid or missing API key: send 'Authorization: Bearer <key>'", status=401,
+                           code="invalid_api_key")
+
+    async def read_json(request: HTTPRequest) -> dict:
+        limit = state.options.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise APIError(f"the request body is larger than {limit} bytes", status=413)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise APIError(f"the request body is larger than {limit} bytes", status=413)
+            chunks.append(chunk)
+        return schemas.parse_json(b"".join(chunks))
+
+    # -- status -----------------------------------------------------------------------------------------------
+    async def health(request: HTTPRequest) -> Response:
+        if state.ready:
+            status, body = 200, {"status": "ok"}
+        elif state.error:
+            status, body = 503, {"status": "error", "error": {"message": state.error}}
+        else:
+            status, body = 503, {"status": "loading"}
+        state.metrics.request("health", status)
+        return JSONResponse(body, status_code=status)
+
+    async def metrics(request: HTTPRequest) -> Response:
+        state.metrics.request("metrics", 200)
+        return PlainTextResponse(state.metrics.render(state), media_type="text/plain; version=0.0.4")
+
+    @endpoint("models", ready=False)
+    async def models(request: HTTPRequest) -> Response:
+        data = {"id": state.model_id, "object": "model", "created": state.created, "owned_by": "rocmforge"}
+        if state.ready:
+            data["meta"] = {"architecture": state.model.config.arch, "n_ctx": state.engine.n_ctx,
+                            "n_vocab": state.tokenizer.n_vocab, "backend": state.model.planner.preferred,
+                            "parallel": state.options.parallel}
+        return JSONResponse({"object": "list", "data": [data]})
+
+    # -- tokenizer --------------------------------------------------------------------------------------------
+    @endpoint("tokenize")
+    async def tokenize(request: HTTPRequest) -> Response:
+        body = await read_json(request)
+        content = body.get("content")
+        if not isinstance(content, str):
+            raise APIError("'content' must be a string", param="content")
+        add_special = schemas._bool(body, "add_special")
+        ids = await run_in_threadpool(state.tokenizer.encode, content, add_special=add_special, special=True)
+        return JSONResponse({"tokens": ids})
+
+    @endpoint("detokenize")
+    async def detokenize(request: HTTPRequest) -> Response:
+        body = await read_json(request)
+        ids = body.get("tokens")
+        n_vocab = state.tokenizer.n_vocab
+        if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+            raise APIError("'tokens' must be an array of token ids", param="tokens")
+        bad = next((t for t in ids if not 0 <= t < n_vocab), None)
+        if bad is not None:
+            raise APIError(f"token id {bad} is outside the vocabulary [0, {n_vocab})", param="tokens")
+        text = await run_in_threadpool(state.tokenizer.decode, ids)
+        return JSONResponse({"content": text})
+
+    # -- generation -------------------------------------------------------------------------------------------
+    def prompt_ids(req: schemas.Request) -> list[int]:
+        """Token ids of a request's prompt (runs in a worker thread: templates and long prompts take time)."""
+        tok = state.tokenizer
+        try:
+            if req.kind == "chat":
+                ids = tok.encode(tok.apply_chat_template(req.messages), add_special=False, special=True)
+            elif isinstance(req.prompt, str):
+                ids = tok.encode(req.prompt, add_special=True)
+            else:
+                ids = req.prompt
+        except RocmforgeError as exc:  # a chat template that refuses these messages, say
+            raise APIError(str(exc), param="messages" if req.kind == "chat" else "prompt") from None
+        n_ctx = state.engine.n_ctx
+        if not ids:
+            raise APIError("the prompt is empty: at least one token is needed",
+                           param="messages" if req.kind == "chat" else "prompt")
+        if len(ids) >= n_ctx:
+            raise APIError(f"the prompt has {len(ids)} tokens but the context holds {n_ctx}; shorten it",
+                           param="messages" if req.kind == "chat" else "prompt", code="context_length_exceeded")
+        return ids
+
+    async def generate(request: HTTPRequest, req: schemas.Request) -> Response:
+        ids = await run_in_threadpool(prompt_ids, req)
+        room = state.engine.n_ctx - len(ids)
+        max_tokens = room if req.max_tokens is None else min(req.max_tokens, room)
+        queue: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        seq = Sequence(ids, max_tokens, req.sampling, lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev),
+                       stop=req.stop, eog_ids=frozenset() if req.ignore_eos else state.tokenizer.eog_ids,
+                       decoder=state.tokenizer.stream())
+        state.batcher.submit(seq)
+        reply = Reply(req, state.model_id, seq)
+        if req.stream:
+            return SequenceStream(stream(reply, queue), lambda: state.batcher.cancel(seq))
+        return await whole(request, reply, queue)
+
+    async def stream(reply: "Reply", queue: asyncio.Queue):
+        try:
+            yield sse.event(reply.chunk(reply.first_delta(), None))
+            while True:
+                kind, value = await queue.get()
+                if kind == "text":
+                    pieces = [value]
+                    while not queue.empty() and queue._queue[0][0] == "text":  # coalesce what is ready
+                        pieces.append(queue.get_nowait()[1])
+                    yield sse.event(reply.chunk(reply.delta("".join(pieces)), None))
+                elif kind == "done":
+                    yield sse.event(reply.chunk({} if reply.req.kind == "chat" else reply.delta(""),
+                                                FINISH[value]))
+                    if reply.req.include_usage:
+                        yield sse.event({**reply.envelope(chunk=True), "choices": [], "usage": reply.usage()})
+                    yield sse.DONE
+                    return
+                else:
+                    yield sse.event(value.body())
+                    return
+        finally:  # normal end, client gone (the task is cancelled), or an error: the sequence is freed
+            state.batcher.cancel(reply.seq)
+
+    async def whole(request: HTTPRequest, reply: "Reply", queue: asyncio.Queue) -> Response:
+        pieces: list[str] = []
+
+        async def collect():
+            while True:
+                kind, value = await queue.get()
+                if kind == "text":
+                    pieces.append(value)
+                else:
+                    return kind, value
+
+        async def disconnected():
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        collector, watcher = asyncio.ensure_future(collect()), asyncio.ensure_future(disconnected())
+        try:
+            await asyncio.wait({collector, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not collector.done():
+                collector.cancel()
+                state.batcher.cancel(reply.seq)
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        if collector.cancelled():
+            return Response(status_code=499)  # nobody reads it: the client closed the connection
+        kind, value = collector.result()
+        if kind == "error":
+            raise value
+        return JSONResponse(reply.whole("".join(pieces), FINISH[value]))
+
+    @endpoint("chat_completions")
+    async def chat_completions(request: HTTPRequest) -> Response:
+        return await generate(request, schemas.chat_request(await read_json(request)))
+
+    @endpoint("completions")
+    async def completions(request: HTTPRequest) -> Response:
+        body = await read_json(request)
+        return await generate(request, schemas.completion_request(body, state.tokenizer.n_vocab))
+
+    # -- errors of routing and bugs ---------------------------------------------------------------------------
+    async def http_error(request: HTTPRequest, exc: HTTPException) -> Response:
+        message = {404: f"no route {request.url.path}", 405: f"method {request.method} is not allowed on "
+                   f"{request.url.path}"}.get(exc.status_code, str(exc.detail))
+        state.metrics.request("other", exc.status_code)
+        return error_response(APIError(message, status=exc.status_code))
+
+    async def server_error(request: HTTPRequest, exc: Exception) -> Response:
+        log.exception("rocmforge: internal error on %s", request.url.path, exc_info=exc)
+        state.metrics.request("other", 500)
+        return error_response(APIError(f"internal server error: {type(exc).__name__}", status=500))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if not state.loaded.is_set() and state.batcher is None:
+            state.start_loading()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(state.close)
+
+    routes = [Route("/health", health), Route("/metrics", metrics), Route("/v1/models", models),
+              Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+              Route("/v1/completions", completions, methods=["POST"]),
+              Route("/tokenize", tokenize, methods=["POST"]), Route("/detokenize", detokenize, methods=["POST"])]
+    return Starlette(routes=routes, lifespan=lifespan,
+                     exception_handlers={HTTPException: http_error, Exception: server_error})
+
+
+class SequenceStream(StreamingResponse):
+    """An SSE response that frees its sequence however it ends, even when the client leaves before the first
+    event (the body generator, never started, would run no ``finally``)."""
+
+    def __init__(self, content, on_close):
+        super().__init__(content, media_type="text/event-stream", headers=sse.HEADERS)
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+
+
+def error_response(exc: APIError) -> Response:
+    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+class Reply:
+    """The OpenAI response shapes of one request (chat.completion[.chunk] or text_completion)."""
+
+    def __init__(self, req: schemas.Request, model_id: str, seq: Sequence):
+        self.req, self.seq = req, seq
+        prefix = "chatcmpl" if req.kind == "chat" else "cmpl"
+        self.id = f"{prefix}-{uuid.uuid4().hex}"
+        self.model = req.model or model_id
+        self.created = int(time.time())
+
+    def envelope(self, chunk: bool = False) -> dict:
+        obj = ("chat.completion.chunk" if chunk else "chat.completion") if self.req.kind == "chat" \
+            else "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
+                "system_fingerprint": "rocmforge"}
+
+    def usage(self) -> dict:
+        p, c = len(self.seq.prompt_ids), len(self.seq.ids)
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+    def first_delta(self) -> dict:
+        return {"role": "assistant", "content": ""} if self.req.kind == "chat" else {"text": ""}
+
+    def delta(self, text: str) -> dict:
+        return {"content": text} if self.req.kind == "chat" else {"text": text}
+
+    def chunk(self, delta: dict, finish_reason: str | None) -> dict:
+        if self.req.kind == "chat":
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        else:
+            choice = {"index": 0, "text": delta.get("text", ""), "logprobs": None, "finish_reason": finish_reason}
+        return {**self.envelope(chunk=True), "choices": [choice]}
+
+    def whole(self, text: str, finish_reason: str) -> dict:
+        if self.req.kind == "chat":
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                      "finish_reason": finish_reason}
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+        return {**self.envelope(), "choices": [choice], "usage": self.usage()}

@@ -1,0 +1,268 @@
+"""The continuous batcher: one thread owns the engine and runs a loop in which requests join and leave the
+running batch at every step.
+
+Each iteration (1) frees cancelled sequences, (2) admits waiting requests while a sequence slot is free and the
+KV cache can hold their prompt plus their token budget, (3) runs one decode step over every sequence that is
+generating (one token each, over the paged KV cache, each with its own sampling parameters and seed), and
+(4) runs one prefill step of at most ``prefill_chunk`` prompt tokens, taken in arrival order from sequences still
+reading their prompt, so a long prompt is spread over several iterations instead of stalling running streams.
+
+Admission reserves the KV blocks a request can reach (prompt + max_tokens, capped by the context), so a running
+sequence never finds the cache full: requests wait in a bounded queue instead, and beyond it ``submit`` answers
+503. Sampling per sequence follows ``Engine.generate`` step for step (same history, same ``(seed, step)`` draw),
+so a request gives the same tokens whether it runs alone, batched, or through ``rocmforge run``.
+
+Sequences talk to the HTTP side only through their ``sink`` (called from this thread with ``("text", str)``,
+``("done", finish_reason)`` or ``("error", APIError)``); the HTTP side calls ``cancel`` from its own thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from rocmforge_core.engine import SamplingParams
+from rocmforge_core.engine.stop import StopStrings
+from rocmforge_core.serve.errors import APIError
+
+log = logging.getLogger("rocmforge.serve")
+
+FINISH = {"eos": "stop", "stop": "stop", "length": "length", "context": "length"}  # engine -> OpenAI names
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One request's generation. ``max_tokens`` is already capped so prompt + max_tokens fits the context."""
+    prompt_ids: list[int]
+    max_tokens: int
+    sampling: SamplingParams
+    sink: Callable[[tuple], None]
+    stop: list[str] = field(default_factory=list)
+    eog_ids: frozenset[int] = frozenset()
+    decoder: object = None  # the tokenizer's StreamDecoder (add(id) -> str, flush() -> str)
+    id: int = field(default_factory=lambda: next(_ids))
+    ids: list[int] = field(default_factory=list)  # generated tokens, without an end-of-generation token
+    finish_reason: str = ""  # engine terms: eos, stop, length, context; "cancelled" when the client left
+    slot: int | None = None
+    prefilled: int = 0  # prompt tokens already in the KV cache
+    next_token: int | None = None  # sampled, not yet fed to the model
+    reserved: int = 0  # KV blocks held for this sequence at admission
+    cancelled: bool = False
+    submitted: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+
+    def __post_init__(self):
+        self.sampling = self.sampling.with_seed()
+        n = self.sampling.penalty_last_n
+        self.history = deque(self.prompt_ids[-n:] if n else [], maxlen=n)
+        self.stops = StopStrings(self.stop)
+
+    @property
+    def pos(self) -> int:
+        """Position of ``next_token`` (prompt, then every generated token but the last)."""
+        return len(self.prompt_ids) + len(self.ids) - 1
+
+    def emit(self, event: tuple) -> None:
+        try:
+            self.sink(event)
+        except Exception:  # a sink whose event loop is gone (server shutting down): nobody is listening
+            log.debug("sequence %d: event %s dropped", self.id, event[0])
+
+
+class Batcher:
+    def __init__(self, engine, *, max_queue: int = 64, prefill_chunk: int = 256, metrics=None):
+        if prefill_chunk < 1:
+            raise ValueError("prefill_chunk must be >= 1")
+        self.engine = engine
+        self.cache = engine.cache
+        self.max_queue = max_queue
+        self.prefill_chunk = prefill_chunk
+        self.metrics = metrics
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.reserved_blocks = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="rocmforge-engine", daemon=True)
+
+    # -- called from the HTTP side --------------------------------------------------------------------------
+    @property
+    def capacity_blocks(self) -> int:
+        return self.cache.allocator.n_blocks - 1  # block 0 is never handed out
+
+    def blocks_needed(self, n_tokens: int) -> int:
+        return -(-n_tokens // self.cache.block_size)
+
+    def submit(self, seq: Sequence) -> None:
+        """Queue ``seq``; APIError 400 if it can never fit the cache, 503 if the queue is full."""
+        need = self.blocks_needed(len(seq.prompt_ids) + seq.max_tokens)
+        if need > self.capacity_blocks:
+            raise APIError(f"the request needs {need * self.cache.block_size} tokens of KV cache (prompt plus "
+                           f"max_tokens) but the server holds {self.capacity_blocks * self.cache.block_size}; "
+                           "lower max_tokens", param="max_tokens")
+        if seq.max_tokens == 0:  # nothing to compute
+            seq.finish_reason = "length"
+            seq.emit(("done", "length"))
+            return
+        with self._cond:
+            if self._stopping:
+                raise APIError("the server is shutting down", status=503)
+            if len(self.waiting) >= self.max_queue:
+                raise APIError(f"the server is busy: {len(self.waiting)} requests are already waiting; retry "
+                               "later", status=503, code="queue_full")
+            self.waiting.append(seq)
+            self._cond.notify()
+
+    def cancel(self, seq: Sequence) -> None:
+        """Stop ``seq`` (the client went away); its slot and KV blocks are freed before the next step."""
+        with self._cond:
+            if seq.finish_reason:
+                return
+            seq.cancelled = True
+            if seq in self.waiting:
+                self.waiting.remove(seq)
+                seq.finish_reason = "cancelled"
+            self._cond.notify()
+        if self.metrics and seq.finish_reason == "cancelled":
+            self.metrics.cancelled += 1
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def stats(self) -> dict:
+        with self._cond:
+            return {"waiting": len(self.waiting), "running": len(self.running),
+                    "reserved_blocks": self.reserved_blocks}
+
+    # -- the engine thread ----------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self.running and not self.waiting:
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                self._admit()
+            self._drop_cancelled()
+            try:
+                self._decode()
+                self._prefill()
+            except Exception as exc:  # a failing step must not take the server down: fail its sequences
+                log.exception("rocmforge: engine step failed")
+                error = APIError(f"the engine failed: {exc}", status=500)
+                for seq in list(self.running):
+                    self._finish(seq, "error", error)
+        for seq in list(self.running):
+            self._finish(seq, "error", APIError("the server is shutting down", status=503))
+        with self._cond:
+            for seq in self.waiting:
+                seq.emit(("error", APIError("the server is shutting down", status=503)))
+            self.waiting.clear()
+
+    def _admit(self) -> None:
+        """Move waiting sequences into the batch while a slot and their KV blocks are free (holding the lock)."""
+        while self.waiting and len(self.running) < self.cache.max_seqs:
+            seq = self.waiting[0]
+            need = self.blocks_needed(len(seq.prompt_ids) + seq.max_tokens)
+            if self.reserved_blocks + need > self.capacity_blocks:
+                break  # first come, first served: later requests wait behind it
+            self.waiting.popleft()
+            seq.slot = self.engine.add_sequence()
+            seq.reserved = need
+            self.reserved_blocks += need
+            self.running.append(seq)
+
+    def _drop_cancelled(self) -> None:
+        for seq in [s for s in self.running if s.cancelled]:
+            self._finish(seq, "cancelled")
+
+    def _decode(self) -> None:
+        batch = [s for s in self.running if s.next_token is not None and not s.cancelled]
+        if not batch:
+            return
+        logits = self.engine.step([s.next_token for s in batch], [s.slot for s in batch], [s.pos for s in batch],
+                                  range(len(batch)), "decode")
+        if self.metrics:
+            self.metrics.decode_step(len(batch))
+        for row, seq in enumerate(batch):
+            self._accept(seq, self.engine.sample(logits, row, seq.history, seq.sampling, len(seq.ids)))
+
+    def _prefill(self) -> None:
+        tokens, slots, positions, rows, done = [], [], [], [], []
+        budget = self.prefill_chunk
+        for seq in self.running:
+            if budget == 0:
+                break
+            start = seq.prefilled
+            if seq.cancelled or start >= len(seq.prompt_ids):
+                continue
+            end = min(len(seq.prompt_ids), start + budget)
+            tokens += seq.prompt_ids[start:end]
+            slots += [seq.slot] * (end - start)
+            positions += range(start, end)
+            rows.append(len(tokens) - 1)
+            done.append((seq, end == len(seq.prompt_ids), len(rows) - 1))
+            seq.prefilled = end
+            budget -= end - start
+        if not tokens:
+            return
+        logits = self.engine.step(tokens, slots, positions, rows, "prefill")
+        if self.metrics:
+            self.metrics.prompt_tokens += len(tokens)
+        for seq, complete, row in done:
+            if complete:
+                seq.first_token_at = time.monotonic()
+                self._accept(seq, self.engine.sample(logits, row, seq.history, seq.sampling, 0))
+
+    def _accept(self, seq: Sequence, token: int) -> None:
+        """A sampled token: end the sequence or emit its text and queue it for the next decode step."""
+        seq.next_token = None
+        if token in seq.eog_ids:
+            return self._finish(seq, "eos")
+        seq.ids.append(token)
+        seq.history.append(token)
+        if self.metrics:
+            self.metrics.generated(1)
+        if seq.decoder is not None:
+            text = seq.stops.feed(seq.decoder.add(token))
+            if text:
+                seq.emit(("text", text))
+            if seq.stops.stopped:
+                return self._finish(seq, "stop")
+        if len(seq.ids) >= seq.max_tokens:
+            return self._finish(seq, "length")
+        if seq.pos >= self.engine.n_ctx:  # the cache has no slot for this token
+            return self._finish(seq, "context")
+        seq.next_token = token
+
+    def _finish(self, seq: Sequence, reason: str, error: APIError | None = None) -> None:
+        if reason not in ("cancelled", "error") and seq.decoder is not None and not seq.stops.stopped:
+            tail = seq.stops.feed(seq.decoder.flush()) + seq.stops.flush()
+            if tail:
+                seq.emit(("text", tail))
+        with self._cond:
+            seq.finish_reason = reason
+            seq.next_token = None
+            if seq in self.running:
+                self.running.remove(seq)
+                self.reserved_blocks -= seq.reserved
+            seq.reserved = 0
+            if seq.slot is not None:
+                self.engine.free_sequence(seq.slot)
+                seq.slot = None
+        if self.metrics and reason == "cancelled":
+            self.metrics.cancelled += 1
+        seq.emit(("error", error) if error else ("done", reason))

@@ -1,0 +1,68 @@
+"""Running the app under uvicorn: in the foreground (``rocmforge serve``) or in a background thread on a socket
+bound beforehand (tests, benchmarks, embedding the server in another program)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import uvicorn
+
+from rocmforge_core.serve.app import create_app
+from rocmforge_core.serve.state import ServeOptions, ServerState
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def config(state: ServerState, log_level: str = "info") -> uvicorn.Config:
+    # h11, not httptools: it is always installed with uvicorn; timeout_graceful_shutdown ends streams on exit
+    return uvicorn.Config(create_app(state), http="h11", log_level=log_level, timeout_graceful_shutdown=5,
+                          access_log=log_level == "debug")
+
+
+class ServerThread:
+    """The server on 127.0.0.1 (port 0: any free one) in a daemon thread; ``url`` once ``start`` returns."""
+
+    def __init__(self, options: ServeOptions, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+        self.state = ServerState(options)
+        self.sock = bind(host, port)
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.server = uvicorn.Server(config(self.state, log_level))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       name="rocmforge-http", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, wait_ready: bool = True, timeout: float = 300.0) -> "ServerThread":
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the HTTP server did not start")
+            time.sleep(0.01)
+        if wait_ready:
+            self.state.loaded.wait(max(0.0, deadline - time.monotonic()))
+            if not self.state.ready:
+                raise RuntimeError(f"the model did not load: {self.state.error or 'timed out'}")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,76 @@
+"""What the server runs on: its options, the model loaded in the background (/health says 503 until it is), the
+engine and the batcher that owns it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rocmforge_core.serve.metrics import Metrics
+
+log = logging.getLogger("rocmforge.serve")
+
+
+@dataclass
+class ServeOptions:
+    model: str | Path
+    backend: str | None = None      # None: "cpu" when installed, else "reference"
+    profile: str | None = None
+    ctx_size: int | None = None     # per-sequence context (default: the model's, at most 4096)
+    parallel: int = 4               # sequences decoded together at most
+    api_key: str | None = None
+    max_queue: int = 64             # requests waiting for admission at most; beyond: 503
+    prefill_chunk: int = 256        # prompt tokens per prefill step at most
+    max_body_bytes: int = 8 << 20   # request bodies larger than this get 413
+
+
+class ServerState:
+    def __init__(self, options: ServeOptions):
+        if options.parallel < 1:
+            raise ValueError("parallel must be >= 1")
+        self.options = options
+        self.metrics = Metrics()
+        self.model = self.engine = self.tokenizer = self.batcher = None
+        self.model_id = Path(options.model).name.removesuffix(".gguf")
+        self.created = int(time.time())
+        self.error: str | None = None  # why loading failed
+        self.loaded = threading.Event()  # set when loading ended, either way
+        self._loader: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.batcher is not None
+
+    def start_loading(self) -> None:
+        self._loader = threading.Thread(target=self._load, name="rocmforge-load", daemon=True)
+        self._loader.start()
+
+    def _load(self) -> None:
+        from rocmforge_core.cli.run import pick_backend
+        from rocmforge_core.engine import Engine, Model
+        from rocmforge_core.serve.batcher import Batcher
+
+        o = self.options
+        try:
+            model = Model(o.model, backend=pick_backend(o.backend), profile=o.profile)
+            engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel)
+            tokenizer = model.tokenizer
+            batcher = Batcher(engine, max_queue=o.max_queue, prefill_chunk=o.prefill_chunk, metrics=self.metrics)
+            batcher.start()
+            self.model, self.engine, self.tokenizer, self.batcher = model, engine, tokenizer, batcher
+            log.info("rocmforge: serving %s on %s (%d parallel, context %d)", self.model_id,
+                     model.planner.preferred, o.parallel, engine.n_ctx)
+        except Exception as exc:  # reported by /health and by the CLI, which exits
+            self.error = str(exc) or type(exc).__name__
+            log.error("rocmforge: loading %s failed: %s", o.model, self.error)
+        finally:
+            self.loaded.set()
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.stop()
+        if self.model is not None:
+            self.model.close()
