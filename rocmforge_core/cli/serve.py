@@ -4,8 +4,10 @@ the model in the background: /health answers 503 until the model is ready. See d
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+from pathlib import Path
 
 from rocmforge_core.cli.run import add_model_options
 from rocmforge_core.errors import RocmforgeError
@@ -38,12 +40,15 @@ def run(args) -> int:
                              "pip install 'rocmforge[serve]'") from None
     from rocmforge_core.default_model import default_model_path
 
+    model = Path(args.model) if args.model else default_model_path()
+    if not model.is_file():
+        raise RocmforgeError(f"model file {model} does not exist")
     for name in ("parallel", "max_queue", "prefill_chunk"):
         if getattr(args, name) < 1:
             raise RocmforgeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not 0 <= args.port < 65536:
         raise RocmforgeError(f"--port must be in [0, 65535], got {args.port}")
-    state = ServerState(ServeOptions(model=args.model or default_model_path(), backend=args.backend,
+    state = ServerState(ServeOptions(model=model, backend=args.backend,
                                      profile=args.profile, ctx_size=args.ctx_size, parallel=args.parallel,
                                      api_key=args.api_key, max_queue=args.max_queue,
                                      prefill_chunk=args.prefill_chunk))
@@ -51,6 +56,7 @@ def run(args) -> int:
         sock = bind(args.host, args.port)
     except OSError as exc:
         raise RocmforgeError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")  # rocmforge's own loggers
     server = uvicorn.Server(config(state, args.log_level))
 
     def stop_if_load_fails() -> None:
@@ -61,7 +67,10 @@ def run(args) -> int:
     threading.Thread(target=stop_if_load_fails, daemon=True).start()
     host, port = sock.getsockname()[:2]
     print(f"rocmforge: listening on http://{host}:{port} (model {state.model_id} loading)", file=sys.stderr)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: the normal way to stop a server
+        pass
     if state.error:
         raise RocmforgeError(f"the model failed to load: {state.error}")
     return 0

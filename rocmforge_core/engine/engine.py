@@ -167,12 +167,19 @@ class Engine:
         return self.step(ids, [slot] * n, range(n), rows, "prefill")
 
     def sample(self, logits, row: int, history: Sequence[int], params: SamplingParams, step: int) -> int:
+        """The next token of the sequence whose logits are ``row`` of a step's logits; ``step`` counts the tokens
+        it generated so far (the seeded draw's counter)."""
+        op_params = params.op_params()
+        if op_params["seed"] is None:
+            if not params.greedy:
+                raise ValueError("sampling needs a concrete seed: pass SamplingParams.with_seed()")
+            op_params["seed"] = 0  # greedy draws nothing
         vocab = logits.shape[-1]
         n_rows = logits.shape[0]
         if n_rows > 1:
             logits = self.forward.output_row(logits, self._row_index(row))
         history_t = self.model.backend.from_host(np.asarray(history, dtype=np.int32))
-        token = self.forward.sample(logits.reshape(vocab), history_t, step=step, **params.op_params())
+        token = self.forward.sample(logits.reshape(vocab), history_t, step=step, **op_params)
         return int(self.forward.to_host(token)[0])
 
     def _row_index(self, row: int):

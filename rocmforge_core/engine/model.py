@@ -27,15 +27,19 @@ class Model:
         self.registry = registry or get_registry()
         self.path = Path(path)
         self.gguf = open_gguf(self.path)
-        self.gguf.validate(self.registry)
-        self.arch = self.registry.architecture(self.gguf.architecture)
-        self.config = self.gguf.config
-        self.metadata = self.gguf.metadata
-        self.weights = Weights(self.gguf, self.registry, self.arch.name)
-        self.weights.require(self.arch.required_tensors(self.config))
-        self.planner = Planner(self.registry, backend, profile)
-        self.forward = Forward(self.arch, self.config, self.metadata, self.weights, self.planner, self.registry)
-        self._place(progress)
+        try:
+            self.gguf.validate(self.registry)
+            self.arch = self.registry.architecture(self.gguf.architecture)
+            self.config = self.gguf.config
+            self.metadata = self.gguf.metadata
+            self.weights = Weights(self.gguf, self.registry, self.arch.name)
+            self.weights.require(self.arch.required_tensors(self.config))
+            self.planner = Planner(self.registry, backend, profile)
+            self.forward = Forward(self.arch, self.config, self.metadata, self.weights, self.planner, self.registry)
+            self._place(progress)
+        except BaseException:
+            self.gguf.close()
+            raise
         self.load_seconds = time.perf_counter() - start
         self._tokenizer = None
 

@@ -11,7 +11,8 @@ class Architecture:
 
     ``global_tensors`` and ``layer_tensors`` (with ``{i}`` for the layer index) name the tensors the model needs;
     ``optional_tensors`` those it uses when present. ``forward(f)`` computes the logits of ``f``'s batch rows that
-    ``f.output_rows`` selects.
+    ``f.output_rows`` selects. Layer i's attention is the call site ``blk.{i}.attn``: the engine keeps that layer's
+    KV cache on the backend the site runs on.
     """
     name = ""
     plugin = ""  # filled in by the registry

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from rocmforge_core.hookspecs import hookimpl
-from rocmforge_core.models.llama import Llama, per_head_rmsnorm
+from rocmforge_core.models.llama import Llama, per_head_qk_norm
 
 LOCAL_ROPE_BASE = 10000.0
 GLOBAL_EVERY = 6
@@ -40,8 +40,7 @@ class Gemma3(Llama):
         return f.add(f"{b}.ffn_residual", x, h)
 
     def qk_norm(self, f, b, q, k):
-        eps = f.config.rms_eps
-        return per_head_rmsnorm(f, q, f"{b}.attn_q_norm", eps), per_head_rmsnorm(f, k, f"{b}.attn_k_norm", eps)
+        return per_head_qk_norm(f, b, q, k)
 
     @staticmethod
     def is_global(c, i: int) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from rocmforge_core.errors import UnsupportedError
 from rocmforge_core.hookspecs import hookimpl
 from rocmforge_core.models import Architecture
 
@@ -21,6 +22,9 @@ class Llama(Architecture):
 
     def forward(self, f):
         c = f.config
+        scaling = c.extra.get("rope.scaling.type", "none")
+        if scaling not in ("none", "linear"):
+            raise UnsupportedError(f"{self.name}: rope scaling {scaling!r} is not supported (only linear)")
         x = self.embed(f)
         for i in range(c.n_layers):
             x = self.block(f, i, x)
@@ -74,10 +78,12 @@ class Llama(Architecture):
         return f.matmul(f.activation(f"{b}.ffn_act", gate, up, kind=self.ffn_kind), f"{b}.ffn_down")
 
 
-def per_head_rmsnorm(f, x, name: str, eps: float):
-    """RMS norm over each head's vector (qwen3, gemma3 q/k norms)."""
-    m, heads, d = x.shape
-    return f.rmsnorm(x.reshape(m * heads, d), name, eps=eps).reshape(m, heads, d)
+def per_head_qk_norm(f, b: str, q, k):
+    """RMS norm over each head of q and k (tensors ``attn_q_norm``, ``attn_k_norm``): qwen3 and gemma3."""
+    def norm(x, name):
+        m, heads, d = x.shape
+        return f.rmsnorm(x.reshape(m * heads, d), name, eps=f.config.rms_eps).reshape(m, heads, d)
+    return norm(q, f"{b}.attn_q_norm"), norm(k, f"{b}.attn_k_norm")
 
 
 @hookimpl

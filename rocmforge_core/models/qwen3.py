@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rocmforge_core.hookspecs import hookimpl
-from rocmforge_core.models.llama import Llama, per_head_rmsnorm
+from rocmforge_core.models.llama import Llama, per_head_qk_norm
 
 
 class Qwen3(Llama):
@@ -12,8 +12,7 @@ class Qwen3(Llama):
     layer_tensors = Llama.layer_tensors + ("blk.{i}.attn_q_norm.weight", "blk.{i}.attn_k_norm.weight")
 
     def qk_norm(self, f, b, q, k):
-        eps = f.config.rms_eps
-        return per_head_rmsnorm(f, q, f"{b}.attn_q_norm", eps), per_head_rmsnorm(f, k, f"{b}.attn_k_norm", eps)
+        return per_head_qk_norm(f, b, q, k)
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """Op interfaces: what an op computes (a numpy reference), what a call looks like, and who can run it.
 
 Each op lives in its own module (``rocmforge_core.ops.<name>``) and defines:
-  SPEC       an ``OpSpec``: name, version, the tolerance the conformance kit applies, and ``cases(rng)``,
+  SPEC       an ``OpSpec``: name, version, the tolerance the conformance kit applies, and ``cases(rng, formats)``,
              randomized calls (arguments as numpy/weight values plus params) used to test every kernel;
   reference  the numpy oracle, float32 arithmetic, exact dequantization.
 
@@ -100,7 +100,7 @@ class OpSpec:
     version: int
     doc: str
     tolerance: Tolerance
-    cases: Callable[[np.random.Generator], Iterator[Case]]
+    cases: Callable[[np.random.Generator, Any], Iterator[Case]]  # (rng, the registered QuantFormats)
 
 
 @dataclass

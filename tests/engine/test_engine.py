@@ -139,3 +139,27 @@ def test_load_progress_bar_draws_only_on_a_terminal_after_a_moment():
     bar.start -= LoadProgress.DELAY
     bar(1, 2)
     assert quiet.getvalue() == ""
+
+
+def test_malformed_steps_are_refused(model):
+    engine = Engine(model, n_ctx=32, max_seqs=2)
+    slot = engine.add_sequence()
+    with pytest.raises(ValueError, match="one entry per token"):
+        engine.step([1, 2], [slot], [0, 1], [1], "prefill")
+    with pytest.raises(ValueError, match="one output row per token"):
+        engine.step([1], [slot], [0], [], "decode")
+
+
+def test_f16_kv_cache_stays_close_to_f32(model):
+    ids = [3, 14, 15, 92, 65, 35, 89, 79]
+    logits = {}
+    for dtype in ("f32", "f16"):
+        engine = Engine(model, n_ctx=32, kv_dtype=dtype)
+        assert engine.cache.k[0].dtype == {"f32": np.float32, "f16": np.float16}[dtype]
+        slot = engine.add_sequence()
+        rows = [engine.logits_to_host(engine.prefill(slot, ids[:4]))[0]]
+        for pos in range(4, len(ids)):
+            rows.append(engine.logits_to_host(engine.step([ids[pos]], [slot], [pos], [0], "decode"))[0])
+        logits[dtype] = np.stack(rows)
+    err = np.abs(logits["f16"] - logits["f32"]).max()
+    assert 0 < err < 1e-2 * np.abs(logits["f32"]).max()

@@ -34,7 +34,7 @@ def main(out_path: str) -> None:
     kernels = {k.op: k for k in reg.kernels if k.backend == "hip"}
     rng = np.random.default_rng(0)
     rows = []
-    for fmt_name in ("Q4_0", "Q4_K", "Q6_K", "Q8_0", "F16"):
+    for fmt_name in ("Q4_0", "Q4_K", "Q6_K", "Q8_0"):
         fmt = reg.format(fmt_name)
         token_us, token_bytes = 0.0, 0
         shapes = [(name, shape) for name, shape in LAYER.items()] + [("output", OUTPUT)]
@@ -79,11 +79,49 @@ def main(out_path: str) -> None:
     x = hip.from_host(rng.standard_normal((1, 2048)).astype(np.float32))
     wn = hip.from_host(rng.standard_normal(2048).astype(np.float32))
     rows.append({"kernel": "rmsnorm 1x2048", "us": timed(hip, lambda: kernels["rmsnorm"].fn(x, wn, eps=1e-5))})
+    rows += decode_breakdown(hip)
     for r in rows:
         extra = "".join(f"  {k} {v:.1f}" for k, v in r.items() if k not in ("kernel", "us"))
         print(f"{r['kernel']:<48} {r['us']:9.2f} us{extra}")
     with open(out_path, "w") as f:
         json.dump({"device": hip.devices()[0].name, "rows": rows}, f, indent=1)
+
+
+def decode_breakdown(hip) -> list[dict]:
+    """Where a decode step of the synthetic llama-1b Q4_0 goes: the whole engine step (host work, input writes,
+    graph replay, wait) against the replay of the captured graph alone."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from rocmforge_core.cli.bench import write_synthetic
+    from rocmforge_core.engine import Engine
+    from rocmforge_core.engine.model import Model
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Model(write_synthetic("llama-1b:Q4_0", Path(tmp)), backend="hip")
+        engine = Engine(model, n_ctx=256)
+        slot = engine.add_sequence()
+        for pos in range(3):  # eager, then capture, then replay
+            engine.step([1], [slot], [pos], [0], "decode")
+        hip.synchronize()
+        start = time.perf_counter()
+        for pos in range(3, 103):
+            engine.step([1], [slot], [pos], [0], "decode")
+            hip.synchronize()
+        step_us = (time.perf_counter() - start) * 1e4
+        _, run = engine._decode[1]
+        start = time.perf_counter()
+        for _ in range(100):
+            run()
+            hip.synchronize()
+        replay_us = (time.perf_counter() - start) * 1e4
+        device_us = hip.runtime.elapsed_ms(lambda: [run() for _ in range(20)]) * 1e3 / 20
+        rows.append({"kernel": "decode step llama-1b Q4_0: engine.step + wait", "us": step_us})
+        rows.append({"kernel": "decode step llama-1b Q4_0: graph replay + wait", "us": replay_us})
+        rows.append({"kernel": "decode step llama-1b Q4_0: device time of replays", "us": device_us})
+        model.close()
+    return rows
 
 
 if __name__ == "__main__":

@@ -93,3 +93,11 @@ def test_unknown_architecture_is_a_clear_error(tmp_path):
     writer.close()
     with pytest.raises(UnsupportedError, match="architecture 'mamba'"):
         Model(path, backend="reference")
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "gemma3"])
+def test_unsupported_rope_scaling_is_refused(tmp_path, arch):
+    path = tmp_path / "yarn.gguf"
+    write_model(path, arch, TinyConfig(extra={"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0}))
+    with pytest.raises(UnsupportedError, match="rope scaling 'yarn'"):
+        Model(path, backend="reference")

@@ -31,12 +31,12 @@ from numba import prange
 
 from rocmforge_core.formats import Weight
 from rocmforge_core.ops import Kernel, no, yes
+from rocmforge_cpu_simd.gemm import tiled_sgemm
 from rocmforge_cpu_simd.jit import PREFETCH_ROWS, exact, fast, prefetch_row
 from rocmforge_cpu_simd.ops.common import f32, output
 
 Q4, I8 = "cpu.q4", "cpu.i8"
 BLAS_MIN_ROWS = 32      # from this many tokens on, dequantized tiles + sgemm beat the simd kernels (docs/CPU.md)
-TILE_BYTES = 1 << 21    # float32 bytes of one dequantized tile (stays in L2 between dequantize and sgemm)
 
 
 @dataclass(frozen=True)
@@ -209,8 +209,8 @@ def _q4_dot(nibbles, scale, minv, x, out):
 
 
 # -- exact dequantization of rows ----------------------------------------------------------------------------
-def _i8_dequant(shift: int):
-    @exact(parallel=True)
+def _i8_dequant(shift: int, parallel: bool):
+    @exact(parallel=parallel)
     def dequant(values, scale, minv, ids, out):
         k = values.shape[1]
         has_min = minv.shape[1] > 0
@@ -224,11 +224,12 @@ def _i8_dequant(shift: int):
     return dequant
 
 
-_I8_DEQUANT = {16: _i8_dequant(4), 32: _i8_dequant(5)}
+# Parallel for whole tensors and embedding rows; serial inside the sgemm tiles, which are already one per thread.
+_I8_DEQUANT = {(16, True): _i8_dequant(4, True), (32, True): _i8_dequant(5, True),
+               (16, False): _i8_dequant(4, False), (32, False): _i8_dequant(5, False)}
 
 
-@exact(parallel=True)
-def _q4_dequant(nibbles, scale, minv, offset, ids, out):
+def _q4_dequant_rows(nibbles, scale, minv, offset, ids, out):
     h = nibbles.shape[1]
     for i in prange(ids.shape[0]):
         r = ids[i]
@@ -244,11 +245,14 @@ def _q4_dequant(nibbles, scale, minv, offset, ids, out):
                 out[i, b * 32 + 16 * half + (c & 15)] = w
 
 
-def dequantize_rows(data, ids: np.ndarray, out: np.ndarray) -> np.ndarray:
+_Q4_DEQUANT = {True: exact(parallel=True)(_q4_dequant_rows), False: exact(_q4_dequant_rows)}
+
+
+def dequantize_rows(data, ids: np.ndarray, out: np.ndarray, parallel: bool = True) -> np.ndarray:
     if isinstance(data, Q4Blocks):
-        _q4_dequant(data.nibbles, data.scale, data.minv, data.offset, ids, out)
+        _Q4_DEQUANT[parallel](data.nibbles, data.scale, data.minv, data.offset, ids, out)
     else:
-        _I8_DEQUANT[data.block](data.values, data.scale, data.minv, ids, out)
+        _I8_DEQUANT[data.block, parallel](data.values, data.scale, data.minv, ids, out)
     return out
 
 
@@ -260,22 +264,11 @@ def matmul(x, w, *, out=None):
     res = output(out, (m, n))
     data = w.data
     if m >= BLAS_MIN_ROWS:
-        return _dequantized_sgemm(x, data, res)
+        return tiled_sgemm(x, n, lambda r0, r1, buf: dequantize_rows(data, np.arange(r0, r1), buf, False), res)
     if isinstance(data, Q4Blocks):
         _q4_dot(data.nibbles, data.scale, data.minv, x, res)
     else:
         _I8_DOT[data.block](data.values, data.scale, data.minv, x, res)
-    return res
-
-
-def _dequantized_sgemm(x, data, res):
-    n, k = res.shape[1], x.shape[1]
-    rows = max(1, TILE_BYTES // (4 * k))
-    tile = np.empty((min(rows, n), k), dtype=np.float32)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        part = dequantize_rows(data, np.arange(start, stop), tile[:stop - start])
-        np.matmul(x, part.T, out=res[:, start:stop])
     return res
 
 

@@ -18,7 +18,10 @@ from rocmforge_rocm_hip.runtime import F32, F64, I32, I64, PTR, U64
 
 MATVEC_MAX_M = 8     # batches up to this many rows use the matrix-vector kernel
 BLAS_MIN_M = 32      # from this many rows a quantized weight's product goes to the vendor BLAS where there is one
-Q8_MAX_K = 32768     # rows up to this length quantize x into shared memory for the integer-dot decode product
+# Decode products with many rows (the output matrix) quantize x to 8 bits in each block and use integer dots;
+# with fewer rows re-quantizing x per block costs more than it saves (measured, docs/PERF.md).
+Q8_MIN_N = 32768
+Q8_MAX_K = 32768
 EXACT_FORMATS = ("F32", "F16", "BF16")  # held to 1e-7: the f16 BLAS path would round the activations too much
 SAMPLE_MAX_TOP_K = 1024
 ATTENTION_SPLIT = 64  # positions per split when few queries attend to a long cache
@@ -153,12 +156,10 @@ class HipOps:
             self.be.launch(sources.ELEMENTWISE, "rf_to_f16", (_blocks(m * k),), (THREADS,),
                            [(x.ptr, PTR), (x16.ptr, PTR), (m * k, I64)])
             blas.gemm_f16(m, n, k, x16.ptr, w16.ptr, out.ptr)
-        elif m == 1 and k % 32 == 0 and k <= Q8_MAX_K and sources.has_dot8_q8(fmt):
-            split = 4 if n <= 1024 else 1  # few rows: four waves share each row to keep loads in flight
-            per_wave = 4 if n >= 32768 else 1  # many rows: amortize quantizing x over more rows per block
-            self.be.launch(unit, "rf_matvec_q8", (_blocks(n, 4 // split * per_wave),),
-                           (4 * self.be.runtime.info.wave_size,),
-                           args + [(n, I32), (k, I32), (_row_bytes(fmt, k), I64), (split, I32), (per_wave, I32)],
+        elif m == 1 and n >= Q8_MIN_N and k % 32 == 0 and k <= Q8_MAX_K and sources.has_dot8_q8(fmt):
+            per_wave = 4  # amortizes each block's quantization of x over 16 rows
+            self.be.launch(unit, "rf_matvec_q8", (_blocks(n, 4 * per_wave),), (4 * self.be.runtime.info.wave_size,),
+                           args + [(n, I32), (k, I32), (_row_bytes(fmt, k), I64), (1, I32), (per_wave, I32)],
                            shared=k + k // 32 * 4)
         elif m <= MATVEC_MAX_M:
             split = 4 if n <= 1024 else 1

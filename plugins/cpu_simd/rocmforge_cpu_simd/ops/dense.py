@@ -1,7 +1,6 @@
 """Weights without a native cpu kernel: float32 arrays (layout "f32") and GGUF-layout blocks of any format.
 
-matmul multiplies by tiles of dequantized rows through BLAS sgemm (numpy), so a tile is dequantized once and
-reused by every token of the batch; the tile (about 2 MiB of float32) stays in cache between the two steps.
+matmul multiplies by tiles of (dequantized) rows through BLAS sgemm, spread over the threads (gemm.py).
 Formats with native kernels (see their cpu.py) run on quantized blocks instead; these kernels rank below them.
 """
 
@@ -12,9 +11,8 @@ import numpy as np
 from rocmforge_core.formats import Weight
 from rocmforge_core.ops import Kernel, no, yes
 from rocmforge_core.registry import get_registry
+from rocmforge_cpu_simd.gemm import tiled_sgemm
 from rocmforge_cpu_simd.ops.common import f32, output
-
-TILE_BYTES = 1 << 21
 
 
 def _dequantize_rows(w: Weight, start: int, stop: int) -> np.ndarray:
@@ -35,12 +33,8 @@ def matmul(x, w, *, out=None):
     res = output(out, (x.shape[0], n))
     rows = _rows(w)
     if rows is not None:
-        return np.matmul(x, rows.T, out=res)
-    tile = max(1, TILE_BYTES // (4 * k))
-    for start in range(0, n, tile):
-        stop = min(n, start + tile)
-        res[:, start:stop] = x @ _dequantize_rows(w, start, stop).T
-    return res
+        return tiled_sgemm(x, n, lambda r0, r1, buf: rows[r0:r1], res)
+    return tiled_sgemm(x, n, lambda r0, r1, buf: _dequantize_rows(w, r0, r1), res)
 
 
 def dequant(w, *, out=None):

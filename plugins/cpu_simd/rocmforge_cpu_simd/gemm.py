@@ -1,0 +1,37 @@
+"""Batched products (prefill) through BLAS sgemm: the weight's rows in tiles, each tile dequantized once into a
+float32 buffer that stays in L2 and multiplied by the whole batch, so every weight is reused by every token from
+registers. Tiles are spread over the backend's threads; each runs single-threaded BLAS (see threads.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from rocmforge_cpu_simd import threads
+
+TILE_BYTES = 1 << 21  # float32 bytes of one dequantized tile
+
+_local = threading.local()
+
+
+def _buffer(rows: int, k: int) -> np.ndarray:
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < rows * k:
+        buf = _local.buf = np.empty(rows * k, dtype=np.float32)
+    return buf[:rows * k].reshape(rows, k)
+
+
+def tiled_sgemm(x: np.ndarray, n: int, rows_of, res: np.ndarray) -> np.ndarray:
+    """res[:, r0:r1] = x @ rows_of(r0, r1, buffer).T over tiles of weight rows. ``rows_of`` returns float32
+    rows [r1 - r0, k], written into ``buffer`` when it has to dequantize (a thread's own)."""
+    k = x.shape[1]
+    per_tile = max(1, min(TILE_BYTES // (4 * k), -(-n // threads.threads())))
+
+    def tile(start: int) -> None:
+        stop = min(n, start + per_tile)
+        w = rows_of(start, stop, _buffer(stop - start, k))
+        np.matmul(x, w.T, out=res[:, start:stop])
+
+    threads.map_tiles(tile, range(0, n, per_tile))
+    return res
