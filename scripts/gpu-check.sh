@@ -32,7 +32,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = bench ]; then
     $PY tests/hip/kernel_bench.py "$OUT/kernel_bench.json" 2>&1 | tee "$OUT/kernel_bench.log"
     if $PY -c "import rocmforge_core.cli.bench" 2>/dev/null; then
         for q in Q4_0 Q4_K_M Q8_0; do
-            $PY -m rocmforge_core.cli.bench --synthetic "llama-1b:$q" -p 512 -n 128 -r 3 --backend hip --json \
+            $PY -m rocmforge_core.cli.bench --synthetic "llama-1b:$q" -p 512 -n 128 -r 5 --backend hip --json \
                 >"$OUT/bench-$q.json" 2>"$OUT/bench-$q.err" || tail -5 "$OUT/bench-$q.err"
         done
     fi

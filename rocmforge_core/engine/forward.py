@@ -213,8 +213,12 @@ class Forward:
             if call.site == site:
                 self._pc += 1
                 be = call.backend
-                return call.fn(*(self._on(be, a) if w is None else w for w, a in zip(call.weights, args)), **params)
-            self._replay = None  # the model code took another path: place calls one by one from here
+                try:
+                    return call.fn(*(self._on(be, a) if w is None else w for w, a in zip(call.weights, args)),
+                                   **params)
+                except Exception:  # run this call the full way below, where failures are dealt with
+                    pass
+            self._replay = None  # from here on, place calls one by one
         sig = Signature(op, tuple(self._info(a) for a in args), tuple(sorted(params.items())))
         if _per_call:
             params.update(_per_call)
@@ -224,13 +228,18 @@ class Forward:
                                     if isinstance(a, (Matrix, Dense)))
             return Meta(tuple(OUT_SHAPES[op](sig.args)))
         backend = self.backends[choice.backend]
-        if op == "attention" and not backend.owns(args[3]):
-            raise BackendError(f"{site}: the KV cache of this layer is not on backend {backend.name}, which runs it")
-        resolved = tuple(self._on(backend, a) for a in args)
         if self._recording is not None:
             self._recording.append(Call(site, choice.kernel.fn, backend, tuple(
-                r if isinstance(a, (Matrix, Dense)) else None for a, r in zip(args, resolved))))
-        return choice.kernel.fn(*resolved, **params)
+                self._on(backend, a) if isinstance(a, (Matrix, Dense)) else None for a in args)))
+        return self.execute(op, site, sig, choice, args, params)
+
+    def execute(self, op: str, site: str, sig: Signature, choice, args: tuple, params: dict):
+        """Run the chosen kernel on ``args`` moved to its backend: the one place a kernel runs after placement
+        (the hybrid scheduler's run-time fallback hooks in here)."""
+        backend = self.backends[choice.backend]
+        if op == "attention" and not backend.owns(args[3]):
+            raise BackendError(f"{site}: the KV cache of this layer is not on backend {backend.name}, which runs it")
+        return choice.kernel.fn(*(self._on(backend, a) for a in args), **params)
 
     def _info(self, a) -> ArgInfo:
         if isinstance(a, Matrix):

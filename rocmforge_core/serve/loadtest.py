@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         url = server.url
     try:
         bodies = requests_for(args.requests, args.max_tokens)
+        # warm-up, not measured: kernels compile (JIT backends) and decode steps of every batch size get placed
+        asyncio.run(run_load(url, bodies[:args.clients], args.clients, args.api_key))
+        asyncio.run(run_load(url, bodies[:2], 1, args.api_key))
         alone, alone_wall = asyncio.run(run_load(url, bodies, 1, args.api_key))
         together, together_wall = asyncio.run(run_load(url, bodies, args.clients, args.api_key))
     finally:

@@ -116,3 +116,26 @@ def test_a_sampler_on_another_backend_does_not_prevent_capture(tiny_llama, refer
     _, _, gen = run(model)
     assert model.plan.choices[("sample", "decode")].backend != "boxed"
     assert gen.ids == reference_run[1] and backend.captures == 1
+
+
+def test_a_kernel_failing_in_a_replayed_step_is_run_again_through_execute(tiny_llama):
+    """A failure inside a replayed decode step is not swallowed: the call is placed and run the full way
+    (``Forward.execute``, where the hybrid scheduler's fallback hooks in); with no fallback the error stands."""
+    model = Model(tiny_llama, backend="reference")
+    engine = Engine(model, n_ctx=32)
+    failing, runs = [], []
+    for choice in model.plan.by_signature.values():
+        if choice.site == "blk.0.ffn_up" and choice.phase == "decode":
+            def flaky(*args, _fn=choice.kernel.fn, **params):
+                if failing:
+                    runs.append(1)
+                    raise RuntimeError("kernel fault")
+                return _fn(*args, **params)
+            choice.kernel = type(choice.kernel)("matmul", "reference", "flaky", flaky)
+    slot = engine.add_sequence()
+    engine.prefill(slot, PROMPT)
+    engine.step([1], [slot], [len(PROMPT)], [0], "decode")  # recorded with the flaky kernel
+    failing.append(True)
+    with pytest.raises(RuntimeError, match="kernel fault"):
+        engine.step([2], [slot], [len(PROMPT) + 1], [0], "decode")
+    assert len(runs) == 2  # once replayed, once through execute

@@ -79,6 +79,12 @@ def main(out_path: str) -> None:
     x = hip.from_host(rng.standard_normal((1, 2048)).astype(np.float32))
     wn = hip.from_host(rng.standard_normal(2048).astype(np.float32))
     rows.append({"kernel": "rmsnorm 1x2048", "us": timed(hip, lambda: kernels["rmsnorm"].fn(x, wn, eps=1e-5))})
+    q = hip.from_host(rng.standard_normal((1, 32, 64)).astype(np.float32))
+    pos = hip.from_host(np.array([77], np.int32))
+    rows.append({"kernel": "rope 1x32x64", "us": timed(hip, lambda: kernels["rope"].fn(q, pos, base=5e5, mode="normal"))})
+    g = hip.from_host(rng.standard_normal((1, 8192)).astype(np.float32))
+    rows.append({"kernel": "activation 1x8192", "us": timed(hip, lambda: kernels["activation"].fn(g, g, kind="swiglu"))})
+    rows.append({"kernel": "add 1x2048", "us": timed(hip, lambda: kernels["add"].fn(x, x))})
     rows += decode_breakdown(hip)
     for r in rows:
         extra = "".join(f"  {k} {v:.1f}" for k, v in r.items() if k not in ("kernel", "us"))

@@ -9,12 +9,32 @@ import subprocess
 import sys
 import textwrap
 
+import time
+
 import httpx
 import openai
+import pytest
 
 from conftest import metrics, wait_idle
+from rocmforge_core.serve import ServeOptions
+from rocmforge_core.serve.server import ServerThread
 
 LONG = {"max_tokens": 240, "temperature": 0, "frequency_penalty": 1.0, "ignore_eos": True}
+STEP_DELAY = 0.01  # 240 tokens take >= 2.4 s, so every client here leaves mid-generation
+
+
+@pytest.fixture(scope="module")
+def server(tiny_chat_model):
+    """A server whose engine steps are slowed down, so leaving mid-generation does not race the end."""
+    with ServerThread(ServeOptions(model=tiny_chat_model, backend="reference", parallel=2)) as srv:
+        step = srv.state.engine.step
+
+        def slow_step(*args, **kwargs):
+            time.sleep(STEP_DELAY)
+            return step(*args, **kwargs)
+
+        srv.state.engine.step = slow_step
+        yield srv
 
 
 def test_stream_closed_mid_way_frees_its_sequence(server):
@@ -57,7 +77,7 @@ def test_killed_client_frees_its_sequence(server):
 def test_non_streaming_client_that_gives_up_frees_its_sequence(server):
     before = metrics(server.url)["rocmforge_cancelled_total"]
     try:
-        httpx.post(f"{server.url}/v1/completions", json={"prompt": "hello world", **LONG, "max_tokens": 250},
+        httpx.post(f"{server.url}/v1/completions", json={"prompt": "hello world", **LONG},
                    timeout=httpx.Timeout(30, read=0.3))
         raise AssertionError("the request should have timed out")
     except httpx.ReadTimeout:

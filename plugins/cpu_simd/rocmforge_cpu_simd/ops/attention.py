@@ -7,6 +7,7 @@ import numpy as np
 from numba import prange
 
 from rocmforge_core.ops import Kernel, no, yes
+from rocmforge_cpu_simd import threads
 from rocmforge_cpu_simd.jit import fast
 from rocmforge_cpu_simd.ops.common import f32, output
 
@@ -21,7 +22,6 @@ def _write_cache(k, v, k_cache, v_cache, block_tables, seq_ids, positions):
         v_cache[blk, p % bs] = v[t]
 
 
-@fast(parallel=True)
 def _attend(q, k_cache, v_cache, block_tables, seq_ids, positions, scale, window, softcap, out):
     m, hq, d = q.shape
     bs, hkv = k_cache.shape[1], k_cache.shape[2]
@@ -69,14 +69,19 @@ def _attend(q, k_cache, v_cache, block_tables, seq_ids, positions, scale, window
                     out[t, h, c] += w * v_cache[blk, slot, g, c]
 
 
+# Decode steps have one task per kv head (often one): a parallel region would cost more than it spreads.
+_ATTEND = {True: fast(parallel=True)(_attend), False: fast(_attend)}
+
+
 def attention(q, k, v, k_cache, v_cache, block_tables, seq_ids, positions, *, scale, window=0, softcap=0.0,
               out=None):
     q = f32(q)
     m, hq, _ = q.shape
     res = output(out, (m, hq, v_cache.shape[3]))
     _write_cache(f32(k), f32(v), k_cache, v_cache, block_tables, seq_ids, positions)
-    _attend(q, k_cache, v_cache, block_tables, seq_ids, positions, np.float32(scale), int(window),
-            np.float32(softcap or 0.0), res)
+    parallel = m * k_cache.shape[2] >= 2 * threads.threads()
+    _ATTEND[parallel](q, k_cache, v_cache, block_tables, seq_ids, positions, np.float32(scale), int(window),
+                      np.float32(softcap or 0.0), res)
     return res
 
 
