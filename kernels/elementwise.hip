@@ -87,3 +87,19 @@ extern "C" __global__ void rf_to_f16(const float* __restrict__ x, uint16_t* __re
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = rf_float_to_half(x[i]);
 }
+
+// x f32[k] (k % 32 == 0) to 8 bits per 32 elements: xq = round(x / d), d = max|x| / 127, for the integer-dot
+// decode products. 32 consecutive threads share one block of 32 elements.
+extern "C" __global__ void rf_quantize_q8(const float* __restrict__ x, int8_t* __restrict__ xq, float* __restrict__ xd,
+                                          int k) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const float v = i < k ? x[i] : 0.0f;
+    float a = fabsf(v);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor(a, o, 32));
+    const float d = a / 127.0f;
+    if (i < k) {
+        xq[i] = (int8_t)(d > 0.0f ? __float2int_rn(v / d) : 0);
+        if ((i & 31) == 0) xd[i >> 5] = d;
+    }
+}

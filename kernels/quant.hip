@@ -116,64 +116,44 @@ RF_MATVEC(7)
 RF_MATVEC(8)
 
 #if defined(RF_HAS_DOT8_Q8)
-// Decode product (one row of x) for formats with an integer dot: the block first quantizes x to 8 bits per 32
-// elements in shared memory (k bytes, then k / 32 scales), so each group of 8 weights costs two dp4a instead of
-// eight conversions and multiplies. Each wave takes rows_per_wave rows (split == 1) or a 1/split share of one.
+// Decode product (one row of x) for formats with an integer dot, x already quantized to 8 bits per 32 elements
+// (rf_quantize_q8: xq bytes, xd scales): each group of 8 weights costs two dp4a instead of eight conversions and
+// multiplies. Each wave takes one row (split == 1) or a 1/split share of one.
 extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
-    rf_matvec_q8(const float* __restrict__ x, const uint8_t* __restrict__ w, float* __restrict__ out, int n, int k,
-                 long long row_bytes, int split, int rows_per_wave) {
-    extern __shared__ int rf_smem_q8[];
+    rf_matvec_q8(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w,
+                 float* __restrict__ out, int n, int k, long long row_bytes, int split) {
     __shared__ float part[RF_MV_WAVES];
-    int8_t* xq = (int8_t*)rf_smem_q8;
-    float* xd = (float*)(rf_smem_q8 + k / 4);
-    for (int base = 0; base < k; base += blockDim.x) {  // 32 consecutive threads share one 32-element block
-        const int i = base + threadIdx.x;
-        const bool ok = i < k;
-        const float v = ok ? x[i] : 0.0f;
-        float a = fabsf(v);
+    const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE, piece = wave % split;
+    const int row = blockIdx.x * (RF_MV_WAVES / split) + wave / split;
+    const int groups = k / 8, step = RF_WAVE * split;
+    float acc = 0.0f;
+    if (row < n) {
+        const uint8_t* wr = w + (long long)row * row_bytes;
+        int gi = piece * RF_WAVE + lane;
+        for (; gi + (RF_MV_UNROLL - 1) * step < groups; gi += RF_MV_UNROLL * step) {
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor(a, o, 32));
-        const float d = a / 127.0f;
-        if (ok) {
-            xq[i] = (int8_t)(d > 0.0f ? __float2int_rn(v / d) : 0);
-            if ((i & 31) == 0) xd[i >> 5] = d;
+            for (int u = 0; u < RF_MV_UNROLL; ++u) {
+                const int g = gi + u * step;
+                const int2 q = *(const int2*)(xq + 8 * g);
+                acc += xd[g >> 2] * rf_dot8_q8(wr + (g / (RF_QK / 8)) * RF_TS, g % (RF_QK / 8), q.x, q.y);
+            }
+        }
+        for (; gi < groups; gi += step) {
+            const int2 q = *(const int2*)(xq + 8 * gi);
+            acc += xd[gi >> 2] * rf_dot8_q8(wr + (gi / (RF_QK / 8)) * RF_TS, gi % (RF_QK / 8), q.x, q.y);
         }
     }
+    acc = rf_wave_sum(acc);
+    if (split == 1) {
+        if (row < n && lane == 0) out[row] = acc;
+        return;
+    }
+    if (lane == 0) part[wave] = acc;
     __syncthreads();
-    const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE, piece = wave % split;
-    const int first = (blockIdx.x * (RF_MV_WAVES / split) + wave / split) * rows_per_wave;
-    const int groups = k / 8, step = RF_WAVE * split;
-    for (int r = 0; r < rows_per_wave; ++r) {
-        const int row = first + r;
-        float acc = 0.0f;
-        if (row < n) {
-            const uint8_t* wr = w + (long long)row * row_bytes;
-            int gi = piece * RF_WAVE + lane;
-            for (; gi + (RF_MV_UNROLL - 1) * step < groups; gi += RF_MV_UNROLL * step) {
-#pragma unroll
-                for (int u = 0; u < RF_MV_UNROLL; ++u) {
-                    const int g = gi + u * step;
-                    const int2 q = *(const int2*)(xq + 8 * g);
-                    acc += xd[g >> 2] * rf_dot8_q8(wr + (g / (RF_QK / 8)) * RF_TS, g % (RF_QK / 8), q.x, q.y);
-                }
-            }
-            for (; gi < groups; gi += step) {
-                const int2 q = *(const int2*)(xq + 8 * gi);
-                acc += xd[gi >> 2] * rf_dot8_q8(wr + (gi / (RF_QK / 8)) * RF_TS, gi % (RF_QK / 8), q.x, q.y);
-            }
-        }
-        acc = rf_wave_sum(acc);
-        if (split == 1) {
-            if (row < n && lane == 0) out[row] = acc;
-        } else {  // split > 1 comes with rows_per_wave == 1
-            if (lane == 0) part[wave] = acc;
-            __syncthreads();
-            if (piece == 0 && lane == 0 && row < n) {
-                float s = 0.0f;
-                for (int p = 0; p < split; ++p) s += part[wave + p];
-                out[row] = s;
-            }
-        }
+    if (piece == 0 && lane == 0 && row < n) {
+        float s = 0.0f;
+        for (int p = 0; p < split; ++p) s += part[wave + p];
+        out[row] = s;
     }
 }
 #endif

@@ -41,7 +41,7 @@ fi
 echo
 echo "== summary ($(( $(date +%s) - t0 )) s) =="
 grep -E "passed|failed|error" "$OUT/pytest-gpu.log" 2>/dev/null | tail -1
-grep -E "all weights of one token|m=512|attention|sample|decode step" "$OUT/kernel_bench.log" 2>/dev/null
+grep -E "all weights of one token|m=512|attention|sample|decode step|prefill step" "$OUT/kernel_bench.log" 2>/dev/null
 for f in "$OUT"/bench-*.json; do
     [ -s "$f" ] && $PY -c "import json,sys; d=json.load(open('$f')); print(' '.join(f\"{r['test']}={r['avg_ts']:.0f}±{r['stddev_ts']:.0f} t/s\" for r in d['results']), '$f'.split('bench-')[1])" 2>/dev/null
 done

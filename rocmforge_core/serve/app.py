@@ -160,27 +160,27 @@ def create_app(state: ServerState) -> Starlette:
         return await whole(request, reply, queue)
 
     async def stream(reply: "Reply", queue: asyncio.Queue):
-        try:
-            yield sse.event(reply.chunk(reply.first_delta(), None))
-            while True:
-                kind, value = await queue.get()
-                if kind == "text":
-                    pieces = [value]
-                    while not queue.empty() and queue._queue[0][0] == "text":  # coalesce what is ready
-                        pieces.append(queue.get_nowait()[1])
-                    yield sse.event(reply.chunk(reply.delta("".join(pieces)), None))
-                elif kind == "done":
-                    yield sse.event(reply.chunk({} if reply.req.kind == "chat" else reply.delta(""),
-                                                FINISH[value]))
-                    if reply.req.include_usage:
-                        yield sse.event({**reply.envelope(chunk=True), "choices": [], "usage": reply.usage()})
-                    yield sse.DONE
-                    return
-                else:
-                    yield sse.event(value.body())
-                    return
-        finally:  # normal end, client gone (the task is cancelled), or an error: the sequence is freed
-            state.batcher.cancel(reply.seq)
+        """SSE chunks of one sequence; SequenceStream frees the sequence however the response ends."""
+        yield sse.event(reply.chunk(reply.first_delta(), None))
+        while True:
+            events = [await queue.get()]
+            while not queue.empty():  # text that piled up while the client was slow goes out as one chunk
+                events.append(queue.get_nowait())
+            text = "".join(value for kind, value in events if kind == "text")
+            if text:
+                yield sse.event(reply.chunk(reply.delta(text), None))
+            end = next(((kind, value) for kind, value in events if kind != "text"), None)
+            if end is None:
+                continue
+            kind, value = end
+            if kind == "done":
+                yield sse.event(reply.chunk({} if reply.req.kind == "chat" else reply.delta(""), FINISH[value]))
+                if reply.req.include_usage:
+                    yield sse.event({**reply.envelope(chunk=True), "choices": [], "usage": reply.usage()})
+                yield sse.DONE
+            else:
+                yield sse.event(value.body())
+            return
 
     async def whole(request: HTTPRequest, reply: "Reply", queue: asyncio.Queue) -> Response:
         pieces: list[str] = []

@@ -6,6 +6,7 @@ KV cache can hold their prompt plus their token budget, (3) runs one decode step
 generating (one token each, over the paged KV cache, each with its own sampling parameters and seed), and
 (4) runs one prefill step of at most ``prefill_chunk`` prompt tokens, taken in arrival order from sequences still
 reading their prompt, so a long prompt is spread over several iterations instead of stalling running streams.
+Prefill steps come in power-of-two sizes only, so the set of step shapes stays small and fixed.
 
 Admission reserves the KV blocks a request can reach (prompt + max_tokens, capped by the context), so a running
 sequence never finds the cache full: requests wait in a bounded queue instead, and beyond it ``submit`` answers
@@ -89,7 +90,7 @@ class Batcher:
         self.reserved_blocks = 0
         self._cond = threading.Condition()
         self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="rocmforge-engine", daemon=True)
+        self._thread: threading.Thread | None = None  # the one running ``run``
 
     # -- called from the HTTP side --------------------------------------------------------------------------
     @property
@@ -125,22 +126,27 @@ class Batcher:
             if seq.finish_reason:
                 return
             seq.cancelled = True
-            if seq in self.waiting:
+            waiting = seq in self.waiting
+            if waiting:  # never admitted: nothing to free
                 self.waiting.remove(seq)
                 seq.finish_reason = "cancelled"
             self._cond.notify()
-        if self.metrics and seq.finish_reason == "cancelled":
-            self.metrics.cancelled += 1
+        if waiting and self.metrics:
+            self.metrics.add("cancelled")
 
     def start(self) -> None:
+        """Run the loop in a thread of its own (the engine must have been built in a thread whose device
+        context that one shares: ServerState runs ``run`` in the thread that loaded the model instead)."""
+        self._thread = threading.Thread(target=self.run, name="rocmforge-engine", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def stats(self) -> dict:
         with self._cond:
@@ -148,7 +154,9 @@ class Batcher:
                     "reserved_blocks": self.reserved_blocks}
 
     # -- the engine thread ----------------------------------------------------------------------------------
-    def _loop(self) -> None:
+    def run(self) -> None:
+        """The engine loop, until ``stop``; every engine call happens in the thread running it."""
+        self._thread = threading.current_thread()
         while True:
             with self._cond:
                 while not self._stopping and not self.running and not self.waiting:
@@ -201,8 +209,14 @@ class Batcher:
             self._accept(seq, self.engine.sample(logits, row, seq.history, seq.sampling, len(seq.ids)))
 
     def _prefill(self) -> None:
+        pending = sum(len(s.prompt_ids) - s.prefilled for s in self.running if not s.cancelled)
+        if not pending:
+            return
+        # Steps of a power-of-two number of tokens (and of logits rows): the planner places (and a JIT backend
+        # compiles) every call site once per shape, so arbitrary prompt lengths would keep adding shapes, each
+        # costing time and memory, for the life of the server.
+        budget = 1 << (min(pending, self.prefill_chunk).bit_length() - 1)
         tokens, slots, positions, rows, done = [], [], [], [], []
-        budget = self.prefill_chunk
         for seq in self.running:
             if budget == 0:
                 break
@@ -217,11 +231,10 @@ class Batcher:
             done.append((seq, end == len(seq.prompt_ids), len(rows) - 1))
             seq.prefilled = end
             budget -= end - start
-        if not tokens:
-            return
+        rows += rows[-1:] * ((1 << (len(rows) - 1).bit_length()) - len(rows))  # pad by repeating the last row
         logits = self.engine.step(tokens, slots, positions, rows, "prefill")
         if self.metrics:
-            self.metrics.prompt_tokens += len(tokens)
+            self.metrics.add("prompt_tokens", len(tokens))
         for seq, complete, row in done:
             if complete:
                 seq.first_token_at = time.monotonic()
@@ -264,5 +277,5 @@ class Batcher:
                 self.engine.free_sequence(seq.slot)
                 seq.slot = None
         if self.metrics and reason == "cancelled":
-            self.metrics.cancelled += 1
+            self.metrics.add("cancelled")
         seq.emit(("error", error) if error else ("done", reason))

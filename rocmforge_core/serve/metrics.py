@@ -38,6 +38,11 @@ class Metrics:
         with self._lock:
             self.requests[(endpoint, status)] += 1
 
+    def add(self, counter: str, n: int = 1) -> None:
+        """Bump a plain counter (from any thread)."""
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + n)
+
     def generated(self, n: int) -> None:
         now = time.monotonic()
         with self._lock:

@@ -45,8 +45,15 @@ class ServerState:
         return self.batcher is not None
 
     def start_loading(self) -> None:
-        self._loader = threading.Thread(target=self._load, name="rocmforge-load", daemon=True)
+        """Load the model and then run the engine loop, in one thread: a GPU backend's device context belongs to
+        the thread that created it, so the engine must run where the model was loaded."""
+        self._loader = threading.Thread(target=self._load_and_serve, name="rocmforge-engine", daemon=True)
         self._loader.start()
+
+    def _load_and_serve(self) -> None:
+        self._load()
+        if self.batcher is not None:
+            self.batcher.run()
 
     def _load(self) -> None:
         from rocmforge_core.cli.run import pick_backend
@@ -59,7 +66,6 @@ class ServerState:
             engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel)
             tokenizer = model.tokenizer
             batcher = Batcher(engine, max_queue=o.max_queue, prefill_chunk=o.prefill_chunk, metrics=self.metrics)
-            batcher.start()
             self.model, self.engine, self.tokenizer, self.batcher = model, engine, tokenizer, batcher
             log.info("rocmforge: serving %s on %s (%d parallel, context %d)", self.model_id,
                      model.planner.preferred, o.parallel, engine.n_ctx)

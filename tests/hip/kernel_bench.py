@@ -106,7 +106,7 @@ def decode_breakdown(hip) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = Model(write_synthetic("llama-1b:Q4_0", Path(tmp)), backend="hip")
-        engine = Engine(model, n_ctx=256)
+        engine = Engine(model, n_ctx=600)
         slot = engine.add_sequence()
         for pos in range(3):  # eager, then capture, then replay
             engine.step([1], [slot], [pos], [0], "decode")
@@ -123,6 +123,31 @@ def decode_breakdown(hip) -> list[dict]:
             hip.synchronize()
         replay_us = (time.perf_counter() - start) * 1e4
         device_us = hip.runtime.elapsed_ms(lambda: [run() for _ in range(20)]) * 1e3 / 20
+        # prefill of 512 tokens: wall time of the eager step against the device time of the same step replayed
+        # from a capture (the difference is host time: planning, launches from Python)
+        n = 512
+        engine.free_sequence(slot)
+        slot2 = engine.add_sequence()
+        ids = list(range(1, n + 1))
+        engine.step(ids, [slot2] * n, range(n), [n - 1], "prefill")
+        hip.synchronize()
+        start = time.perf_counter()
+        engine.step(ids, [slot2] * n, range(n), [n - 1], "prefill")
+        hip.synchronize()
+        prefill_wall = (time.perf_counter() - start) * 1e6
+        batch = engine._new_batch(n, 1)
+        for tensor, values in ((batch.tokens, ids), (batch.positions, range(n)), (batch.seq_ids, [slot2] * n),
+                               (batch.out_rows, [n - 1])):
+            hip.write(tensor, np.asarray(values, dtype=np.int32))
+        try:
+            graph = hip.capture(lambda: engine.forward.run(batch, engine.cache, "prefill"))
+            graph()
+            prefill_device = hip.runtime.elapsed_ms(lambda: [graph() for _ in range(5)]) * 1e3 / 5
+        except Exception as exc:  # report, and keep the other figures
+            print(f"prefill capture failed: {type(exc).__name__}: {exc}")
+            prefill_device = float("nan")
+        rows.append({"kernel": f"prefill step {n} tokens llama-1b Q4_0: engine.step + wait", "us": prefill_wall})
+        rows.append({"kernel": f"prefill step {n} tokens llama-1b Q4_0: device time (replayed)", "us": prefill_device})
         rows.append({"kernel": "decode step llama-1b Q4_0: engine.step + wait", "us": step_us})
         rows.append({"kernel": "decode step llama-1b Q4_0: graph replay + wait", "us": replay_us})
         rows.append({"kernel": "decode step llama-1b Q4_0: device time of replays", "us": device_us})

@@ -121,3 +121,11 @@ def test_supports_gives_reasons():
     unbounded = Signature("sample", (ArgInfo((1000,), "f32"), ArgInfo((0,), "i32")),
                           (("temperature", 1.0), ("top_k", 0)))
     assert not sample.check(unbounded) and "top_k" in sample.check(unbounded).reason
+
+
+
+def test_nvrtc_compile_leaves_interpreter_constants_alone():
+    # NVRTC writes its log into the buffer it is given; a shared single-byte constant (b" " * 1 for an empty
+    # log) would be overwritten, and every later b" " in the process would read b"\0".
+    nvrtc_compile(units()[0], "sm_90")
+    assert " ".encode() == bytes([32])

@@ -156,6 +156,18 @@ def test_graph_capture_replays_with_new_inputs(hip):
         assert nmse(hip.to_host(out["y"]), want) < 1e-4  # Q4_0 decode quantizes x to 8 bits
 
 
+def test_quantized_activation_is_not_reused_after_a_write(hip):
+    rng = np.random.default_rng(9)
+    w, dw = _upload(hip, "Q4_K", rng, 300, 1024)
+    x_dev = hip.empty((1, 1024), "f32")
+    for _ in range(2):  # the second product must see the new x, not the 8-bit copy of the first
+        x = rng.standard_normal((1, 1024)).astype(np.float32)
+        hip.write(x_dev, x)
+        for _ in range(2):  # the repeated product on the same x reuses its 8-bit copy
+            got = hip.to_host(kernel("matmul").fn(x_dev, dw))
+            assert nmse(got, ops.reference("matmul")(x, w)) < 1e-4
+
+
 def test_out_of_memory_is_reported(hip):
     with pytest.raises(OutOfMemoryError, match="no room"):
         hip.empty((1 << 40,), "f32")

@@ -168,3 +168,31 @@ def test_a_failing_step_fails_its_sequences_not_the_server(model, monkeypatch):
         assert engine.cache.blocks_in_use() == 0
     finally:
         batcher.stop()
+
+
+def test_prefill_steps_come_in_few_shapes(model, monkeypatch):
+    """Prompts of 40 different lengths, several at once: every prefill step has a power-of-two number of tokens
+    and of logits rows, so the planner sees a handful of shapes, not one per prompt length."""
+    engine, batcher = run_batcher(model, max_seqs=4, prefill_chunk=64)
+    try:
+        shapes = []
+        real_step = engine.step
+
+        def recording(tokens, slots, positions, out_rows, phase):
+            if phase == "prefill":
+                shapes.append((len(tokens), len(out_rows)))
+            return real_step(tokens, slots, positions, out_rows, phase)
+
+        monkeypatch.setattr(engine, "step", recording)
+        log = Log()
+        seqs = [Sequence([3 + n % 50] * n, 2, GREEDY, log.sink(n)) for n in range(1, 41)]
+        alone = [engine.generate(s.prompt_ids, max_tokens=2, sampling=GREEDY).ids for s in seqs]
+        shapes.clear()
+        for s in seqs:
+            batcher.submit(s)
+        log.wait(lambda lg: len(lg.done) == len(seqs))
+        assert [s.ids for s in seqs] == alone
+        assert {m for m, _ in shapes} <= {1, 2, 4, 8, 16, 32, 64}
+        assert {n for _, n in shapes} <= {1, 2, 4}
+    finally:
+        batcher.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import metrics, wait_idle
+from conftest import wait_idle
 from rocmforge_core.registry import get_registry
 from rocmforge_core.serve import ServeOptions
 from rocmforge_core.serve.loadtest import requests_for, run_load, summary

@@ -93,27 +93,50 @@ def blocks_of(weight: Weight, type_size: int) -> np.ndarray:
 
 
 # -- products ------------------------------------------------------------------------------------------------
+@fast(inline="always")
+def _add_min_terms(minv, xsum, r, out):
+    """out[:, r] += sum_b minv[r, b] * sum(x over block b), the blocks' offsets (no-op without minimums)."""
+    for t in range(out.shape[0]):
+        acc = np.float32(0.0)
+        for b in range(minv.shape[1]):
+            acc += minv[r, b] * xsum[t, b]
+        out[t, r] += acc
+
+
 # The row helpers take 1-D rows so that LLVM sees unit-stride streams (16-lane loads, converts and FMAs); the
 # four-token variants convert each weight once for four activation rows.
+@fast(inline="always")
+def _i8_one(v, sc, x, shift):
+    acc = np.float32(0.0)
+    for j in range(v.shape[0]):
+        acc += np.float32(v[j]) * sc[j >> shift] * x[j]
+    return acc
+
+
+@fast(inline="always")
+def _i8_two_rows(v0, v1, sc0, sc1, x, shift):
+    a0 = a1 = np.float32(0.0)
+    for j in range(v0.shape[0]):
+        a0 += np.float32(v0[j]) * sc0[j >> shift] * x[j]
+        a1 += np.float32(v1[j]) * sc1[j >> shift] * x[j]
+    return a0, a1
+
+
+@fast(inline="always")
+def _i8_four(v, sc, x0, x1, x2, x3, shift):
+    a0 = a1 = a2 = a3 = np.float32(0.0)
+    for j in range(v.shape[0]):
+        w = np.float32(v[j]) * sc[j >> shift]
+        a0 += w * x0[j]
+        a1 += w * x1[j]
+        a2 += w * x2[j]
+        a3 += w * x3[j]
+    return a0, a1, a2, a3
+
+
 def _i8_rows(shift: int):
-    @fast(inline="always")
-    def one(v, sc, x):
-        acc = np.float32(0.0)
-        for j in range(v.shape[0]):
-            acc += np.float32(v[j]) * sc[j >> shift] * x[j]
-        return acc
-
-    @fast(inline="always")
-    def four(v, sc, x0, x1, x2, x3):
-        a0 = a1 = a2 = a3 = np.float32(0.0)
-        for j in range(v.shape[0]):
-            w = np.float32(v[j]) * sc[j >> shift]
-            a0 += w * x0[j]
-            a1 += w * x1[j]
-            a2 += w * x2[j]
-            a3 += w * x3[j]
-        return a0, a1, a2, a3
-
+    # The closure holds only the constant shift (so numba's cache key is stable across processes); the helpers
+    # are inlined, so LLVM sees it and loads each block's scale once per vector.
     @fast(parallel=True)
     def dot(values, scale, minv, x, out):
         n, k = values.shape
@@ -123,25 +146,35 @@ def _i8_rows(shift: int):
         for t in range(m):
             for j in range(k if minv.shape[1] else 0):
                 xsum[t, j >> shift] += x[t, j]
-        for r in prange(n):
-            prefetch_row(values, r + PREFETCH_ROWS)
-            prefetch_row(scale, r + PREFETCH_ROWS)
-            prefetch_row(minv, r + PREFETCH_ROWS)
-            v, sc = values[r], scale[r]
-            t = 0
-            while t + 4 <= m:
-                out[t, r], out[t + 1, r], out[t + 2, r], out[t + 3, r] = four(v, sc, x[t], x[t + 1], x[t + 2],
-                                                                              x[t + 3])
-                t += 4
-            while t < m:
-                out[t, r] = one(v, sc, x[t])
-                t += 1
-            if minv.shape[1]:
-                for t in range(m):
-                    acc = np.float32(0.0)
-                    for b in range(nb):
-                        acc += minv[r, b] * xsum[t, b]
-                    out[t, r] += acc
+        if m == 1:  # decode: two rows per pass share the loads of x and the loop overhead
+            for p in prange((n + 1) // 2):
+                r = 2 * p
+                for ahead in range(r + PREFETCH_ROWS, r + PREFETCH_ROWS + 2):
+                    prefetch_row(values, ahead)
+                    prefetch_row(scale, ahead)
+                    prefetch_row(minv, ahead)
+                if r + 1 < n:
+                    out[0, r], out[0, r + 1] = _i8_two_rows(values[r], values[r + 1], scale[r], scale[r + 1], x[0],
+                                                            shift)
+                else:
+                    out[0, r] = _i8_one(values[r], scale[r], x[0], shift)
+                for i in range(r, min(r + 2, n)):
+                    _add_min_terms(minv, xsum, i, out)
+        else:
+            for r in prange(n):
+                prefetch_row(values, r + PREFETCH_ROWS)
+                prefetch_row(scale, r + PREFETCH_ROWS)
+                prefetch_row(minv, r + PREFETCH_ROWS)
+                v, sc = values[r], scale[r]
+                t = 0
+                while t + 4 <= m:
+                    out[t, r], out[t + 1, r], out[t + 2, r], out[t + 3, r] = _i8_four(v, sc, x[t], x[t + 1],
+                                                                                      x[t + 2], x[t + 3], shift)
+                    t += 4
+                while t < m:
+                    out[t, r] = _i8_one(v, sc, x[t], shift)
+                    t += 1
+                _add_min_terms(minv, xsum, r, out)
     return dot
 
 
@@ -156,6 +189,19 @@ def _q4_one(nib, sc, lo, hi):
         s = sc[i >> 4]
         acc += np.float32(np.uint8(q & np.uint8(15))) * s * lo[i] + np.float32(np.uint8(q >> np.uint8(4))) * s * hi[i]
     return acc
+
+
+@fast(inline="always")
+def _q4_two_rows(nib0, nib1, sc0, sc1, lo, hi):
+    a0 = a1 = np.float32(0.0)
+    for i in range(nib0.shape[0]):
+        q0 = nib0[i]
+        q1 = nib1[i]
+        s0 = sc0[i >> 4]
+        s1 = sc1[i >> 4]
+        a0 += (np.float32(np.uint8(q0 & np.uint8(15))) * lo[i] + np.float32(np.uint8(q0 >> np.uint8(4))) * hi[i]) * s0
+        a1 += (np.float32(np.uint8(q1 & np.uint8(15))) * lo[i] + np.float32(np.uint8(q1 >> np.uint8(4))) * hi[i]) * s1
+    return a0, a1
 
 
 @fast(inline="always")
@@ -188,24 +234,35 @@ def _q4_dot(nibbles, scale, minv, x, out):
             lo[t, i] = x[t, b * 32 + (i & 15)]
             hi[t, i] = x[t, b * 32 + 16 + (i & 15)]
             xsum[t, b] += lo[t, i] + hi[t, i]
-    for r in prange(n):
-        prefetch_row(nibbles, r + PREFETCH_ROWS)
-        prefetch_row(scale, r + PREFETCH_ROWS)
-        prefetch_row(minv, r + PREFETCH_ROWS)
-        nib, sc = nibbles[r], scale[r]
-        t = 0
-        while t + 4 <= m:
-            out[t, r], out[t + 1, r], out[t + 2, r], out[t + 3, r] = _q4_four(
-                nib, sc, lo[t], hi[t], lo[t + 1], hi[t + 1], lo[t + 2], hi[t + 2], lo[t + 3], hi[t + 3])
-            t += 4
-        while t < m:
-            out[t, r] = _q4_one(nib, sc, lo[t], hi[t])
-            t += 1
-        for t in range(m):
-            acc = np.float32(0.0)
-            for b in range(nb):
-                acc += minv[r, b] * xsum[t, b]
-            out[t, r] += acc
+    if m == 1:  # decode: two rows per pass share the loads of x and the loop overhead
+        for p in prange((n + 1) // 2):
+            r = 2 * p
+            for ahead in range(r + PREFETCH_ROWS, r + PREFETCH_ROWS + 2):
+                prefetch_row(nibbles, ahead)
+                prefetch_row(scale, ahead)
+                prefetch_row(minv, ahead)
+            if r + 1 < n:
+                out[0, r], out[0, r + 1] = _q4_two_rows(nibbles[r], nibbles[r + 1], scale[r], scale[r + 1], lo[0],
+                                                        hi[0])
+            else:
+                out[0, r] = _q4_one(nibbles[r], scale[r], lo[0], hi[0])
+            for i in range(r, min(r + 2, n)):
+                _add_min_terms(minv, xsum, i, out)
+    else:
+        for r in prange(n):
+            prefetch_row(nibbles, r + PREFETCH_ROWS)
+            prefetch_row(scale, r + PREFETCH_ROWS)
+            prefetch_row(minv, r + PREFETCH_ROWS)
+            nib, sc = nibbles[r], scale[r]
+            t = 0
+            while t + 4 <= m:
+                out[t, r], out[t + 1, r], out[t + 2, r], out[t + 3, r] = _q4_four(
+                    nib, sc, lo[t], hi[t], lo[t + 1], hi[t + 1], lo[t + 2], hi[t + 2], lo[t + 3], hi[t + 3])
+                t += 4
+            while t < m:
+                out[t, r] = _q4_one(nib, sc, lo[t], hi[t])
+                t += 1
+            _add_min_terms(minv, xsum, r, out)
 
 
 # -- exact dequantization of rows ----------------------------------------------------------------------------

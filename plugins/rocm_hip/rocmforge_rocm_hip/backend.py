@@ -42,6 +42,9 @@ class HipBackend(Backend):
         self.pool: Pool | None = None
         self.arena: Arena | None = None
         self._blas = False  # not looked for yet
+        # (weakref to an activation, its 8-bit copy, scales): q, k and v (gate and up) share one input, quantized
+        # once. Dropped whenever a tensor may change under it (write) and around captures.
+        self.q8_cache = None
 
     # -- runtime ---------------------------------------------------------------------------------------------
     @property
@@ -123,6 +126,7 @@ class HipBackend(Backend):
         return out
 
     def write(self, tensor: DeviceTensor, array: np.ndarray) -> None:
+        self.q8_cache = None
         array = np.ascontiguousarray(array, dtype=NUMPY[tensor.dtype_name])
         if array.size != tensor.size:
             raise BackendError(f"write of {array.size} values into a hip tensor of shape {tensor.shape}")
@@ -157,6 +161,7 @@ class HipBackend(Backend):
         are compiled and loaded; inputs must already live in tensors that ``write`` refills between replays."""
         rt = self.runtime
         rt.synchronize()
+        self.q8_cache = None  # the graph must contain the quantization it relies on
         private, saved = Pool(rt), self.pool
         self.pool = private
         rt.begin_capture()
@@ -170,13 +175,15 @@ class HipBackend(Backend):
             raise
         finally:
             self.pool = saved
+            self.q8_cache = None
         return Graph(rt, rt.end_capture(), private)
 
 
 def kernel_names(unit: Unit) -> list[str]:
     extra = ["rf_matvec_q8"] if unit.file == "quant.hip" and has_dot8_q8_source(unit.fmt_source) else []
     return extra + {
-        "elementwise.hip": ["rf_add", "rf_scale", "rf_activation", "rf_rmsnorm", "rf_rope", "rf_transpose", "rf_to_f16"],
+        "elementwise.hip": ["rf_add", "rf_scale", "rf_activation", "rf_rmsnorm", "rf_rope", "rf_transpose", "rf_to_f16",
+                            "rf_quantize_q8"],
         "quant.hip": ["rf_rows_f32", "rf_rows_f16", "rf_matmul_tiled"] + [f"rf_matvec_{m}" for m in range(1, 9)],
         "attention.hip": ["rf_kv_write", "rf_attention", "rf_attention_combine"],
         "sample.hip": ["rf_sample"],

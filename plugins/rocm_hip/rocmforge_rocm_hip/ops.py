@@ -7,6 +7,7 @@ the activation pool, except attention's cache update, which is in place as the o
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -18,13 +19,9 @@ from rocmforge_rocm_hip.runtime import F32, F64, I32, I64, PTR, U64
 
 MATVEC_MAX_M = 8     # batches up to this many rows use the matrix-vector kernel
 BLAS_MIN_M = 32      # from this many rows a quantized weight's product goes to the vendor BLAS where there is one
-# Decode products with many rows (the output matrix) quantize x to 8 bits in each block and use integer dots;
-# with fewer rows re-quantizing x per block costs more than it saves (measured, docs/PERF.md).
-Q8_MIN_N = 32768
-Q8_MAX_K = 32768
 EXACT_FORMATS = ("F32", "F16", "BF16")  # held to 1e-7: the f16 BLAS path would round the activations too much
 SAMPLE_MAX_TOP_K = 1024
-ATTENTION_SPLIT = 64  # positions per split when few queries attend to a long cache
+ATTENTION_SPLIT = 32  # positions per split when few queries attend to a long cache (one wave step each)
 THREADS = 256
 
 
@@ -133,6 +130,17 @@ class HipOps:
                         (_row_bytes(fmt, k), I64)])
         return out
 
+    def _quantized(self, x, k: int):
+        """x (one row) as 8-bit values and per-32 scales, reused while the backend's q8_cache holds x."""
+        cached = self.be.q8_cache
+        if cached is not None and cached[0]() is x:
+            return cached[1], cached[2]
+        xq, xd = self.be.empty((k,), "u8"), self.be.empty((k // 32,), "f32")
+        self.be.launch(sources.ELEMENTWISE, "rf_quantize_q8", (_blocks(k),), (THREADS,),
+                       [(x.ptr, PTR), (xq.ptr, PTR), (xd.ptr, PTR), (k, I32)])
+        self.be.q8_cache = (weakref.ref(x), xq, xd)
+        return xq, xd
+
     def embedding(self, table, ids):
         k = table.shape[-1]
         return self.rows(table, ids, ids.size, k)
@@ -156,11 +164,12 @@ class HipOps:
             self.be.launch(sources.ELEMENTWISE, "rf_to_f16", (_blocks(m * k),), (THREADS,),
                            [(x.ptr, PTR), (x16.ptr, PTR), (m * k, I64)])
             blas.gemm_f16(m, n, k, x16.ptr, w16.ptr, out.ptr)
-        elif m == 1 and n >= Q8_MIN_N and k % 32 == 0 and k <= Q8_MAX_K and sources.has_dot8_q8(fmt):
-            per_wave = 4  # amortizes each block's quantization of x over 16 rows
-            self.be.launch(unit, "rf_matvec_q8", (_blocks(n, 4 * per_wave),), (4 * self.be.runtime.info.wave_size,),
-                           args + [(n, I32), (k, I32), (_row_bytes(fmt, k), I64), (1, I32), (per_wave, I32)],
-                           shared=k + k // 32 * 4)
+        elif m == 1 and k % 32 == 0 and sources.has_dot8_q8(fmt):
+            xq, xd = self._quantized(x, k)
+            split = 4 if n <= 1024 else 1
+            self.be.launch(unit, "rf_matvec_q8", (_blocks(n, 4 // split),), (4 * self.be.runtime.info.wave_size,),
+                           [(xq.ptr, PTR), (xd.ptr, PTR), (_ptr(w), PTR), (out.ptr, PTR), (n, I32), (k, I32),
+                            (_row_bytes(fmt, k), I64), (split, I32)])
         elif m <= MATVEC_MAX_M:
             split = 4 if n <= 1024 else 1
             rows_per_block = 4 // split

@@ -33,13 +33,13 @@ def nvrtc_compile(unit: Unit, arch: str, wave: int = 32) -> tuple[bytes, str]:
     try:
         (status,) = nvrtc.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
         _, size = nvrtc.nvrtcGetProgramLogSize(prog)
-        log = b" " * size
+        log = bytes(size)  # a fresh buffer: b" " * 1 is the interpreter's shared b" ", which the C call would overwrite
         nvrtc.nvrtcGetProgramLog(prog, log)
         log_text = log.rstrip(b"\0 ").decode(errors="replace")
         if status != nvrtc.nvrtcResult.NVRTC_SUCCESS:
             raise KernelCompileError(f"NVRTC could not compile {unit.label} for {arch}:\n{log_text}")
         _, size = nvrtc.nvrtcGetCUBINSize(prog)
-        cubin = b" " * size
+        cubin = bytes(size)
         nvrtc.nvrtcGetCUBIN(prog, cubin)
         return bytes(cubin), log_text
     finally:
