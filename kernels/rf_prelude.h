@@ -3,8 +3,8 @@
 // The .hip sources are written against HIP's device API and build unchanged on HIP's two platforms:
 //   AMD     hiprtc at run time, or clang -x hip ahead of time (CI checks gfx90a, gfx942, gfx1100, gfx1201);
 //   NVIDIA  NVRTC to a cubin. CUDA has no HIP headers, so this prelude supplies what the kernels use: the
-//           mask-less shuffles (HIP's NVIDIA headers map them to the *_sync forms with a full mask),
-//           fixed-width integers (NVRTC has no <stdint.h>), and half-precision conversions.
+//           mask-less shuffles __shfl and __shfl_xor (HIP's NVIDIA headers map them to the *_sync forms with a
+//           full mask), fixed-width integers (NVRTC has no <stdint.h>), and half-precision conversions.
 // RF_WAVE (32 or 64) is defined by the runtime from the device: warpSize is not a compile-time constant.
 
 #ifndef RF_WAVE
@@ -13,6 +13,12 @@
 
 #if defined(__CUDACC__)
 #define RF_NVIDIA 1
+#elif !defined(__HIPCC_RTC__)
+#include <hip/hip_runtime.h>  // hiprtc includes it implicitly
+#endif
+
+#if defined(__CUDACC__) || defined(__HIPCC_RTC__)
+// NVRTC has no <stdint.h>; hiprtc (ROCm 5.x) lacks the narrow fixed-width types.
 typedef signed char int8_t;
 typedef unsigned char uint8_t;
 typedef short int16_t;
@@ -21,15 +27,14 @@ typedef int int32_t;
 typedef unsigned int uint32_t;
 typedef long long int64_t;
 typedef unsigned long long uint64_t;
+#endif
 
+#if defined(RF_NVIDIA)
 template <class T> __device__ __forceinline__ T __shfl(T v, int lane, int width = 32) {
     return __shfl_sync(0xffffffffu, v, lane, width);
 }
 template <class T> __device__ __forceinline__ T __shfl_xor(T v, int mask, int width = 32) {
     return __shfl_xor_sync(0xffffffffu, v, mask, width);
-}
-template <class T> __device__ __forceinline__ T __shfl_down(T v, unsigned int delta, int width = 32) {
-    return __shfl_down_sync(0xffffffffu, v, delta, width);
 }
 
 __device__ __forceinline__ float rf_half_to_float(uint16_t h) {
@@ -43,20 +48,6 @@ __device__ __forceinline__ uint16_t rf_float_to_half(float f) {
     return h;
 }
 #else
-#define RF_AMD 1
-#if !defined(__HIPCC_RTC__)
-#include <hip/hip_runtime.h>  // hiprtc includes it implicitly
-#else
-// hiprtc (ROCm 5.x) lacks the narrow fixed-width types.
-typedef signed char int8_t;
-typedef unsigned char uint8_t;
-typedef short int16_t;
-typedef unsigned short uint16_t;
-typedef int int32_t;
-typedef unsigned int uint32_t;
-typedef long long int64_t;
-typedef unsigned long long uint64_t;
-#endif
 __device__ __forceinline__ float rf_half_to_float(uint16_t h) { return (float)__builtin_bit_cast(_Float16, h); }
 __device__ __forceinline__ uint16_t rf_float_to_half(float f) { return __builtin_bit_cast(uint16_t, (_Float16)f); }
 #endif
@@ -78,8 +69,6 @@ __device__ __forceinline__ int rf_dp4a(int a, int b, int c) {
     return c;
 #endif
 }
-
-__device__ __forceinline__ float rf_bf16_to_float(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
 
 // Little-endian reads at 2-byte alignment: GGUF blocks (18, 22, 34, 210 bytes...) only guarantee that much.
 __device__ __forceinline__ uint16_t rf_u16(const uint8_t* p) { return *(const uint16_t*)p; }

@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (8080; 0 = any free port)")
     p.add_argument("--parallel", type=int, default=4, metavar="N", help="sequences decoded together at most (4)")
+    p.add_argument("--kv-size", type=int, metavar="N",
+                   help="tokens of KV cache shared by all sequences (default: parallel x context); requests wait "
+                        "for room when it is full")
     p.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' on API endpoints")
     p.add_argument("--max-queue", type=int, default=64, metavar="N",
                    help="requests waiting for a slot at most; more get 503 (64)")
@@ -43,15 +46,14 @@ def run(args) -> int:
     model = Path(args.model) if args.model else default_model_path()
     if not model.is_file():
         raise RocmforgeError(f"model file {model} does not exist")
-    for name in ("parallel", "max_queue", "prefill_chunk"):
-        if getattr(args, name) < 1:
+    for name in ("parallel", "max_queue", "prefill_chunk", "kv_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise RocmforgeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not 0 <= args.port < 65536:
         raise RocmforgeError(f"--port must be in [0, 65535], got {args.port}")
-    state = ServerState(ServeOptions(model=model, backend=args.backend,
-                                     profile=args.profile, ctx_size=args.ctx_size, parallel=args.parallel,
-                                     api_key=args.api_key, max_queue=args.max_queue,
-                                     prefill_chunk=args.prefill_chunk))
+    state = ServerState(ServeOptions(model=model, backend=args.backend, profile=args.profile, ctx_size=args.ctx_size,
+                                     parallel=args.parallel, kv_size=args.kv_size, api_key=args.api_key,
+                                     max_queue=args.max_queue, prefill_chunk=args.prefill_chunk))
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:

@@ -2,7 +2,8 @@
 
 app.py (routes), schemas.py (request validation), errors.py (OpenAI-shaped errors), sse.py (streams),
 metrics.py (Prometheus text), batcher.py (the engine loop), state.py (options, background loading),
-server.py (uvicorn, in the foreground or a thread). Needs the ``serve`` extra (starlette, uvicorn)."""
+server.py (uvicorn, in the foreground or a thread), loadtest.py (concurrent clients against one at a time).
+Needs the ``serve`` extra (starlette, uvicorn; loadtest also httpx)."""
 
 from rocmforge_core.serve.state import ServeOptions, ServerState
 

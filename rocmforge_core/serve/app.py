@@ -105,7 +105,7 @@ def create_app(state: ServerState) -> Starlette:
         content = body.get("content")
         if not isinstance(content, str):
             raise APIError("'content' must be a string", param="content")
-        add_special = schemas._bool(body, "add_special")
+        add_special = schemas.flag(body, "add_special")
         ids = await run_in_threadpool(state.tokenizer.encode, content, add_special=add_special, special=True)
         return JSONResponse({"tokens": ids})
 
@@ -135,7 +135,7 @@ def create_app(state: ServerState) -> Starlette:
                 ids = req.prompt
         except RocmforgeError as exc:  # a chat template that refuses these messages, say
             raise APIError(str(exc), param="messages" if req.kind == "chat" else "prompt") from None
-        n_ctx = state.engine.n_ctx
+        n_ctx = state.batcher.max_sequence_tokens
         if not ids:
             raise APIError("the prompt is empty: at least one token is needed",
                            param="messages" if req.kind == "chat" else "prompt")
@@ -146,7 +146,7 @@ def create_app(state: ServerState) -> Starlette:
 
     async def generate(request: HTTPRequest, req: schemas.Request) -> Response:
         ids = await run_in_threadpool(prompt_ids, req)
-        room = state.engine.n_ctx - len(ids)
+        room = state.batcher.max_sequence_tokens - len(ids)
         max_tokens = room if req.max_tokens is None else min(req.max_tokens, room)
         queue: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()

@@ -63,6 +63,9 @@ class Sequence:
         n = self.sampling.penalty_last_n
         self.history = deque(self.prompt_ids[-n:] if n else [], maxlen=n)
         self.stops = StopStrings(self.stop)
+        p = self.sampling
+        self.penalized = bool(n) and (p.repeat_penalty != 1.0 or p.presence_penalty != 0.0
+                                      or p.frequency_penalty != 0.0)
 
     @property
     def pos(self) -> int:
@@ -96,6 +99,11 @@ class Batcher:
     @property
     def capacity_blocks(self) -> int:
         return self.cache.allocator.n_blocks - 1  # block 0 is never handed out
+
+    @property
+    def max_sequence_tokens(self) -> int:
+        """Prompt plus generated tokens one sequence can reach: the context, or the whole KV cache if smaller."""
+        return min(self.engine.n_ctx, self.capacity_blocks * self.cache.block_size)
 
     def blocks_needed(self, n_tokens: int) -> int:
         return -(-n_tokens // self.cache.block_size)
@@ -206,7 +214,7 @@ class Batcher:
         if self.metrics:
             self.metrics.decode_step(len(batch))
         for row, seq in enumerate(batch):
-            self._accept(seq, self.engine.sample(logits, row, seq.history, seq.sampling, len(seq.ids)))
+            self._accept(seq, self._sample(seq, logits, row))
 
     def _prefill(self) -> None:
         pending = sum(len(s.prompt_ids) - s.prefilled for s in self.running if not s.cancelled)
@@ -238,7 +246,12 @@ class Batcher:
         for seq, complete, row in done:
             if complete:
                 seq.first_token_at = time.monotonic()
-                self._accept(seq, self.engine.sample(logits, row, seq.history, seq.sampling, 0))
+                self._accept(seq, self._sample(seq, logits, row))
+
+    def _sample(self, seq: Sequence, logits, row: int) -> int:
+        # without penalties the history changes nothing: leaving it out saves a host-to-device copy per row
+        history = seq.history if seq.penalized else ()
+        return self.engine.sample(logits, row, history, seq.sampling, len(seq.ids))
 
     def _accept(self, seq: Sequence, token: int) -> None:
         """A sampled token: end the sequence or emit its text and queue it for the next decode step."""

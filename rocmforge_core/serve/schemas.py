@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rocmforge_core.engine import SamplingParams
+from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.serve.errors import APIError
 
 MAX_STOPS = 16
@@ -66,7 +67,7 @@ def _number(body: dict, name: str, lo: float, hi: float, *, integer: bool = Fals
     return v
 
 
-def _bool(body: dict, name: str, default: bool = False) -> bool:
+def flag(body: dict, name: str, default: bool = False) -> bool:
     v = body.get(name)
     if v is None:
         return default
@@ -124,11 +125,11 @@ def _common(body: dict, kind: str) -> Request:
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise APIError(f"'model' must be a string, got {_kind(model)}", param="model")
-    max_tokens = _number(body, "max_tokens", -(2 ** 63), 2 ** 63, integer=True)
-    if kind == "chat" and body.get("max_completion_tokens") is not None:
-        max_tokens = _number(body, "max_completion_tokens", -(2 ** 63), 2 ** 63, integer=True)
+    name = "max_completion_tokens" if kind == "chat" and body.get("max_completion_tokens") is not None \
+        else "max_tokens"  # chat's newer name wins
+    max_tokens = _number(body, name, -(2 ** 63), 2 ** 63, integer=True)
     if max_tokens is not None and max_tokens < 0:
-        raise APIError(f"'max_tokens' must be >= 0, got {max_tokens}", param="max_tokens")
+        raise APIError(f"'{name}' must be >= 0, got {max_tokens}", param=name)
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise APIError(f"'stream_options' must be an object, got {_kind(options)}", param="stream_options")
@@ -136,11 +137,11 @@ def _common(body: dict, kind: str) -> Request:
         sampling = _sampling(body)
     except APIError:
         raise
-    except Exception as exc:  # SamplingParams' own range checks
+    except RocmforgeError as exc:  # SamplingParams' own range checks
         raise APIError(str(exc)) from None
     return Request(kind, model, max_tokens=max_tokens, sampling=sampling, stop=_stops(body),
-                   stream=_bool(body, "stream"), include_usage=_bool(options or {}, "include_usage"),
-                   ignore_eos=_bool(body, "ignore_eos"))
+                   stream=flag(body, "stream"), include_usage=flag(options or {}, "include_usage"),
+                   ignore_eos=flag(body, "ignore_eos"))
 
 
 def _content(message: dict, i: int) -> str:

@@ -21,6 +21,7 @@ class ServeOptions:
     profile: str | None = None
     ctx_size: int | None = None     # per-sequence context (default: the model's, at most 4096)
     parallel: int = 4               # sequences decoded together at most
+    kv_size: int | None = None      # tokens of KV cache shared by all sequences (default: parallel x context)
     api_key: str | None = None
     max_queue: int = 64             # requests waiting for admission at most; beyond: 503
     prefill_chunk: int = 256        # prompt tokens per prefill step at most
@@ -63,7 +64,7 @@ class ServerState:
         o = self.options
         try:
             model = Model(o.model, backend=pick_backend(o.backend), profile=o.profile)
-            engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel)
+            engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel, **({"kv_tokens": o.kv_size} if o.kv_size else {}))
             tokenizer = model.tokenizer
             batcher = Batcher(engine, max_queue=o.max_queue, prefill_chunk=o.prefill_chunk, metrics=self.metrics)
             self.model, self.engine, self.tokenizer, self.batcher = model, engine, tokenizer, batcher

@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_info
 from rocmforge_core import ops
 from rocmforge_core.errors import BackendError
 from rocmforge_core.formats import dequantize_weight
-from rocmforge_cpu_simd import quantized
+from rocmforge_cpu_simd import quantized, threads
 from rocmforge_cpu_simd.ops import attention, rmsnorm, sample
 
 NATIVE = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
@@ -39,6 +39,30 @@ def test_quantized_matmul_is_float32_accurate(registry, cpu, fmt, m, n):
     out = np.full((m, n), np.nan, dtype=np.float32)
     assert kernel.fn(x, packed, out=out) is out
     assert ops.nmse(out, expected) < 1e-10
+
+
+@pytest.mark.parametrize("fmt", NATIVE)
+@pytest.mark.parametrize("m", [1, 5])
+def test_parallel_builds_match_serial_ones(registry, cpu, monkeypatch, fmt, m):
+    """Small products run serially; force the parallel builds (odd row count: decode pairs rows)."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba runs one thread here: no parallel build to check")
+    rng = np.random.default_rng(11)
+    f = registry.format(fmt)
+    w = f.random_weight(rng, "w", (257, 512))
+    packed = cpu.upload_weight(w, f)
+    x = rng.standard_normal((m, 512)).astype(np.float32)
+    before = cpu.threads
+    cpu.configure(threads=2)
+    try:
+        serial = quantized.matmul(x, packed)
+        monkeypatch.setattr(threads, "PARALLEL_MIN_WORK", 0)
+        parallel = quantized.matmul(x, packed)
+        rows = quantized.embedding(packed, np.arange(257))
+    finally:
+        cpu.configure(threads=before)
+    np.testing.assert_allclose(parallel, serial, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(rows, dequantize_weight(w))
 
 
 @pytest.mark.parametrize("fmt", NATIVE)
@@ -105,7 +129,6 @@ def test_threads_follow_configure(cpu):
     before = cpu.threads
     try:
         assert cpu.configure(threads=1) == 1 and numba.get_num_threads() == 1
-        assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
         assert cpu.devices()[0].extra["threads"] == 1
         with pytest.raises(BackendError, match="at least 1"):
             cpu.configure(threads=0)
@@ -114,6 +137,17 @@ def test_threads_follow_configure(cpu):
     finally:
         cpu.configure(threads=before)
     assert numba.get_num_threads() == before
+
+
+def test_sgemm_leaves_blas_threads_as_they_were(registry, cpu):
+    """Prefill tiles run single-threaded BLAS on the backend's own threads, only for their duration."""
+    before = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    f = registry.format("Q8_0")
+    w = f.random_weight(np.random.default_rng(0), "w", (300, 256))
+    x = np.random.default_rng(1).standard_normal((quantized.BLAS_MIN_ROWS, 256)).astype(np.float32)
+    got = quantized.matmul(x, cpu.upload_weight(w, f))
+    assert ops.nmse(got, x @ dequantize_weight(w).T) < 1e-10
+    assert [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] == before
 
 
 def test_default_threads_are_physical_cores(cpu):

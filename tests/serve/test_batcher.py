@@ -49,7 +49,8 @@ class Log:
 
 
 def run_batcher(model, **kwargs):
-    engine = Engine(model, max_seqs=kwargs.pop("max_seqs", 4), n_ctx=kwargs.pop("n_ctx", 256))
+    engine = Engine(model, max_seqs=kwargs.pop("max_seqs", 4), n_ctx=kwargs.pop("n_ctx", 256),
+                    kv_tokens=kwargs.pop("kv_tokens", None))
     batcher = Batcher(engine, **kwargs)
     batcher.start()
     return engine, batcher
@@ -194,5 +195,33 @@ def test_prefill_steps_come_in_few_shapes(model, monkeypatch):
         assert [s.ids for s in seqs] == alone
         assert {m for m, _ in shapes} <= {1, 2, 4, 8, 16, 32, 64}
         assert {n for _, n in shapes} <= {1, 2, 4}
+    finally:
+        batcher.stop()
+
+
+def test_admission_waits_for_kv_blocks(model, monkeypatch):
+    """4 slots but KV room for 64 tokens: sequences needing 32 tokens each run two at a time, the others wait
+    (not fail), and each answer still equals the sequence run alone."""
+    engine, batcher = run_batcher(model, max_seqs=4, kv_tokens=64)
+    try:
+        batches = []
+        real_step = engine.step
+
+        def recording(tokens, slots, positions, out_rows, phase):
+            if phase == "decode":
+                batches.append(len(tokens))
+            return real_step(tokens, slots, positions, out_rows, phase)
+
+        monkeypatch.setattr(engine, "step", recording)
+        log = Log()
+        seqs = [Sequence([4 + i, 5, 6, 7], 28, GREEDY, log.sink(i)) for i in range(5)]
+        alone = [engine.generate(s.prompt_ids, max_tokens=28, sampling=GREEDY).ids for s in seqs]
+        batches.clear()
+        for s in seqs:
+            batcher.submit(s)
+        log.wait(lambda lg: len(lg.done) == len(seqs))
+        assert [s.ids for s in seqs] == alone
+        assert max(batches) == 2  # the KV cache, not the 4 slots, bounded the batch
+        assert engine.cache.blocks_in_use() == 0 and batcher.reserved_blocks == 0
     finally:
         batcher.stop()

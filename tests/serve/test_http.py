@@ -106,6 +106,9 @@ def test_max_tokens_zero_and_context_cap(http):
 BAD = [
     (b"{not json", "not valid JSON"),
     (b"[1, 2]", "must be a JSON object"),
+    (b"\xff\xfe{}", "not valid JSON"),
+    (b"[" * 100_000, "nested too deeply"),
+    (b'{"prompt": "x", "temperature": NaN}', "'temperature' must be a number"),
     ({"prompt": "x", "max_tokens": -1}, "'max_tokens' must be >= 0"),
     ({"prompt": "x", "max_tokens": "5"}, "'max_tokens' must be an integer"),
     ({"prompt": "x", "max_tokens": 2.5}, "'max_tokens' must be an integer"),

@@ -1,18 +1,29 @@
 """Batched products (prefill) through BLAS sgemm: the weight's rows in tiles, each tile dequantized once into a
 float32 buffer that stays in L2 and multiplied by the whole batch, so every weight is reused by every token from
-registers. Tiles are spread over the backend's threads; each runs single-threaded BLAS (see threads.py)."""
+registers. Tiles are spread over the backend's threads; each runs single-threaded BLAS (see threads.py): BLAS's
+own threads are off while tiles run and back to their setting afterwards, so nothing else in the process sees
+a change."""
 
 from __future__ import annotations
 
 import threading
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from rocmforge_cpu_simd import threads
 
 TILE_BYTES = 1 << 21  # float32 bytes of one dequantized tile
 
 _local = threading.local()
+_blas: ThreadpoolController | None = None  # the loaded BLAS libraries, found once (a scan of loaded libraries)
+
+
+def _one_blas_thread():
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
 
 
 def _buffer(rows: int, k: int) -> np.ndarray:
@@ -33,5 +44,6 @@ def tiled_sgemm(x: np.ndarray, n: int, rows_of, res: np.ndarray) -> np.ndarray:
         w = rows_of(start, stop, _buffer(stop - start, k))
         np.matmul(x, w.T, out=res[:, start:stop])
 
-    threads.map_tiles(tile, range(0, n, per_tile))
+    with _one_blas_thread():
+        threads.map_tiles(tile, range(0, n, per_tile))
     return res

@@ -8,6 +8,7 @@ and fused multiply-add; kernels whose results must be bit-exact (dequantization)
 from __future__ import annotations
 
 import os
+import types as pytypes
 from pathlib import Path
 
 import numba
@@ -54,6 +55,18 @@ def exact(fn=None, *, parallel: bool = False):
     """Compile with IEEE semantics: no reassociation, no contraction (bit-exact dequantization)."""
     deco = numba.njit(cache=True, nogil=True, fastmath=False, parallel=parallel, error_model="numpy")
     return deco(fn) if fn is not None else deco
+
+
+def serial_and_parallel(fn, jit) -> dict:
+    """{False: serial, True: parallel} compilations of ``fn`` with decorator ``jit`` (``fast`` or ``exact``).
+
+    numba's cache key covers the function's code and closure but not its compile options, so two compilations of
+    one function would load each other's cached machine code (a "serial" kernel that opened a parallel region).
+    The parallel one is compiled from a copy with its own qualified name, hence its own cache file."""
+    twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_parallel"
+    twin.__module__ = fn.__module__
+    return {False: jit(fn), True: jit(twin, parallel=True)}
 
 
 @intrinsic

@@ -17,9 +17,10 @@ The products: each weight row's 32 (or 16) values share a scale, so a row's dot 
 is sum_b scale_b * sum_j q_j x_j + sum_b minv_b * sum_j x_j. ggml quantizes x to 8 bits to run the inner sum on
 integer SIMD (pmaddubsw); numba types every integer product as int64, which halves or quarters the SIMD width,
 so here the inner sum converts q to float32 and multiplies by x in float32 (16 lanes per instruction, and more
-accurate than 8-bit activations). Up to four rows of x share each converted weight; from BLAS_MIN_ROWS tokens on,
-tiles of weight rows are dequantized once (exactly) and multiplied through BLAS sgemm, which reuses each weight
-across the whole batch from registers.
+accurate than 8-bit activations). Decode (one row of x) takes two weight rows per pass; small batches convert
+each weight once for up to four rows of x; from BLAS_MIN_ROWS tokens on, tiles of weight rows are dequantized
+once (exactly) and multiplied through BLAS sgemm, which reuses each weight across the whole batch. Rows are
+prefetched PREFETCH_ROWS ahead: the loops are short and a core otherwise waits on each row's first lines.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from numba import prange
 
 from rocmforge_core.formats import Weight
 from rocmforge_core.ops import Kernel, no, yes
+from rocmforge_cpu_simd import threads
 from rocmforge_cpu_simd.gemm import tiled_sgemm
-from rocmforge_cpu_simd.jit import PREFETCH_ROWS, exact, fast, prefetch_row
+from rocmforge_cpu_simd.jit import PREFETCH_ROWS, exact, fast, prefetch_row, serial_and_parallel
 from rocmforge_cpu_simd.ops.common import f32, output
 
 Q4, I8 = "cpu.q4", "cpu.i8"
@@ -134,10 +136,11 @@ def _i8_four(v, sc, x0, x1, x2, x3, shift):
     return a0, a1, a2, a3
 
 
-def _i8_rows(shift: int):
-    # The closure holds only the constant shift (so numba's cache key is stable across processes); the helpers
-    # are inlined, so LLVM sees it and loads each block's scale once per vector.
-    @fast(parallel=True)
+def _i8_rows(shift: int, parallel: bool):
+    # The closure holds only constants (so numba's cache key is stable across processes and differs between the
+    # serial and parallel builds); the helpers are inlined, so LLVM sees the shift and loads each block's scale
+    # once per vector.
+    @fast(parallel=parallel)
     def dot(values, scale, minv, x, out):
         n, k = values.shape
         m = x.shape[0]
@@ -178,7 +181,8 @@ def _i8_rows(shift: int):
     return dot
 
 
-_I8_DOT = {16: _i8_rows(4), 32: _i8_rows(5)}
+_I8_DOT = {(bs, parallel): _i8_rows(shift, parallel) for bs, shift in ((16, 4), (32, 5))
+           for parallel in (False, True)}
 
 
 @fast(inline="always")
@@ -219,8 +223,7 @@ def _q4_four(nib, sc, lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3):
     return a0, a1, a2, a3
 
 
-@fast(parallel=True)
-def _q4_dot(nibbles, scale, minv, x, out):
+def _q4_dot_rows(nibbles, scale, minv, x, out):
     n, h = nibbles.shape
     m = x.shape[0]
     nb = scale.shape[1]
@@ -265,6 +268,9 @@ def _q4_dot(nibbles, scale, minv, x, out):
             _add_min_terms(minv, xsum, r, out)
 
 
+_Q4_DOT = serial_and_parallel(_q4_dot_rows, fast)
+
+
 # -- exact dequantization of rows ----------------------------------------------------------------------------
 def _i8_dequant(shift: int, parallel: bool):
     @exact(parallel=parallel)
@@ -302,7 +308,7 @@ def _q4_dequant_rows(nibbles, scale, minv, offset, ids, out):
                 out[i, b * 32 + 16 * half + (c & 15)] = w
 
 
-_Q4_DEQUANT = {True: exact(parallel=True)(_q4_dequant_rows), False: exact(_q4_dequant_rows)}
+_Q4_DEQUANT = serial_and_parallel(_q4_dequant_rows, exact)
 
 
 def dequantize_rows(data, ids: np.ndarray, out: np.ndarray, parallel: bool = True) -> np.ndarray:
@@ -322,10 +328,11 @@ def matmul(x, w, *, out=None):
     data = w.data
     if m >= BLAS_MIN_ROWS:
         return tiled_sgemm(x, n, lambda r0, r1, buf: dequantize_rows(data, np.arange(r0, r1), buf, False), res)
+    parallel = threads.worth_parallel(m * n * k)
     if isinstance(data, Q4Blocks):
-        _q4_dot(data.nibbles, data.scale, data.minv, x, res)
+        _Q4_DOT[parallel](data.nibbles, data.scale, data.minv, x, res)
     else:
-        _I8_DOT[data.block](data.values, data.scale, data.minv, x, res)
+        _I8_DOT[data.block, parallel](data.values, data.scale, data.minv, x, res)
     return res
 
 
@@ -336,7 +343,8 @@ def dequant(w, *, out=None):
 
 def embedding(table, ids, *, out=None):
     ids = np.asarray(ids, dtype=np.int64)
-    return dequantize_rows(table.data, ids, output(out, (len(ids), table.shape[-1])))
+    k = table.shape[-1]
+    return dequantize_rows(table.data, ids, output(out, (len(ids), k)), threads.worth_parallel(len(ids) * k))
 
 
 def kernels(fmt: str, layout: str) -> list[Kernel]:

@@ -4,9 +4,9 @@ Hyper-threads share a core's SIMD units and its load ports, so for these bandwid
 thread per physical core is the best default (llama.cpp makes the same choice).
 
 Two thread pools serve the kernels: numba's (OpenMP) for the SIMD loops, and ``map_tiles``'s for prefill sgemm,
-where each worker multiplies its own tiles through single-threaded BLAS. BLAS's own threads stay off (through
-threadpoolctl): OpenMP and OpenBLAS workers both spin after their work, and on a machine with as many threads as
-cores the two pools took turns stalling each other (measured: prefill matmuls 2.3x slower).
+where each worker multiplies its own tiles through single-threaded BLAS (gemm.py turns BLAS's own threads off
+for the duration): OpenMP and OpenBLAS workers both spin after their work, and with both pools at two threads
+on two cores they took turns stalling each other (measured: prefill matmuls 2.3x slower).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numba
-from threadpoolctl import threadpool_limits
 
 from rocmforge_core.errors import BackendError
 
@@ -48,9 +47,9 @@ def set_threads(threads: int | None) -> int:
     if n > limit:
         raise BackendError(f"--threads {n} exceeds the {limit} threads numba was started with; "
                            f"set NUMBA_NUM_THREADS={n} before starting rocmforge")
-    global _pool
+    global _pool, _count
     numba.set_num_threads(n)
-    threadpool_limits(1, user_api="blas")
+    _count = n
     if _pool is None or _pool._max_workers != n:
         if _pool is not None:
             _pool.shutdown(wait=True)
@@ -59,10 +58,22 @@ def set_threads(threads: int | None) -> int:
 
 
 _pool: ThreadPoolExecutor | None = None
+_count = 1
+
+# Below this much work (multiply-adds, about 150 us on one core) a kernel runs on the calling thread alone. With
+# sleeping OpenMP workers (jit.py's default) every parallel kernel pays a wake-up: 70-140 us for an empty kernel
+# on the busy 2-core VM, more than a decode step's layer matmuls take on one core (9-70 us). Spinning workers
+# (OMP_WAIT_POLICY=ACTIVE, for dedicated machines) wake in a few microseconds, so then small kernels split too.
+PARALLEL_MIN_WORK = 128 * 1024 if os.environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE" else 2 * 1024 * 1024
+
+
+def worth_parallel(work: int) -> bool:
+    return _count > 1 and work >= PARALLEL_MIN_WORK
 
 
 def threads() -> int:
-    return numba.get_num_threads()
+    """The thread count in effect (numba.get_num_threads() costs ~10 us a call: it takes a lock)."""
+    return _count
 
 
 def map_tiles(fn, starts) -> None:

@@ -49,7 +49,8 @@ def clang_compile(unit: Unit, arch: str, toolchain: tuple[str, Path] | None = No
     """(code object, warnings) for one AMD target; raises KernelCompileError on errors."""
     toolchain = toolchain or find_toolchain()
     if toolchain is None:
-        raise KernelCompileError("the AMD toolchain is missing: run `make toolchain` (scripts/install-amd-toolchain.sh)")
+        raise KernelCompileError("the AMD toolchain is missing: run `make toolchain` "
+                                 "(scripts/install-amd-toolchain.sh)")
     clang, prefix = toolchain
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "unit.hip"

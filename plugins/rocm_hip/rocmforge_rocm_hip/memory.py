@@ -46,10 +46,6 @@ class DeviceTensor:
     def nbytes(self) -> int:
         return self.size * ITEMSIZE[self.dtype_name]
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
     def reshape(self, *shape) -> "DeviceTensor":
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
@@ -60,11 +56,6 @@ class DeviceTensor:
         if int(np.prod(shape, dtype=np.int64)) != self.size:
             raise ValueError(f"cannot reshape {self.shape} to {tuple(shape)}")
         return DeviceTensor(self.ptr, tuple(shape), self.dtype_name, self._block)
-
-    def rows(self, start: int, stop: int) -> "DeviceTensor":
-        """View of rows [start, stop) of the first axis."""
-        row = self.nbytes // max(self.shape[0], 1)
-        return DeviceTensor(self.ptr + start * row, (stop - start, *self.shape[1:]), self.dtype_name, self._block)
 
     def __repr__(self) -> str:
         return f"DeviceTensor({self.dtype_name}{list(self.shape)} @ {self.ptr:#x})"
@@ -166,8 +157,3 @@ class Arena:
         self.offset += nbytes
         self.used += nbytes
         return ptr
-
-    def close(self) -> None:
-        for ptr, _ in self.chunks:
-            self.runtime.free(ptr)
-        self.chunks.clear()

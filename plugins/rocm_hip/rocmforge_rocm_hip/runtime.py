@@ -105,9 +105,6 @@ class Runtime(ABC):
         """Copy device -> host after the queued work; returns when ``out`` holds the data."""
 
     @abstractmethod
-    def dtod(self, dst: int, src: int, nbytes: int) -> None: ...
-
-    @abstractmethod
     def synchronize(self) -> None: ...
 
     # -- graphs and timing -----------------------------------------------------------------------------------

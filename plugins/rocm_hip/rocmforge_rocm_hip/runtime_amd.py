@@ -119,10 +119,6 @@ class AmdRuntime(Runtime):
             self._ok(self.hip.hipMemcpyDtoHAsync(out.ctypes.data, ptr, out.nbytes, self.stream))
         self.synchronize()
 
-    def dtod(self, dst: int, src: int, nbytes: int) -> None:
-        if nbytes:
-            self._ok(self.hip.hipMemcpyDtoDAsync(dst, src, nbytes, self.stream))
-
     def synchronize(self) -> None:
         self._ok(self.hip.hipStreamSynchronize(self.stream))
 

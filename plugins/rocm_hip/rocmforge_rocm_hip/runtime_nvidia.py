@@ -138,10 +138,6 @@ class NvidiaRuntime(Runtime):
             self._ok(self.drv.cuMemcpyDtoHAsync(out.ctypes.data, ptr, out.nbytes, self.stream))
         self.synchronize()
 
-    def dtod(self, dst: int, src: int, nbytes: int) -> None:
-        if nbytes:
-            self._ok(self.drv.cuMemcpyDtoDAsync(dst, src, nbytes, self.stream))
-
     def synchronize(self) -> None:
         self._ok(self.drv.cuStreamSynchronize(self.stream))
 

@@ -8,7 +8,7 @@ from numba import prange
 
 from rocmforge_core.ops import Kernel, no, yes
 from rocmforge_cpu_simd import threads
-from rocmforge_cpu_simd.jit import fast
+from rocmforge_cpu_simd.jit import fast, serial_and_parallel
 from rocmforge_cpu_simd.ops.common import f32, output
 
 
@@ -70,7 +70,7 @@ def _attend(q, k_cache, v_cache, block_tables, seq_ids, positions, scale, window
 
 
 # Decode steps have one task per kv head (often one): a parallel region would cost more than it spreads.
-_ATTEND = {True: fast(parallel=True)(_attend), False: fast(_attend)}
+_ATTEND = serial_and_parallel(_attend, fast)
 
 
 def attention(q, k, v, k_cache, v_cache, block_tables, seq_ids, positions, *, scale, window=0, softcap=0.0,
