@@ -4,11 +4,9 @@ format's reference dequantization (itself bit-exact with ggml), and the products
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from rocmforge_core import ops
 from rocmforge_core.gguf import open_gguf
-from rocmforge_core.formats import dequantize_weight
 
 
 def _check_model(path, registry, cpu):

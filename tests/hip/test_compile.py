@@ -21,8 +21,8 @@ from rocmforge_rocm_hip.runtime_nvidia import nvrtc_compile
 
 HERE = Path(__file__).resolve().parent
 AMD_ATTENTION = (sources.attention_unit(64, 64, False).defines, sources.attention_unit(128, 128, True).defines)
-FORMATS_WITH_DEVICE_CODE = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K",
-                            "IQ4_NL", "MXFP4")
+FORMATS_WITH_DEVICE_CODE = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K",
+                            "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "MXFP4")
 
 
 def units():
@@ -113,9 +113,11 @@ def test_backend_registers_and_explains_when_unusable():
 
 def test_supports_gives_reasons():
     matmul = next(k for k in get_registry().kernels if k.backend == "hip" and k.op == "matmul")
-    q2k = Signature("matmul", (ArgInfo((1, 256), "f32"), ArgInfo((32, 256), "Q2_K")))
+    unknown = Signature("matmul", (ArgInfo((1, 256), "f32"), ArgInfo((32, 256), "Q9_9")))
+    repacked = Signature("matmul", (ArgInfo((1, 256), "f32"), ArgInfo((32, 256), "Q4_0", "cpu.rows8")))
     q40 = Signature("matmul", (ArgInfo((1, 256), "f32"), ArgInfo((32, 256), "Q4_0")))
-    assert not matmul.check(q2k) and "Q2_K" in matmul.check(q2k).reason
+    assert not matmul.check(unknown) and "Q9_9" in matmul.check(unknown).reason
+    assert not matmul.check(repacked) and "layout" in matmul.check(repacked).reason
     assert matmul.check(q40)
     sample = next(k for k in get_registry().kernels if k.backend == "hip" and k.op == "sample")
     unbounded = Signature("sample", (ArgInfo((1000,), "f32"), ArgInfo((0,), "i32")),

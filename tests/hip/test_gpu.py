@@ -54,8 +54,8 @@ def _upload(hip, fmt_name, rng, rows, cols):
     return w, hip.upload_weight(w, fmt)
 
 
-@pytest.mark.parametrize("fmt", ["F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K",
-                                 "IQ4_NL", "MXFP4"])
+@pytest.mark.parametrize("fmt", ["F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K",
+                                 "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "MXFP4"])
 @pytest.mark.parametrize("m", [1, 3, 77])
 def test_matmul_model_shapes(hip, fmt, m):
     rng = np.random.default_rng(hash((fmt, m)) % 2**32)

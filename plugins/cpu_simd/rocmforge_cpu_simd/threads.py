@@ -19,6 +19,15 @@ import numba
 
 from rocmforge_core.errors import BackendError
 
+_pool: ThreadPoolExecutor | None = None
+_count = 1
+
+# Below this much work (multiply-adds, about 150 us on one core) a kernel runs on the calling thread alone. With
+# sleeping OpenMP workers (jit.py's default) every parallel kernel pays a wake-up: 70-140 us for an empty kernel
+# on the busy 2-core VM, more than a decode step's layer matmuls take on one core (9-70 us). Spinning workers
+# (OMP_WAIT_POLICY=ACTIVE, for dedicated machines) wake in a few microseconds, so then small kernels split too.
+PARALLEL_MIN_WORK = 128 * 1024 if os.environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE" else 2 * 1024 * 1024
+
 
 def usable_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
@@ -55,16 +64,6 @@ def set_threads(threads: int | None) -> int:
             _pool.shutdown(wait=True)
         _pool = ThreadPoolExecutor(n, thread_name_prefix="rocmforge-cpu")
     return n
-
-
-_pool: ThreadPoolExecutor | None = None
-_count = 1
-
-# Below this much work (multiply-adds, about 150 us on one core) a kernel runs on the calling thread alone. With
-# sleeping OpenMP workers (jit.py's default) every parallel kernel pays a wake-up: 70-140 us for an empty kernel
-# on the busy 2-core VM, more than a decode step's layer matmuls take on one core (9-70 us). Spinning workers
-# (OMP_WAIT_POLICY=ACTIVE, for dedicated machines) wake in a few microseconds, so then small kernels split too.
-PARALLEL_MIN_WORK = 128 * 1024 if os.environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE" else 2 * 1024 * 1024
 
 
 def worth_parallel(work: int) -> bool:

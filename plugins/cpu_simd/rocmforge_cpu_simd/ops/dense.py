@@ -29,7 +29,7 @@ def _rows(w) -> np.ndarray | None:
 
 def matmul(x, w, *, out=None):
     x = f32(x)
-    n, k = w.shape
+    n = w.shape[0]
     res = output(out, (x.shape[0], n))
     rows = _rows(w)
     if rows is not None:

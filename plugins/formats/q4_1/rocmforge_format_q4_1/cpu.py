@@ -1,7 +1,5 @@
 """Q4_1 for the cpu backend: nibbles kept as they are, fp16 scales and minimums widened to float32 once."""
 
-import numpy as np
-
 from rocmforge_core import blocks as B
 from rocmforge_core.hookspecs import hookimpl
 

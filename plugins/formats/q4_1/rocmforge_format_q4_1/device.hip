@@ -15,3 +15,15 @@ __device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g
         v[i + 4] = d * (float)((hi >> (8 * i + shift)) & 15) + m;
     }
 }
+
+// Dot of elements 8g .. 8g+7 with eight signed bytes (xq0: elements 0-3, xq1: 4-7), for products whose
+// activations are quantized to 8 bits: d * sum(q * x) + m * sum(x).
+#define RF_HAS_DOT8_Q8 1
+__device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g, int xq0, int xq1) {
+    const uint8_t* q = b + 4 + 8 * (g & 1);
+    const int shift = (g >> 1) * 4;
+    const int lo = (int)((rf_u32_a2(q) >> shift) & 0x0F0F0F0Fu), hi = (int)((rf_u32_a2(q + 4) >> shift) & 0x0F0F0F0Fu);
+    const int sq = rf_dp4a(hi, xq1, rf_dp4a(lo, xq0, 0));
+    const int sx = rf_dp4a(0x01010101, xq1, rf_dp4a(0x01010101, xq0, 0));
+    return rf_f16_at(b) * (float)sq + rf_f16_at(b + 2) * (float)sx;
+}

@@ -29,3 +29,20 @@ __device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g
         v[i + 4] = d1 * (float)(((hi >> (8 * i + shift)) & 15) | (((hhi >> (8 * i)) & 1) << 4)) - m1;
     }
 }
+
+// Dot of elements 8g .. 8g+7 with eight signed bytes (xq0: elements 0-3, xq1: 4-7), for products whose
+// activations are quantized to 8 bits: (d * scale) * sum(q * x) - (dmin * min) * sum(x).
+#define RF_HAS_DOT8_Q8 1
+__device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g, int xq0, int xq1) {
+    const int sub = g >> 2, shift = (sub & 1) * 4, l0 = 8 * (g & 3);
+    int sc, m;
+    rf_k5_scale_min(b + 4, sub, &sc, &m);
+    const uint8_t* q = b + 48 + 32 * (sub >> 1) + l0;
+    const int lo = (int)(((rf_u32_a2(q) >> shift) & 0x0F0F0F0Fu) |
+                         (((rf_u32_a2(b + 16 + l0) >> sub) & 0x01010101u) << 4));
+    const int hi = (int)(((rf_u32_a2(q + 4) >> shift) & 0x0F0F0F0Fu) |
+                         (((rf_u32_a2(b + 20 + l0) >> sub) & 0x01010101u) << 4));
+    const int sq = rf_dp4a(hi, xq1, rf_dp4a(lo, xq0, 0));
+    const int sx = rf_dp4a(0x01010101, xq1, rf_dp4a(0x01010101, xq0, 0));
+    return rf_f16_at(b) * (float)sc * (float)sq - rf_f16_at(b + 2) * (float)m * (float)sx;
+}
