@@ -13,7 +13,7 @@ from rocmforge_core.cli.run import pick_backend
 from rocmforge_core.default_model import default_model_path
 from rocmforge_core.registry import get_registry
 from rocmforge_core.scheduler import report
-from rocmforge_core.scheduler.hybrid import Planner
+from rocmforge_core.scheduler import Planner
 from rocmforge_core.scheduler.trace import trace_model
 
 PREFILL_TOKENS = 512

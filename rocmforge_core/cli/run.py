@@ -2,7 +2,8 @@
 
 Without --model it runs the default model (SmolLM2-135M-Instruct); without --backend the fast "cpu" backend when
 it is installed, else the numpy "reference" backend. Sampling follows llama.cpp's chain and defaults; temperature
-0 is greedy. --json prints prompt ids, generated ids, text and timings instead of streaming."""
+0 is greedy. --json prints prompt ids, generated ids, text, timings and any kernel fallbacks instead of streaming;
+--strict makes a failing kernel an error instead of a fallback to the next candidate."""
 
 from __future__ import annotations
 
@@ -35,7 +36,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (random when omitted)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at this text (repeatable)")
     p.add_argument("--ignore-eos", action="store_true", help="keep generating after end-of-generation tokens")
-    p.add_argument("--json", action="store_true", help="print prompt ids, generated ids, text and timings as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print prompt ids, generated ids, text, timings and kernel fallbacks as JSON")
+    p.add_argument("--strict", action="store_true",
+                   help="fail when a kernel fails instead of falling back to the next candidate")
     p.set_defaults(func=run)
 
 
@@ -88,7 +92,9 @@ def load_model(args) -> Model:
     path = args.model or default_model_path()
     progress = LoadProgress(str(path).rsplit("/", 1)[-1])
     try:
-        return Model(path, backend=pick_backend(args.backend), profile=args.profile, progress=progress)
+        backend = args.backend or (None if args.profile else pick_backend(None))  # a profile names its default
+        return Model(path, backend=backend, profile=args.profile, progress=progress,
+                     strict=getattr(args, "strict", False))
     finally:
         progress.close()
 
@@ -126,7 +132,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"model": str(model.path), "backend": s.backend, "prompt_ids": gen.prompt_ids,
                           "generated_ids": gen.ids, "text": gen.text, "finish_reason": gen.finish_reason,
-                          "timings": s.as_dict()}, indent=2))
+                          "timings": s.as_dict(), "fallbacks": model.planner.events}, indent=2))
         return 0
     out.write("\n")
     out.flush()

@@ -22,6 +22,7 @@ from rocmforge_core.engine.kv_cache import KVCache
 from rocmforge_core.engine.sampling import SamplingParams
 from rocmforge_core.engine.stop import StopStrings
 from rocmforge_core.errors import RocmforgeError
+from rocmforge_core.scheduler.guard import check_step
 
 SAMPLING_SITES = ("sample", "sample_rows")  # run after a step, outside what a capture records
 DEFAULT_CTX = 4096  # as llama.cpp: the cache holds this many tokens unless asked for more
@@ -68,7 +69,8 @@ class Generation:
 
 class Engine:
     def __init__(self, model, *, n_ctx: int | None = None, max_seqs: int = 1, block_size: int = 16,
-                 kv_dtype: str = "f32"):
+                 kv_dtype: str = "f32", kv_tokens: int | None = None):
+        """``kv_tokens``: KV cache shared by all sequences, in tokens (default: room for max_seqs x n_ctx)."""
         cfg = model.config
         trained = cfg.context_length
         if n_ctx is not None and n_ctx < 2:
@@ -80,8 +82,9 @@ class Engine:
         self.n_ctx = n_ctx or min(trained or DEFAULT_CTX, DEFAULT_CTX)
         layers = [(model.attention_backend(i), cfg.n_kv_heads, cfg.head_dim, cfg.head_dim_v)
                   for i in range(cfg.n_layers)]
+        n_blocks = -(-kv_tokens // block_size) + 1 if kv_tokens else None  # + block 0, which no sequence owns
         self.cache = KVCache(layers, max_seqs=max_seqs, max_tokens=self.n_ctx, block_size=block_size,
-                             table_backend=model.backend, dtype=kv_dtype)
+                             n_blocks=n_blocks, table_backend=model.backend, dtype=kv_dtype)
         self._decode: dict[int, tuple[Batch, Callable]] = {}  # batch size -> (inputs, step runner)
         self._rows: dict[int, object] = {}
 
@@ -105,7 +108,12 @@ class Engine:
         for tensor, values in ((batch.tokens, tokens), (batch.positions, positions), (batch.seq_ids, slots),
                                (batch.out_rows, out_rows)):
             be.write(tensor, np.asarray(values, dtype=np.int32))
-        return run()
+        fallbacks = self.model.plan.fallbacks
+        logits = check_step(self.forward, self.model.planner, run(),
+                            lambda: self.forward.run(batch, self.cache, phase))
+        if self.model.plan.fallbacks != fallbacks:
+            self._decode.clear()  # a captured decode step would replay the kernel that failed
+        return logits
 
     def _new_batch(self, m: int, n_out: int) -> Batch:
         be = self.model.backend

@@ -23,6 +23,7 @@ from rocmforge_core.errors import BackendError
 from rocmforge_core.formats import Weight
 from rocmforge_core.ops import ArgInfo, Signature, arg_info
 from rocmforge_core.scheduler import Planner
+from rocmforge_core.scheduler.guard import run_op
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class Forward:
         if self._programs_version != self.planner.plan.version:
             self._programs.clear()
             self._programs_version = self.planner.plan.version
-        if phase == "decode":
+        if phase == "decode" and not self.planner.checking:  # a checked re-run goes through execute() op by op
             self._replay, self._pc = self._programs.get(key), 0
             self._recording = [] if self._replay is None else None
         try:
@@ -236,10 +237,8 @@ class Forward:
     def execute(self, op: str, site: str, sig: Signature, choice, args: tuple, params: dict):
         """Run the chosen kernel on ``args`` moved to its backend: the one place a kernel runs after placement
         (the hybrid scheduler's run-time fallback hooks in here)."""
-        backend = self.backends[choice.backend]
-        if op == "attention" and not backend.owns(args[3]):
-            raise BackendError(f"{site}: the KV cache of this layer is not on backend {backend.name}, which runs it")
-        return choice.kernel.fn(*(self._on(backend, a) for a in args), **params)
+        return run_op(self, self.planner, op, site, sig, choice, args, params,
+                      lambda b: self._resident(sig, args, b))
 
     def _info(self, a) -> ArgInfo:
         if isinstance(a, Matrix):

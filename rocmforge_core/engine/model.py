@@ -12,6 +12,7 @@ from rocmforge_core.engine.weights import Weights
 from rocmforge_core.gguf import open_gguf
 from rocmforge_core.registry import get_registry
 from rocmforge_core.scheduler import Planner
+from rocmforge_core.scheduler.trace import trace_steps
 
 PREFILL_TRACE_TOKENS = 512  # a typical prompt batch: placement of prefill sites is decided for this size
 
@@ -21,8 +22,10 @@ Progress = Callable[[int, int], None]  # (done, total)
 class Model:
     """A model ready to run: ``forward`` computes logits; ``weights``, ``config``, ``arch`` and the ``plan``."""
 
-    def __init__(self, path: str | Path, *, backend: str = "reference", profile=None, registry=None,
-                 progress: Progress | None = None):
+    def __init__(self, path: str | Path, *, backend: str | None = "reference", profile=None, registry=None,
+                 progress: Progress | None = None, strict: bool = False, tuning: bool = True):
+        """``backend`` None: the profile's default (else auto). ``strict``: a kernel failure is an error instead
+        of a fallback. ``tuning``: use this machine's measured costs when `rocmforge tune` made them."""
         start = time.perf_counter()
         self.registry = registry or get_registry()
         self.path = Path(path)
@@ -34,7 +37,10 @@ class Model:
             self.metadata = self.gguf.metadata
             self.weights = Weights(self.gguf, self.registry, self.arch.name)
             self.weights.require(self.arch.required_tensors(self.config))
-            self.planner = Planner(self.registry, backend, profile)
+            self.planner = Planner(self.registry, backend, profile, strict=strict, use_tuning=tuning)
+            # Whole steps are placed first (copy minimisation needs the dataflow); tracing then follows the plan.
+            self.planner.prepare(trace_steps(self.arch, self.config, self.metadata, self.weights, self.registry,
+                                             PREFILL_TRACE_TOKENS))
             self.forward = Forward(self.arch, self.config, self.metadata, self.weights, self.planner, self.registry)
             self._place(progress)
         except BaseException:

@@ -1,6 +1,7 @@
-"""Placement of op call sites on kernels. ``plan.py`` holds the first simple planner (preferred backend, then
-cpu, then reference, by registry ranking); the hybrid scheduler (profiles, measured costs) extends it."""
+"""Placement of op call sites on kernels: profiles, measured costs and copy minimisation (placement.py), the
+planner the engine asks (hybrid.py) with transparent fallback at run time (guard.py). See docs/SCHEDULER.md."""
 
-from rocmforge_core.scheduler.plan import Choice, Plan, Planner, backend_order
+from rocmforge_core.scheduler.hybrid import KernelFailure, Planner
+from rocmforge_core.scheduler.plan import Choice, Plan
 
-__all__ = ["Choice", "Plan", "Planner", "backend_order"]
+__all__ = ["Choice", "KernelFailure", "Plan", "Planner"]

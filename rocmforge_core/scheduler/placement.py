@@ -6,15 +6,18 @@ matching profile rule, the profile's per-op choice, the partial-offload split, t
 a capable kernel (``Registry.kernels_for``) is the site's home; when none of the listed backends can run the call,
 the default chain is tried next and the site is marked as a fallback.
 
-Then one dynamic programme over the site sequence picks the kernels. Its states at a site are the site's options:
-the kernels of its home backend; and, for cheap element-wise ops that nothing pinned (no rule, op choice or
-offload), also capable kernels of the other backends of the chain, so that e.g. an ``add`` between two ops forced
-onto the cpu joins them instead of bouncing to the GPU and back; under ``default: auto`` every capable kernel of
-every available backend. A state's cost is the kernel's measured (tuning cache) or estimated time plus the copies
-its inputs need, where an input's backend is read off the best path leading to the state (back pointers), and a
-copy already made for an earlier consumer on the same backend is free. The step's result is read back to the host
-at the end. Ties go to the earlier option: home backend first, then ``Registry.kernels_for`` order (priority,
-backend, name), so plans are stable.
+Then the kernels are picked to minimise the step's total cost. A site's options are the kernels of its home
+backend; for cheap element-wise ops that nothing pinned (no rule, op choice or offload), also the capable kernels
+of the first chain backend of each *other memory* (all host backends share one), so that e.g. an ``add`` between
+two ops forced onto the cpu joins them instead of bouncing to the GPU and back, while a host-only chain
+(``--backend reference``, ``--backend cpu``) never moves an op for nothing; under ``default: auto``, every capable
+kernel of every available backend. A choice costs the kernel's measured (tuning cache) or estimated time plus the
+copies its inputs need: an input made on a backend of another memory is copied once per step and backend (a copy
+an earlier reader made is reused), step inputs (token ids, positions, ...) live on the preferred backend, and the
+step's result is read back to the host. A dynamic programme along the sequence (exact when each site reads only
+its predecessor) gives a first assignment; a local search over the real dataflow then moves single sites while
+that lowers the exact total. Ties keep the earlier option: home backend first, then ``Registry.kernels_for``
+order (priority, backend, name), so plans are stable.
 """
 
 from __future__ import annotations
@@ -191,12 +194,21 @@ class Placer:
         elif auto:
             opts = [k for b in listed for k in capable.get(b, [])]
         elif site.op in CHEAP_OPS and origin.kind in ("default", "option"):
-            opts = capable[home] + [k for b in chain if b != home for k in capable.get(b, [])]
+            # Moving only pays where it saves a copy: offer the first capable backend of each other memory.
+            others = {}
+            for b in chain:
+                if capable.get(b) and self._memory(b) != self._memory(home):
+                    others.setdefault(self._memory(b), b)
+            opts = capable[home] + [k for b in others.values() for k in capable[b]]
         else:
             opts = list(capable[home])
         ranked = _unique([k for b in [home] + chain + sorted(capable) for k in capable.get(b, [])])
         plan = SitePlan(site, origin, candidates, ranked, opts[0], Cost(0.0, False), notes=notes)
         return plan, opts
+
+    def _memory(self, backend: str) -> str:
+        """Backends sharing memory (every host backend) read each other's tensors without copies."""
+        return "host" if self.registry.backends[backend].is_host else backend
 
     def candidates(self, site: Site) -> list[Candidate]:
         """Every kernel of the site's op, each asked about the call as its backend would run it."""

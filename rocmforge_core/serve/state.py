@@ -64,7 +64,7 @@ class ServerState:
         o = self.options
         try:
             model = Model(o.model, backend=pick_backend(o.backend), profile=o.profile)
-            engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel, **({"kv_tokens": o.kv_size} if o.kv_size else {}))
+            engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel, kv_tokens=o.kv_size)
             tokenizer = model.tokenizer
             batcher = Batcher(engine, max_queue=o.max_queue, prefill_chunk=o.prefill_chunk, metrics=self.metrics)
             self.model, self.engine, self.tokenizer, self.batcher = model, engine, tokenizer, batcher

@@ -159,3 +159,13 @@ def test_jit_cache_lives_outside_the_sources():
     cache = Path(numba.config.CACHE_DIR)
     assert cache.is_absolute()
     assert Path(quantized.__file__).parent not in cache.parents
+
+
+def test_serial_and_parallel_builds_have_their_own_cache_files():
+    """numba's cache key ignores compile options: builds sharing a qualified name load each other's code."""
+    builds = [attention._ATTEND, quantized._Q4_DOT, quantized._Q4_DEQUANT]
+    builds += [{p: quantized._I8_DOT[bs, p] for p in (False, True)} for bs in (16, 32)]
+    builds += [{p: quantized._I8_DEQUANT[bs, p] for p in (False, True)} for bs in (16, 32)]
+    for pair in builds:
+        assert pair[True].targetoptions["parallel"] and not pair[False].targetoptions["parallel"]
+        assert pair[True].py_func.__qualname__ != pair[False].py_func.__qualname__

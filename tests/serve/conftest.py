@@ -1,25 +1,26 @@
 """Fixtures of the server tests: a tiny random llama with a small SentencePiece vocabulary and a ChatML template,
-and servers run in-process (uvicorn in a thread on 127.0.0.1, any free port)."""
+servers run in-process (uvicorn in a thread on 127.0.0.1, any free port) or as `rocmforge serve` processes, and
+/metrics readers."""
 
 from __future__ import annotations
 
+import contextlib
+import re
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from rocmforge_core.models.synthetic import TinyConfig
 from rocmforge_core.serve import ServeOptions
 from rocmforge_core.serve.server import ServerThread
 
-import sys
-from pathlib import Path
-
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_model import write_chat_model  # noqa: E402
-
-pytest.importorskip("uvicorn", reason="serving needs the 'serve' extra (starlette, uvicorn)")
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +42,33 @@ def server(tiny_chat_model):
 def http(server):
     with httpx.Client(base_url=server.url, timeout=60) as client:
         yield client
+
+
+CLI = [sys.executable, "-c", "import sys; from rocmforge_core.cli import main; sys.exit(main())"]
+
+
+@contextlib.contextmanager
+def serve_process(*args: str, timeout: float = 120.0):
+    """`rocmforge serve ARGS --port 0` in a subprocess: yields (process, url) once /health says ok (or the
+    process has exited: the caller reads why from its stderr); stops it with SIGINT."""
+    proc = subprocess.Popen([*CLI, "serve", *args, "--port", "0", "--log-level", "warning"], stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        match = re.search(r"listening on (http://\S+)", proc.stderr.readline())
+        url = match.group(1) if match else None
+        deadline = time.monotonic() + timeout
+        while url and proc.poll() is None:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health", timeout=10).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the server did not get ready"
+            time.sleep(0.05)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        proc.stderr.close()
 
 
 def metrics(url: str) -> dict[str, float]:
@@ -65,5 +93,3 @@ def wait_idle(url: str, timeout: float = 30.0) -> dict[str, float]:
             return m
         time.sleep(0.05)
 
-
-__all__ = ["metrics", "wait_idle", "np"]

@@ -60,9 +60,10 @@ def exact(fn=None, *, parallel: bool = False):
 def serial_and_parallel(fn, jit) -> dict:
     """{False: serial, True: parallel} compilations of ``fn`` with decorator ``jit`` (``fast`` or ``exact``).
 
-    numba's cache key covers the function's code and closure but not its compile options, so two compilations of
-    one function would load each other's cached machine code (a "serial" kernel that opened a parallel region).
-    The parallel one is compiled from a copy with its own qualified name, hence its own cache file."""
+    numba's cache key covers the function's code and closure cells but not its compile options, so two
+    compilations of one function load each other's cached machine code (a "serial" kernel that opened parallel
+    regions, a "parallel" one that ran on one thread). The parallel one is compiled from a copy with its own
+    qualified name, hence its own cache file."""
     twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
     twin.__qualname__ = fn.__qualname__ + "_parallel"
     twin.__module__ = fn.__module__

@@ -141,11 +141,9 @@ def _i8_four(v, sc, x0, x1, x2, x3, shift):
     return a0, a1, a2, a3
 
 
-def _i8_rows(shift: int, parallel: bool):
-    # The closure holds only constants (so numba's cache key is stable across processes and differs between the
-    # serial and parallel builds); the helpers are inlined, so LLVM sees the shift and loads each block's scale
-    # once per vector.
-    @fast(parallel=parallel)
+def _i8_rows(shift: int):
+    # The closure holds only the constant shift (numba's cache key hashes closure cells, so it is stable across
+    # processes); the helpers are inlined, so LLVM sees the shift and loads each block's scale once per vector.
     def dot(values, scale, minv, x, out):
         n, k = values.shape
         m = x.shape[0]
@@ -185,8 +183,8 @@ def _i8_rows(shift: int, parallel: bool):
     return dot
 
 
-_I8_DOT = {(bs, parallel): _i8_rows(shift, parallel) for bs, shift in ((16, 4), (32, 5))
-           for parallel in (False, True)}
+_I8_DOT = {(bs, parallel): build for bs, shift in ((16, 4), (32, 5))
+           for parallel, build in serial_and_parallel(_i8_rows(shift), fast).items()}
 
 
 @fast(inline="always")
@@ -276,8 +274,7 @@ _Q4_DOT = serial_and_parallel(_q4_dot_rows, fast)
 
 
 # -- exact dequantization of rows ----------------------------------------------------------------------------
-def _i8_dequant(shift: int, parallel: bool):
-    @exact(parallel=parallel)
+def _i8_dequant(shift: int):
     def dequant(values, scale, minv, ids, out):
         k = values.shape[1]
         has_min = minv.shape[1] > 0
@@ -292,8 +289,8 @@ def _i8_dequant(shift: int, parallel: bool):
 
 
 # Parallel for whole tensors and embedding rows; serial inside the sgemm tiles, which are already one per thread.
-_I8_DEQUANT = {(16, True): _i8_dequant(4, True), (32, True): _i8_dequant(5, True),
-               (16, False): _i8_dequant(4, False), (32, False): _i8_dequant(5, False)}
+_I8_DEQUANT = {(bs, parallel): build for bs, shift in ((16, 4), (32, 5))
+               for parallel, build in serial_and_parallel(_i8_dequant(shift), exact).items()}
 
 
 def _q4_dequant_rows(nibbles, scale, minv, offset, ids, out):
