@@ -36,6 +36,10 @@ class Backend(ABC):
     @abstractmethod
     def devices(self) -> list[DeviceInfo]: ...
 
+    def configure(self, threads: int | None = None) -> None:
+        """Set how many host threads this backend's kernels use (``--threads``; None = its default). Backends
+        whose kernels run no host threads ignore it."""
+
     @abstractmethod
     def from_host(self, array: np.ndarray):
         """A tensor on this backend holding a copy of ``array``."""

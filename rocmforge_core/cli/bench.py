@@ -59,6 +59,7 @@ def add_parser(sub) -> None:
     p.add_argument("-r", "--repetitions", type=int, default=5)
     p.add_argument("--backend", default=None, help="backend to prefer (default: cpu when installed)")
     p.add_argument("--profile", help="YAML placement profile")
+    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -66,7 +67,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.repetitions < 1 or args.n_prompt < 0 or args.n_gen < 0:
         raise BenchError("-r must be at least 1 and -p/-n not negative")
-    from rocmforge_core.cli.run import pick_backend
+    from rocmforge_core.cli.run import configure_threads, pick_backend
     from rocmforge_core.engine import Engine
     from rocmforge_core.engine.model import Model
 
@@ -76,6 +77,7 @@ def run(args) -> int:
         else:
             path, label = Path(args.model), Path(args.model).name
         backend = pick_backend(args.backend)
+        configure_threads(args.threads)
         load_start = time.perf_counter()
         model = Model(path, backend=backend, profile=args.profile)
         load_s = time.perf_counter() - load_start

@@ -13,6 +13,7 @@ import time
 
 from rocmforge_core.default_model import default_model_path
 from rocmforge_core.engine import Engine, Model, SamplingParams
+from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.registry import get_registry
 
 DEFAULTS = SamplingParams()
@@ -49,6 +50,8 @@ def add_model_options(p) -> None:
     p.add_argument("--profile", help="YAML placement profile for the scheduler")
     p.add_argument("--ctx-size", type=int, default=None, metavar="N",
                    help="context length in tokens (default: the model's, at most 4096)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for host backends' kernels (default: physical cores)")
 
 
 def pick_backend(requested: str | None) -> str:
@@ -88,7 +91,17 @@ class LoadProgress:
             self.stream.flush()
 
 
+def configure_threads(threads: int | None) -> None:
+    """Apply --threads to every backend (numba's thread count is per calling thread: call this from the thread
+    that will run the model)."""
+    if threads is not None and threads < 1:
+        raise RocmforgeError(f"--threads must be at least 1, got {threads}")
+    for backend in get_registry().backends.values():
+        backend.configure(threads=threads)
+
+
 def load_model(args) -> Model:
+    configure_threads(args.threads)
     path = args.model or default_model_path()
     progress = LoadProgress(str(path).rsplit("/", 1)[-1])
     try:

@@ -69,3 +69,20 @@ def test_user_errors_are_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("rocmforge: error: ") and "Traceback" not in err
     assert main(["run", "--model", str(bad), "--prompt", "x", "--backend", "nope"]) == 1
+
+
+
+def test_threads_option_reaches_host_backends(capsys):
+    from rocmforge_core.cli import main
+    from rocmforge_core.cli.run import configure_threads
+    from rocmforge_core.registry import get_registry
+    assert main(["run", "--threads", "0", "--prompt", "x"]) == 1
+    assert "--threads must be at least 1" in capsys.readouterr().err
+    cpu = get_registry().backends.get("cpu")
+    if cpu is None:
+        pytest.skip("the cpu backend (rocmforge-cpu-simd) is not installed")
+    try:
+        configure_threads(1)
+        assert cpu.threads == 1
+    finally:
+        configure_threads(None)
