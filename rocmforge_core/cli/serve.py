@@ -46,14 +46,15 @@ def run(args) -> int:
     model = Path(args.model) if args.model else default_model_path()
     if not model.is_file():
         raise RocmforgeError(f"model file {model} does not exist")
-    for name in ("parallel", "max_queue", "prefill_chunk", "kv_size"):
+    for name in ("parallel", "max_queue", "prefill_chunk", "kv_size", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise RocmforgeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not 0 <= args.port < 65536:
         raise RocmforgeError(f"--port must be in [0, 65535], got {args.port}")
     state = ServerState(ServeOptions(model=model, backend=args.backend, profile=args.profile, ctx_size=args.ctx_size,
                                      parallel=args.parallel, kv_size=args.kv_size, api_key=args.api_key,
-                                     max_queue=args.max_queue, prefill_chunk=args.prefill_chunk))
+                                     max_queue=args.max_queue, prefill_chunk=args.prefill_chunk,
+                                     threads=args.threads))
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:

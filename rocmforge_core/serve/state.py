@@ -17,8 +17,9 @@ log = logging.getLogger("rocmforge.serve")
 @dataclass
 class ServeOptions:
     model: str | Path
-    backend: str | None = None      # None: "cpu" when installed, else "reference"
+    backend: str | None = None      # None: the profile's default, else "cpu" when installed, else "reference"
     profile: str | None = None
+    threads: int | None = None      # CPU threads of host backends' kernels (None: their default)
     ctx_size: int | None = None     # per-sequence context (default: the model's, at most 4096)
     parallel: int = 4               # sequences decoded together at most
     kv_size: int | None = None      # tokens of KV cache shared by all sequences (default: parallel x context)
@@ -57,13 +58,15 @@ class ServerState:
             self.batcher.run()
 
     def _load(self) -> None:
-        from rocmforge_core.cli.run import pick_backend
+        from rocmforge_core.cli.run import configure_threads, pick_backend
         from rocmforge_core.engine import Engine, Model
         from rocmforge_core.serve.batcher import Batcher
 
         o = self.options
         try:
-            model = Model(o.model, backend=pick_backend(o.backend), profile=o.profile)
+            configure_threads(o.threads)  # per calling thread (numba): this one runs the model
+            backend = o.backend or (None if o.profile else pick_backend(None))  # a profile names its default
+            model = Model(o.model, backend=backend, profile=o.profile)
             engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel, kv_tokens=o.kv_size)
             tokenizer = model.tokenizer
             batcher = Batcher(engine, max_queue=o.max_queue, prefill_chunk=o.prefill_chunk, metrics=self.metrics)

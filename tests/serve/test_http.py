@@ -222,3 +222,13 @@ def test_health_is_503_while_loading_and_on_failure(tmp_path):
             assert r.status_code == 503 and "failed to load" in r.json()["error"]["message"]
     finally:
         srv.stop()
+
+
+def test_kv_size_bounds_one_sequence(tiny_chat_model):
+    with ServerThread(ServeOptions(model=tiny_chat_model, backend="reference", parallel=4, kv_size=48)) as s:
+        with httpx.Client(base_url=s.url, timeout=30) as c:
+            r = c.post("/v1/completions", json={"prompt": [5] * 50, "max_tokens": 1})
+            assert r.status_code == 400 and "the context holds 48" in r.json()["error"]["message"]
+            r = c.post("/v1/completions", json={"prompt": [5] * 40, "ignore_eos": True, **GREEDY}).json()
+            assert r["usage"]["completion_tokens"] == 8 and r["choices"][0]["finish_reason"] == "length"
+            assert metrics(s.url)["rocmforge_kv_blocks_total"] == 3
