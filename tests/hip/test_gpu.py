@@ -196,3 +196,23 @@ def test_whole_model_logits_match_reference(hip, tmp_path, arch, dtype):
         model.close()
     assert logits["hip"].shape == (len(ids), config.vocab_size)
     assert nmse(logits["hip"], logits["reference"]) < 1e-8
+
+
+def test_backend_works_from_another_thread(hip):
+    # The driver's current context is per thread; a server runs the engine in a thread of its own.
+    import threading
+    x = np.arange(1024, dtype=np.float32)
+    hip.from_host(x)  # the context is first made current in this thread
+    seen = {}
+
+    def worker():
+        try:
+            seen["out"] = hip.to_host(kernel("scale").fn(hip.from_host(x), s=2.0))
+        except Exception as exc:  # reported below, in the test's own thread
+            seen["error"] = exc
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert "error" not in seen, seen.get("error")
+    np.testing.assert_array_equal(seen["out"], x * 2)

@@ -6,6 +6,9 @@ Cubins, not PTX: a newer NVRTC than the driver emits PTX the driver rejects, whi
 
 from __future__ import annotations
 
+import functools
+import threading
+
 import numpy as np
 
 from rocmforge_core.backend import DeviceInfo
@@ -52,6 +55,18 @@ def _check_nvrtc(err, what):
         raise KernelCompileError(f"{what} failed: {err}")
 
 
+
+def _in_context(method):
+    """The driver API's current context is per thread: make the device's primary context current in whichever
+    thread calls (a server runs the engine in its own thread), once per thread."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if getattr(self._bound, "ctx", None) is None:
+            self._ok(self.drv.cuCtxSetCurrent(self.ctx))
+            self._bound.ctx = self.ctx
+        return method(self, *args, **kwargs)
+    return call
+
 class NvidiaRuntime(Runtime):
     platform = "nvidia"
 
@@ -79,6 +94,8 @@ class NvidiaRuntime(Runtime):
             raise RuntimeUnavailable(f"{name} is sm_{major}{minor}; the kernels need sm_{MIN_CC[0]}{MIN_CC[1]} or newer")
         self.ctx = self._ok(driver.cuDevicePrimaryCtxRetain(self.dev))
         self._ok(driver.cuCtxSetCurrent(self.ctx))
+        self._bound = threading.local()
+        self._bound.ctx = self.ctx
         self.stream = self._ok(driver.cuStreamCreate(driver.CUstream_flags.CU_STREAM_NON_BLOCKING.value))
         sms = self._ok(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, self.dev))
         total = self._ok(driver.cuDeviceTotalMem(self.dev))
@@ -99,10 +116,12 @@ class NvidiaRuntime(Runtime):
     def compile(self, unit: Unit) -> bytes:
         return nvrtc_compile(unit, self.sm, 32)[0]
 
+    @_in_context
     def load(self, binary: bytes, names: list[str]) -> dict:
         module = self._ok(self.drv.cuModuleLoadData(binary))
         return {n: self._ok(self.drv.cuModuleGetFunction(module, n.encode())) for n in names}
 
+    @_in_context
     def launch(self, fn, grid, block, args, shared: int = 0) -> None:
         values, array = pack_args(args)
         import ctypes
@@ -113,6 +132,7 @@ class NvidiaRuntime(Runtime):
         del values
 
     # -- memory ----------------------------------------------------------------------------------------------
+    @_in_context
     def alloc(self, nbytes: int) -> int:
         err, ptr = self.drv.cuMemAlloc(max(int(nbytes), 1))
         if err == self.drv.CUresult.CUDA_ERROR_OUT_OF_MEMORY:
@@ -121,44 +141,54 @@ class NvidiaRuntime(Runtime):
             raise RuntimeError(f"cuMemAlloc({nbytes}) failed: {err.name}")
         return int(ptr)
 
+    @_in_context
     def free(self, ptr: int) -> None:
         self.drv.cuMemFree(ptr)
 
+    @_in_context
     def mem_info(self) -> tuple[int, int]:
         free, total = self._ok(self.drv.cuMemGetInfo())
         return int(free), int(total)
 
+    @_in_context
     def htod(self, ptr: int, array: np.ndarray) -> None:
         array = np.ascontiguousarray(array)
         if array.nbytes:
             self._ok(self.drv.cuMemcpyHtoDAsync(ptr, array.ctypes.data, array.nbytes, self.stream))
 
+    @_in_context
     def dtoh(self, out: np.ndarray, ptr: int) -> None:
         if out.nbytes:
             self._ok(self.drv.cuMemcpyDtoHAsync(out.ctypes.data, ptr, out.nbytes, self.stream))
         self.synchronize()
 
+    @_in_context
     def synchronize(self) -> None:
         self._ok(self.drv.cuStreamSynchronize(self.stream))
 
     # -- graphs and timing -----------------------------------------------------------------------------------
+    @_in_context
     def begin_capture(self) -> None:
         # Relaxed: the activation pool may allocate while a step is captured.
         mode = self.drv.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED
         self._ok(self.drv.cuStreamBeginCapture(self.stream, mode))
 
+    @_in_context
     def end_capture(self):
         graph = self._ok(self.drv.cuStreamEndCapture(self.stream))
         exe = self._ok(self.drv.cuGraphInstantiate(graph, 0))
         return (graph, exe)
 
+    @_in_context
     def launch_graph(self, graph) -> None:
         self._ok(self.drv.cuGraphLaunch(graph[1], self.stream))
 
+    @_in_context
     def destroy_graph(self, graph) -> None:
         self.drv.cuGraphExecDestroy(graph[1])
         self.drv.cuGraphDestroy(graph[0])
 
+    @_in_context
     def elapsed_ms(self, fn) -> float:
         start = self._ok(self.drv.cuEventCreate(0))
         end = self._ok(self.drv.cuEventCreate(0))
