@@ -25,7 +25,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 
 status=0
 if [ "$WHAT" = all ] || [ "$WHAT" = tests ]; then
-    $PY -m pytest -m gpu -q -p no:cacheprovider tests/hip -x -rs 2>&1 | tee "$OUT/pytest-gpu.log" | tail -40
+    $PY -m pytest -m gpu -q -p no:cacheprovider tests -rs 2>&1 | tee "$OUT/pytest-gpu.log" | tail -40
     status=${PIPESTATUS[0]}
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = bench ]; then

@@ -2,11 +2,10 @@
 # The serving load test on the device machine (docs/PERF.md, Serving): a synthetic 1B-class llama (F16 weights,
 # the test tokenizer), `rocmforge serve --backend BACKEND --parallel 32`, and the loadtest command with 32 clients.
 #   bash tests/serve/gpu_load.sh [BACKEND=hip] [REQUESTS=128] [MAX_TOKENS=64]
-# Carry .whl (the HIP team's wheels) and .carry/serve-whl, made here with
-#   .venv/bin/pip download --no-deps -d .carry/serve-whl starlette uvicorn h11 anyio sniffio click httpx httpcore certifi idna pluggy
+# Carry .whl, made here by scripts/fetch-device-wheels.sh.
 set -uo pipefail
 OUT="${OUT:-/tmp/rf-serve}"; mkdir -p "$OUT"; export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl .carry/serve-whl/*.whl || exit 1
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site
 PKGS=". $(for d in plugins/*/ plugins/formats/*/; do [ -f "$d/pyproject.toml" ] && printf '%s ' "$d"; done)"
 python3 -m pip install -q --no-index --no-deps --no-build-isolation $(for p in $PKGS; do printf -- '-e %s ' "$p"; done) >"$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
