@@ -49,7 +49,6 @@ cp.n_threads = cp.n_threads_batch = threads
 ctx = L.llama_init_from_model(model, cp)
 vocab = L.llama_model_get_vocab(model)
 n_vocab = L.llama_vocab_n_tokens(vocab)
-batch = L.llama_batch_init(512, 0, 1)
 rng = random.Random(0)
 
 def clear():
@@ -59,12 +58,9 @@ def clear():
         L.llama_kv_self_clear(ctx)
 
 def decode(tokens, pos0):
-    batch.n_tokens = len(tokens)
-    for i, t in enumerate(tokens):
-        batch.token[i], batch.pos[i], batch.n_seq_id[i] = t, pos0 + i, 1
-        batch.seq_id[i][0] = 0
-        batch.logits[i] = i == len(tokens) - 1
-    if L.llama_decode(ctx, batch) != 0:
+    # as llama-bench: llama_batch_get_one (positions follow the sequence's cache, logits of the last token)
+    arr = (L.llama_token * len(tokens))(*tokens)
+    if L.llama_decode(ctx, L.llama_batch_get_one(arr, len(tokens))) != 0:
         raise SystemExit("llama_decode failed")
     L.llama_synchronize(ctx)
 
@@ -92,7 +88,8 @@ echo "date $(date -u '+%F %T') UTC, $(nproc) CPUs, threads $THREADS, reps $REPS,
 rows=()
 for model in "$@"; do
     name=$(basename "$model" .gguf)
-    llama=$("$VENV/bin/python" -c "$LLAMA_BENCH" "$model" "$THREADS" "$REPS")
+    llama=$("$VENV/bin/python" -c "$LLAMA_BENCH" "$model" "$THREADS" "$REPS") || {
+        echo "llama.cpp run failed on $model" >&2; exit 1; }
     ours=$("$ROOT/.venv/bin/rocmforge" bench --model "$model" -p 512 -n 128 -r "$REPS" --backend cpu \
            --threads "$THREADS" --json)
     for test in pp512 tg128; do

@@ -3,15 +3,16 @@ generation loop with EOS/EOT and stop strings, streaming and statistics.
 
 ``step`` takes any mix of sequences (tokens, their sequence slots and positions, the rows that need logits), so
 a continuous-batching server can drive it directly; ``generate`` runs one sequence: the whole prompt in one
-prefill step, then one decode step per token. Decode inputs live in tensors allocated once per batch size and
-refilled with ``Backend.write``; when the preferred backend can capture (``Backend.capture``) and every decode
-site runs on it, decode steps replay a captured graph.
+prefill step, then one decode step per token. Step inputs live in tensors allocated once per step shape (phase,
+tokens, logits rows; as many recently used shapes as ``Forward.max_programs``) and refilled with ``Backend.write``;
+the forward pass replays the calls recorded on the first step of a shape. When the preferred backend can capture
+(``Backend.capture``) and every decode site runs on it, decode steps replay a captured graph.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -85,7 +86,8 @@ class Engine:
         n_blocks = -(-kv_tokens // block_size) + 1 if kv_tokens else None  # + block 0, which no sequence owns
         self.cache = KVCache(layers, max_seqs=max_seqs, max_tokens=self.n_ctx, block_size=block_size,
                              n_blocks=n_blocks, table_backend=model.backend, dtype=kv_dtype)
-        self._decode: dict[int, tuple[Batch, Callable]] = {}  # batch size -> (inputs, step runner)
+        # (phase, tokens, logits rows) -> (inputs, step runner), least recently used first
+        self._steps: OrderedDict[tuple[str, int, int], tuple[Batch, Callable]] = OrderedDict()
         self._rows: dict[int, object] = {}
 
     # -- steps ------------------------------------------------------------------------------------------------
@@ -96,14 +98,14 @@ class Engine:
         if not len(tokens) == len(slots) == len(positions) or (phase == "decode" and len(out_rows) != len(tokens)):
             raise ValueError("step: tokens, slots and positions must have one entry per token, and a decode step "
                              "needs one output row per token")
+        ends: dict[int, int] = {}  # per sequence, the positions the step needs room for
         for slot, pos in zip(slots, positions):
-            self.cache.reserve(slot, pos + 1)
+            if pos >= ends.get(slot, 0):
+                ends[slot] = pos + 1
+        for slot, end in ends.items():
+            self.cache.reserve(slot, end)
         self.cache.sync()
-        if phase == "decode":
-            batch, run = self._decode_runner(len(tokens))
-        else:
-            batch = self._new_batch(len(tokens), len(out_rows))
-            run = lambda: self.forward.run(batch, self.cache, "prefill")  # noqa: E731
+        batch, run = self._runner(phase, len(tokens), len(out_rows))
         be = self.model.backend
         for tensor, values in ((batch.tokens, tokens), (batch.positions, positions), (batch.seq_ids, slots),
                                (batch.out_rows, out_rows)):
@@ -112,24 +114,29 @@ class Engine:
         logits = check_step(self.forward, self.model.planner, run(),
                             lambda: self.forward.run(batch, self.cache, phase))
         if self.model.plan.fallbacks != fallbacks:
-            self._decode.clear()  # a captured decode step would replay the kernel that failed
+            self._steps.clear()  # a captured decode step would replay the kernel that failed
         return logits
 
     def _new_batch(self, m: int, n_out: int) -> Batch:
         be = self.model.backend
         return Batch(*(be.empty((n,), "i32") for n in (m, m, m, n_out)))
 
-    def _decode_runner(self, b: int):
-        """Inputs and runner of a decode step of b sequences. The first step runs eagerly (placing any new
-        signature and uploading what it needs); later ones replay a capture when the backend offers one."""
-        if b in self._decode:
-            return self._decode[b]
-        batch = self._new_batch(b, b)
-        run = lambda: self.forward.run(batch, self.cache, "decode")  # noqa: E731
+    def _runner(self, phase: str, m: int, n_out: int):
+        """Inputs and runner of a step of m tokens and n_out logits rows. The first step of a shape runs eagerly
+        (placing any new signature, uploading what it needs, recording its calls); later ones replay the record,
+        or for decode a capture when the backend offers one."""
+        key = (phase, m, n_out)
+        if key in self._steps:
+            self._steps.move_to_end(key)
+            return self._steps[key]
+        batch = self._new_batch(m, n_out)
+        run = lambda: self.forward.run(batch, self.cache, phase)  # noqa: E731
 
         def first():
             logits = run()
-            self._decode[b] = (batch, self._captured(run) or run)
+            self._steps[key] = (batch, (phase == "decode" and self._captured(run)) or run)
+            if len(self._steps) > self.forward.max_programs:
+                self._steps.popitem(last=False)
             return logits
         return batch, first
 

@@ -6,9 +6,10 @@ Weights are named by their GGUF tensor names and made resident on the backend th
 embedding tables through ``Backend.upload_weight``; norm weights and biases as f32 tensors). An activation
 produced on one backend and consumed on another is copied with ``copy_from``, once per step.
 
-The first decode step of each batch shape records its placed calls; later ones replay the record (same kernels,
-same resident weights) without building signatures or asking the planner, so the Python between kernels stays
-a few microseconds per op. A change of ``Plan.version`` (a choice dropped or replaced) discards the records.
+The first step of each shape (phase, tokens, logits rows) records its placed calls; later ones replay the record
+(same kernels, same resident weights) without building signatures or asking the planner, so the Python between
+kernels stays a few microseconds per op. The records of the ``max_programs`` most recently used shapes are kept.
+A change of ``Plan.version`` (a choice dropped or replaced) or of the KV cache discards them.
 
 ``trace`` runs the model code on shape-only tensors: every op is placed but nothing computes, so the engine can
 decide placement, upload weights and allocate the KV cache before the first real step.
@@ -16,6 +17,7 @@ decide placement, upload weights and allocate the KV cache before the first real
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,6 +26,9 @@ from rocmforge_core.formats import Weight
 from rocmforge_core.ops import ArgInfo, Signature, arg_info
 from rocmforge_core.scheduler import Planner
 from rocmforge_core.scheduler.guard import run_op
+
+
+MAX_PROGRAMS = 32  # recorded step shapes kept (a server's prefill sizes are powers of two: a handful)
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ class Batch:
 
 @dataclass(frozen=True)
 class Call:
-    """One placed op call of a decode step, replayed on later steps of the same shape without re-planning."""
+    """One placed op call of a step, replayed on later steps of the same shape without re-planning."""
     site: str
     fn: Callable
     backend: Any
@@ -94,10 +99,12 @@ class Forward:
         self.copies = 0  # activation copies between backends, all steps
         self.weight_uses: set[tuple[str, str, str]] = set()  # (matrix|dense, tensor, backend) seen while tracing
         self._copied: dict[tuple[int, str], tuple[Any, Any]] = {}
-        # Decode steps repeat the same calls: the first step of each shape records them (kernel, backend,
+        self._weight_infos: dict[Matrix | Dense, ArgInfo] = {}
+        # Steps of one shape repeat the same calls: the first step of each shape records them (kernel, backend,
         # resident weights) and later steps replay that record instead of building signatures and planning.
-        self._programs: dict[tuple[int, int], list[Call]] = {}
-        self._programs_version = planner.plan.version
+        self._programs: OrderedDict[tuple[str, int, int], list[Call]] = OrderedDict()  # least recently used first
+        self._programs_for = (planner.plan.version, None)  # (plan version, KV cache) the records were made with
+        self.max_programs = MAX_PROGRAMS
         self._recording: list[Call] | None = None
         self._replay: list[Call] | None = None
         self._pc = 0
@@ -107,17 +114,23 @@ class Forward:
         """Logits f32[n_out, vocab] for the batch's ``out_rows``."""
         self.batch, self.cache, self.phase, self.tracing = batch, cache, phase, False
         self._copied.clear()
-        key = (batch.m, batch.out_rows.shape[0])
-        if self._programs_version != self.planner.plan.version:
-            self._programs.clear()
-            self._programs_version = self.planner.plan.version
-        if phase == "decode" and not self.planner.checking:  # a checked re-run goes through execute() op by op
-            self._replay, self._pc = self._programs.get(key), 0
-            self._recording = [] if self._replay is None else None
+        programs, key = self._programs, (phase, batch.m, batch.out_rows.shape[0])
+        made_for = (self.planner.plan.version, cache)
+        if self._programs_for[0] != made_for[0] or self._programs_for[1] is not cache:
+            programs.clear()  # the records may hold a replaced kernel, or signatures of another cache's layout
+            self._programs_for = made_for
+        if not self.planner.checking:  # a checked re-run goes through execute() op by op
+            self._replay, self._pc = programs.get(key), 0
+            if self._replay is None:
+                self._recording = []
+            else:
+                programs.move_to_end(key)
         try:
             out = self.arch.forward(self)
-            if self._recording is not None:
-                self._programs[key] = self._recording
+            if self._recording is not None and self.planner.plan.version == made_for[0]:
+                programs[key] = self._recording
+                if len(programs) > self.max_programs:
+                    programs.popitem(last=False)
             return out
         finally:
             self._recording = self._replay = None
@@ -220,7 +233,7 @@ class Forward:
                 except Exception:  # run this call the full way below, where failures are dealt with
                     pass
             self._replay = None  # from here on, place calls one by one
-        sig = Signature(op, tuple(self._info(a) for a in args), tuple(sorted(params.items())))
+        sig = Signature(op, tuple(self._info(a) for a in args), tuple(sorted(params.items())) if params else ())
         if _per_call:
             params.update(_per_call)
         choice = self.planner.choose(site, self.phase, sig, lambda b: self._resident(sig, args, b))
@@ -241,12 +254,14 @@ class Forward:
                       lambda b: self._resident(sig, args, b))
 
     def _info(self, a) -> ArgInfo:
-        if isinstance(a, Matrix):
-            a = self.weights.host(a.name)
+        if isinstance(a, (Matrix, Dense)):  # a weight's description never changes: made once
+            info = self._weight_infos.get(a)
+            if info is None:
+                w = self.weights.host(a.name)
+                info = self._weight_infos[a] = self._info(w) if isinstance(a, Matrix) else ArgInfo(w.shape, "f32")
+            return info
         if isinstance(a, Weight):
             return ArgInfo(a.shape, a.fmt, a.layout)
-        if isinstance(a, Dense):
-            return ArgInfo(self.weights.host(a.name).shape, "f32")
         return arg_info(a)
 
     def _resident(self, sig: Signature, args, backend: str) -> Signature:
