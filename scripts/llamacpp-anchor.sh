@@ -4,7 +4,7 @@
 # on the same models with the same thread count, one right after the other, printed as one table.
 #
 #   scripts/llamacpp-anchor.sh [MODEL.gguf ...]     (default: SmolLM2-135M Q4_1 and gemma-3-270m Q4_K_M)
-#   THREADS=2 REPS=3 ANCHOR_VENV=/tmp/llamacpp-anchor/venv  (environment, with these defaults)
+#   THREADS=2 REPS=3 ANCHOR_VENV=/tmp/llamacpp-anchor/venv-cpu  (environment, with these defaults)
 #
 # llama-cpp-python is not a dependency of rocmforge: it lives in a scratch venv under /tmp, built once (10-20
 # minutes on 2 cores) and reused by later runs. Definitions mirror llama-bench: pp512 = one 512-token batch of
@@ -15,20 +15,32 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 THREADS=${THREADS:-2}
 REPS=${REPS:-3}
-VENV=${ANCHOR_VENV:-/tmp/llamacpp-anchor/venv}
+VENV=${ANCHOR_VENV:-/tmp/llamacpp-anchor/venv-cpu}
 PY=$ROOT/.venv/bin/python
 
 if [ $# -eq 0 ]; then
-    make -C "$ROOT" -s models >/dev/null
+    [ -f "$ROOT/models/gemma-3-270m-q4_k_m.gguf" ] || make -C "$ROOT" -s models >/dev/null
     set -- "$("$PY" -c 'from rocmforge_core.default_model import default_model_path; print(default_model_path())')" \
            "$ROOT/models/gemma-3-270m-q4_k_m.gguf"
 fi
 
+simd_flags() {  # ggml's x86 options for the features /proc/cpuinfo lists
+    local f=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) " out=""
+    for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx512f:AVX512 avx512vbmi:AVX512_VBMI \
+                avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16 avx_vnni:AVX_VNNI; do
+        [[ $f == *" ${pair%%:*} "* ]] && out+=" -DGGML_${pair##*:}=ON"
+    done
+    echo "$out"
+}
+
 if ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
     echo "building llama-cpp-python (CPU only, native SIMD) into $VENV ..." >&2
     python3 -m venv "$VENV"
-    CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF \
--DGGML_OPENMP=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF" \
+    # The host's SIMD features spelled out instead of GGML_NATIVE=ON: -march=native also turns on AMX where the
+    # CPU has it, and ggml's AMX matmul crashed (SIGSEGV in ggml_backend_amx_mul_mat) on this VM.
+    CMAKE_ARGS="-DGGML_NATIVE=OFF $(simd_flags) -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+-DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_BLAS=OFF -DGGML_OPENMP=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF" \
     CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) MAKEFLAGS=-j$(nproc) \
         "$VENV/bin/pip" install -q --no-binary llama-cpp-python llama-cpp-python
 fi

@@ -114,7 +114,7 @@ class Engine:
         logits = check_step(self.forward, self.model.planner, run(),
                             lambda: self.forward.run(batch, self.cache, phase))
         if self.model.plan.fallbacks != fallbacks:
-            self._steps.clear()  # a captured decode step would replay the kernel that failed
+            self._steps.clear()  # a captured step would replay the kernel that failed
         return logits
 
     def _new_batch(self, m: int, n_out: int) -> Batch:
@@ -123,8 +123,8 @@ class Engine:
 
     def _runner(self, phase: str, m: int, n_out: int):
         """Inputs and runner of a step of m tokens and n_out logits rows. The first step of a shape runs eagerly
-        (placing any new signature, uploading what it needs, recording its calls); later ones replay the record,
-        or for decode a capture when the backend offers one."""
+        (placing any new signature, uploading what it needs, recording its calls); later ones replay a capture
+        when the backend offers one (see ``first``), else the record."""
         key = (phase, m, n_out)
         if key in self._steps:
             self._steps.move_to_end(key)
@@ -132,19 +132,26 @@ class Engine:
         batch = self._new_batch(m, n_out)
         run = lambda: self.forward.run(batch, self.cache, phase)  # noqa: E731
 
+        def again():
+            runner = self._captured(run, phase) or run
+            self._steps[key] = (batch, runner)
+            return runner()
+
         def first():
             logits = run()
-            self._steps[key] = (batch, (phase == "decode" and self._captured(run)) or run)
+            # Decode shapes come back every token: capture at once. Others are captured when they come back
+            # (repeated prompts, a server's chunk sizes), so a one-off prompt never pays for a graph's memory.
+            self._steps[key] = (batch, (phase == "decode" and self._captured(run, phase)) or again)
             if len(self._steps) > self.forward.max_programs:
                 self._steps.popitem(last=False)
             return logits
         return batch, first
 
-    def _captured(self, run) -> Callable | None:
+    def _captured(self, run, phase: str) -> Callable | None:
         """A replay of the step ``run``, when the preferred backend captures and the whole step runs on it."""
         be = self.model.backend
         step_backends = {c.backend for c in self.model.plan.by_signature.values()
-                         if c.phase == "decode" and c.site not in SAMPLING_SITES}
+                         if c.phase == phase and c.site not in SAMPLING_SITES}
         if be.is_host or step_backends != {be.name}:
             return None
         out: dict = {}

@@ -139,3 +139,17 @@ def test_a_kernel_failing_in_a_replayed_step_is_run_again_through_execute(tiny_l
     engine.step([2], [slot], [len(PROMPT) + 1], [0], "decode")
     assert len(runs) == 2  # once replayed, once through execute, then the next candidate ran
     assert model.plan.fallbacks == 1 and model.planner.events[0]["kernel"] == "flaky"
+
+
+def test_a_repeated_prefill_shape_is_captured_on_its_second_use(tiny_llama, reference_run):
+    backend = BoxedBackend()
+    engine = Engine(Model(tiny_llama, backend="boxed", registry=registry_with(backend)), n_ctx=32)
+    runs = []
+    for expected_captures in (0, 1, 1):  # eager, then captured and replayed, then replayed again
+        slot = engine.add_sequence()
+        runs.append(engine.logits_to_host(engine.prefill(slot, PROMPT, all_logits=True)))
+        engine.free_sequence(slot)
+        assert backend.captures == expected_captures
+    assert backend.replays == 2
+    for logits in runs:
+        np.testing.assert_allclose(logits, reference_run[0], atol=1e-6)

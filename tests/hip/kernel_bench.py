@@ -116,7 +116,7 @@ def decode_breakdown(hip) -> list[dict]:
             engine.step([1], [slot], [pos], [0], "decode")
             hip.synchronize()
         step_us = (time.perf_counter() - start) * 1e4
-        _, run = engine._decode[1]
+        _, run = engine._steps[("decode", 1, 1)]
         start = time.perf_counter()
         for _ in range(100):
             run()
