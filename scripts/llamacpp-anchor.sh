@@ -5,6 +5,7 @@
 #
 #   scripts/llamacpp-anchor.sh [MODEL.gguf ...]     (default: SmolLM2-135M Q4_1 and gemma-3-270m Q4_K_M)
 #   THREADS=2 REPS=3 ANCHOR_VENV=/tmp/llamacpp-anchor/venv-cpu  (environment, with these defaults)
+#   OURS_ENV="OMP_WAIT_POLICY=ACTIVE"   extra environment for the rocmforge run only
 #
 # llama-cpp-python is not a dependency of rocmforge: it lives in a scratch venv under /tmp, built once (10-20
 # minutes on 2 cores) and reused by later runs. Definitions mirror llama-bench: pp512 = one 512-token batch of
@@ -96,13 +97,13 @@ for name, fn, n in (("pp512", pp, 512), ("tg128", tg, 128)):
 EOF
 )
 
-echo "date $(date -u '+%F %T') UTC, $(nproc) CPUs, threads $THREADS, reps $REPS, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "date $(date -u '+%F %T') UTC, $(nproc) CPUs, threads $THREADS, reps $REPS, rocmforge env '${OURS_ENV:-}', load $(cut -d' ' -f1-3 /proc/loadavg)"
 rows=()
 for model in "$@"; do
     name=$(basename "$model" .gguf)
     llama=$("$VENV/bin/python" -c "$LLAMA_BENCH" "$model" "$THREADS" "$REPS") || {
         echo "llama.cpp run failed on $model" >&2; exit 1; }
-    ours=$("$ROOT/.venv/bin/rocmforge" bench --model "$model" -p 512 -n 128 -r "$REPS" --backend cpu \
+    ours=$(env ${OURS_ENV:-} "$ROOT/.venv/bin/rocmforge" bench --model "$model" -p 512 -n 128 -r "$REPS" --backend cpu \
            --threads "$THREADS" --json)
     for test in pp512 tg128; do
         l=$(awk -v t=$test '$1 == t {printf "%s ± %s", $2, $3}' <<<"$llama")
