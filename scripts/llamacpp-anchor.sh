@@ -7,7 +7,7 @@
 #   THREADS=2 REPS=3 ANCHOR_VENV=/tmp/llamacpp-anchor/venv-cpu  (environment, with these defaults)
 #   OURS_ENV="OMP_WAIT_POLICY=ACTIVE"   extra environment for the rocmforge run only
 #
-# llama-cpp-python is not a dependency of rocmforge: it lives in a scratch venv under /tmp, built once (10-20
+# llama-cpp-python is not a dependency of rocmforge: it lives in a scratch venv under /tmp, built once (about 8
 # minutes on 2 cores) and reused by later runs. Definitions mirror llama-bench: pp512 = one 512-token batch of
 # random tokens from an empty context (n_batch = n_ubatch = 512), tg128 = 128 single-token decodes from an empty
 # context, each waited for; one warm-up run, then REPS runs; mean and standard deviation of tokens per second.
