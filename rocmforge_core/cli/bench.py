@@ -106,6 +106,9 @@ def run(args) -> int:
     return 0
 
 
+WARMUP_RUNS = 2
+
+
 def prompt(engine, slot, ids) -> None:
     n = len(ids)
     engine.step(ids, [slot] * n, range(n), [n - 1], "prefill")
@@ -123,14 +126,16 @@ def measure(engine, test: str, n: int, fn, reps: int) -> dict:
     rng = np.random.default_rng(0)
     vocab = engine.model.config.vocab_size
     times = []
-    for rep in range(reps + 1):  # the first run warms up (kernel builds, graph capture)
+    # Warm-up runs, not counted (llama-bench has one): kernel builds and placement on the first run, and the
+    # graph capture that the engine makes when a step shape comes back, on the second.
+    for rep in range(reps + WARMUP_RUNS):
         ids = [int(t) for t in rng.integers(0, vocab, n)]
         slot = engine.add_sequence()
         start = time.perf_counter()
         fn(engine, slot, ids)
         elapsed = time.perf_counter() - start
         engine.free_sequence(slot)
-        if rep:
+        if rep >= WARMUP_RUNS:
             times.append(elapsed)
     ts = np.array([n / t for t in times])
     return {"test": test, "n_tokens": n, "reps": reps, "avg_ts": float(ts.mean()), "stddev_ts": float(ts.std()),
