@@ -78,9 +78,6 @@ class Backend(ABC):
     def synchronize(self) -> None:
         """Wait for queued work; host backends run synchronously."""
 
-    def memory_in_use(self) -> int:
-        return 0
-
 
 class HostBackend(Backend):
     """Common memory handling of backends whose tensors are numpy arrays."""

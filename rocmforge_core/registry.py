@@ -13,7 +13,7 @@ import os
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pluggy
 
@@ -215,5 +215,3 @@ def registry_in_use(registry: Registry) -> Iterator[Registry]:
     finally:
         _REGISTRY = previous
 
-
-Register = Callable[[Any], None]

@@ -100,7 +100,7 @@ def run(args) -> int:
         json.dump(report, sys.stdout, indent=1)
         print()
     else:
-        print(f"| model | backend | device | test | t/s |\n|---|---|---|---|---|")
+        print("| model | backend | device | test | t/s |\n|---|---|---|---|---|")
         for r in results:
             print(f"| {label} | {backend} | {report['device']} | {r['test']} | {r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} |")
     return 0

@@ -7,7 +7,7 @@ import pytest
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
 
-from gguf_samples import TINY, TOKENS, every_value_type_kv, tiny_tensors, write_gguf, write_tiny_model
+from gguf_samples import TINY, TOKENS, every_value_type_kv, tiny_tensors, write_gguf
 from rocmforge_core.errors import GGUFError
 from rocmforge_core.formats import QuantFormat, dequantize_weight
 from rocmforge_core.gguf import GGUFFile, StringArray, open_gguf

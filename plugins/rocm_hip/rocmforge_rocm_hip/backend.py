@@ -149,12 +149,6 @@ class HipBackend(Backend):
     def synchronize(self) -> None:
         self.runtime.synchronize()
 
-    def memory_in_use(self) -> int:
-        if self._runtime is None:
-            return 0
-        free, total = self._runtime.mem_info()
-        return total - free
-
     # -- graphs ----------------------------------------------------------------------------------------------
     def capture(self, step) -> Graph:
         """Record the launches of ``step()`` into a graph. Run the step once before capturing so that its kernels

@@ -5,7 +5,7 @@ the compile checks and the ahead-of-time build."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
