@@ -9,6 +9,7 @@ typedef uint16_t kv_t;
 #define RF_KV_PER16 8
 __device__ __forceinline__ float rf_kv_load(const kv_t* p) { return rf_half_to_float(*p); }
 __device__ __forceinline__ kv_t rf_kv_store(float f) { return rf_float_to_half(f); }
+__device__ __forceinline__ float rf_kv_round(float f) { return rf_half_to_float(rf_float_to_half(f)); }
 __device__ __forceinline__ void rf_kv_unpack(uint4 r, float* v) {
     const uint32_t w[4] = {r.x, r.y, r.z, r.w};
 #pragma unroll
@@ -22,6 +23,7 @@ typedef float kv_t;
 #define RF_KV_PER16 4
 __device__ __forceinline__ float rf_kv_load(const kv_t* p) { return *p; }
 __device__ __forceinline__ kv_t rf_kv_store(float f) { return f; }
+__device__ __forceinline__ float rf_kv_round(float f) { return f; }
 __device__ __forceinline__ void rf_kv_unpack(uint4 r, float* v) {
     v[0] = __uint_as_float(r.x); v[1] = __uint_as_float(r.y); v[2] = __uint_as_float(r.z); v[3] = __uint_as_float(r.w);
 }
@@ -34,14 +36,15 @@ __device__ __forceinline__ long long rf_slot(const int32_t* __restrict__ table, 
     return (long long)table[pos / bs] * bs + pos % bs;
 }
 
-// acc[i] (value dim lane + i * RF_WAVE) += p * v_cache[row]
+// acc[i] (value dim lane + i * RF_WAVE) += p * v_cache[row]; row < 0: the token's own value row v_new, not yet in
+// the cache (decode, see rf_attention), rounded as the cache would hold it.
 __device__ __forceinline__ void rf_accumulate_v(const kv_t* __restrict__ vc, long long row, float p, int lane,
-                                                float* acc) {
+                                                float* acc, const float* __restrict__ v_new) {
     const kv_t* vr = vc + row * RF_DV;
 #pragma unroll
     for (int i = 0; i < RF_DV_LANE; ++i) {
         const int d = lane + i * RF_WAVE;
-        if (d < RF_DV) acc[i] += p * rf_kv_load(vr + d);
+        if (d < RF_DV) acc[i] += p * (row >= 0 ? rf_kv_load(vr + d) : rf_kv_round(v_new[d]));
     }
 }
 
@@ -50,6 +53,7 @@ extern "C" __global__ void rf_kv_write(const float* __restrict__ k, const float*
                                        kv_t* __restrict__ vc, const int32_t* __restrict__ tables, int mb,
                                        const int32_t* __restrict__ seq_ids, const int32_t* __restrict__ positions,
                                        int m, int hkv, int bs) {
+    rf_grid_begin();
     const int dmax = RF_D > RF_DV ? RF_D : RF_DV;
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long long)m * hkv * dmax) return;
@@ -60,11 +64,21 @@ extern "C" __global__ void rf_kv_write(const float* __restrict__ k, const float*
 }
 
 // part (n_splits > 1): [split][m * hq][RF_DV + 2] holding (acc..., running max, running sum).
+// k_new, v_new (one token, m == 1): the token's own k and v rows. Then this kernel also writes them into the cache
+// (block 0 of the grid) instead of rf_kv_write, and no wave reads that slot: the token's own position takes its
+// key and value from k_new and v_new, one launch fewer per layer in decode.
 extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
-    rf_attention(const float* __restrict__ q, const kv_t* __restrict__ kc, const kv_t* __restrict__ vc,
+    rf_attention(const float* __restrict__ q, kv_t* __restrict__ kc, kv_t* __restrict__ vc,
                  const int32_t* __restrict__ tables, int mb, const int32_t* __restrict__ seq_ids,
                  const int32_t* __restrict__ positions, float* __restrict__ out, float* __restrict__ part, int m,
-                 int hq, int hkv, int bs, float scale, int window, float softcap, int split_len) {
+                 int hq, int hkv, int bs, float scale, int window, float softcap, int split_len,
+                 const float* __restrict__ k_new, const float* __restrict__ v_new) {
+    rf_grid_begin();
+    if (k_new && blockIdx.x == 0 && blockIdx.y == 0) {
+        const long long slot = rf_slot(tables + (long long)seq_ids[0] * mb, positions[0], bs) * hkv;
+        for (int i = threadIdx.x; i < hkv * RF_D; i += blockDim.x) kc[slot * RF_D + i] = rf_kv_store(k_new[i]);
+        for (int i = threadIdx.x; i < hkv * RF_DV; i += blockDim.x) vc[slot * RF_DV + i] = rf_kv_store(v_new[i]);
+    }
     __shared__ float qs[RF_ATT_WAVES][RF_D];
     const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE;
     const int item = blockIdx.x * RF_ATT_WAVES + wave;
@@ -90,17 +104,23 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
         const int p = base + lane;
         // Each lane scores one position; its cache row is then broadcast for the value sum, so the block table
         // is read once per position.
-        const long long row = p <= hi ? rf_slot(table, p, bs) * hkv + kvh : 0;
+        const bool own = k_new && p == pos;
+        const long long row = own ? -1 : p <= hi ? rf_slot(table, p, bs) * hkv + kvh : 0;
         float s = -RF_INF;
         if (p <= hi) {
-            const uint4* kr = (const uint4*)(kc + row * RF_D);
             float dot = 0.0f;
+            if (own) {
+#pragma unroll 8
+                for (int c = 0; c < RF_D; ++c) dot += qs[wave][c] * rf_kv_round(k_new[kvh * RF_D + c]);
+            } else {
+                const uint4* kr = (const uint4*)(kc + row * RF_D);
 #pragma unroll
-            for (int c = 0; c < RF_D / RF_KV_PER16; ++c) {
-                float kv[RF_KV_PER16];
-                rf_kv_unpack(kr[c], kv);
+                for (int c = 0; c < RF_D / RF_KV_PER16; ++c) {
+                    float kv[RF_KV_PER16];
+                    rf_kv_unpack(kr[c], kv);
 #pragma unroll
-                for (int e = 0; e < RF_KV_PER16; ++e) dot += qs[wave][c * RF_KV_PER16 + e] * kv[e];
+                    for (int e = 0; e < RF_KV_PER16; ++e) dot += qs[wave][c * RF_KV_PER16 + e] * kv[e];
+                }
             }
             s = dot * scale;
             if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
@@ -112,11 +132,13 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
 #pragma unroll
         for (int i = 0; i < RF_DV_LANE; ++i) acc[i] *= alpha;
         const int n = min(RF_WAVE, hi - base + 1);
-        if (n == RF_WAVE) {
-#pragma unroll 8
-            for (int j = 0; j < RF_WAVE; ++j) rf_accumulate_v(vc, __shfl(row, j, RF_WAVE), __shfl(e, j, RF_WAVE), lane, acc);
+        if (n == RF_WAVE) {  // fully unrolled: all the value loads of a step in flight at once
+#pragma unroll
+            for (int j = 0; j < RF_WAVE; ++j)
+                rf_accumulate_v(vc, __shfl(row, j, RF_WAVE), __shfl(e, j, RF_WAVE), lane, acc, v_new + kvh * RF_DV);
         } else {
-            for (int j = 0; j < n; ++j) rf_accumulate_v(vc, __shfl(row, j, RF_WAVE), __shfl(e, j, RF_WAVE), lane, acc);
+            for (int j = 0; j < n; ++j)
+                rf_accumulate_v(vc, __shfl(row, j, RF_WAVE), __shfl(e, j, RF_WAVE), lane, acc, v_new + kvh * RF_DV);
         }
         run_max = new_max;
     }
@@ -143,11 +165,17 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
 }
 
 // One thread per (item, value dim): merge the splits' partial softmaxes (a split with no visible position has
-// sum 0 and max -inf and contributes nothing).
+// sum 0 and max -inf and contributes nothing). With xq (one token, RF_DV % 32 == 0) the output is also quantized
+// for the output projection (rf_q8_store).
 extern "C" __global__ void rf_attention_combine(const float* __restrict__ part, float* __restrict__ out, int items,
-                                                int n_splits) {
+                                                int n_splits, int8_t* __restrict__ xq, float* __restrict__ xd) {
+    rf_grid_begin();
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long long)items * RF_DV) return;
+    const long long n = (long long)items * RF_DV;
+    if (i >= n) {
+        if (xq) rf_q8_store(0.0f, i, n, xq, xd);
+        return;
+    }
     const int item = (int)(i / RF_DV), d = (int)(i % RF_DV);
     float mx = -RF_INF;
     for (int s = 0; s < n_splits; ++s) mx = fmaxf(mx, part[((long long)s * items + item) * (RF_DV + 2) + RF_DV]);
@@ -160,4 +188,5 @@ extern "C" __global__ void rf_attention_combine(const float* __restrict__ part, 
         den += w * pp[RF_DV + 1];
     }
     out[i] = num / den;
+    if (xq) rf_q8_store(num / den, i, n, xq, xd);
 }

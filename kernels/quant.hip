@@ -30,11 +30,13 @@ __device__ __forceinline__ void rf_rows_impl(const uint8_t* __restrict__ w, cons
 
 extern "C" __global__ void rf_rows_f32(const uint8_t* __restrict__ w, const int32_t* __restrict__ ids,
                                        float* __restrict__ out, int n_rows, int k, long long row_bytes) {
+    rf_grid_begin();
     rf_rows_impl<false>(w, ids, out, n_rows, k, row_bytes);
 }
 
 extern "C" __global__ void rf_rows_f16(const uint8_t* __restrict__ w, const int32_t* __restrict__ ids,
                                        uint16_t* __restrict__ out, int n_rows, int k, long long row_bytes) {
+    rf_grid_begin();
     rf_rows_impl<true>(w, ids, out, n_rows, k, row_bytes);
 }
 
@@ -61,6 +63,7 @@ template <int M>
 __device__ __forceinline__ void rf_matvec_impl(const float* __restrict__ x, const uint8_t* __restrict__ w,
                                                float* __restrict__ out, int n, int k, long long row_bytes,
                                                int split) {
+    rf_grid_begin();
     __shared__ float part[RF_MV_WAVES][M];
     const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE;
     const int row = blockIdx.x * (RF_MV_WAVES / split) + wave / split, piece = wave % split;
@@ -118,13 +121,16 @@ RF_MATVEC(8)
 #if defined(RF_HAS_DOT8_Q8)
 // Decode product (one row of x) for formats with an integer dot, x already quantized to 8 bits per 32 elements
 // (rf_quantize_q8: xq bytes, xd scales): each group of 8 weights costs two dp4a instead of eight conversions and
-// multiplies. Each wave takes one row (split == 1) or a 1/split share of one.
-extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
-    rf_matvec_q8(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w,
-                 float* __restrict__ out, int n, int k, long long row_bytes, int split) {
+// multiplies. Each wave takes one row (split == 1) or a 1/split share of one; `block` numbers this block's rows.
+// With `total`, also total[row] = out[row] + residual[row]: the residual add that follows attn_output and
+// ffn_down, without a launch of its own.
+__device__ __forceinline__ void rf_matvec_q8_rows(const int8_t* __restrict__ xq, const float* __restrict__ xd,
+                                                  const uint8_t* __restrict__ w, float* __restrict__ out, int n,
+                                                  int k, long long row_bytes, int split, int block,
+                                                  const float* __restrict__ residual, float* __restrict__ total) {
     __shared__ float part[RF_MV_WAVES];
     const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE, piece = wave % split;
-    const int row = blockIdx.x * (RF_MV_WAVES / split) + wave / split;
+    const int row = block * (RF_MV_WAVES / split) + wave / split;
     const int groups = k / 8, step = RF_WAVE * split;
     float acc = 0.0f;
     if (row < n) {
@@ -144,16 +150,40 @@ extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
         }
     }
     acc = rf_wave_sum(acc);
-    if (split == 1) {
-        if (row < n && lane == 0) out[row] = acc;
-        return;
+    if (split > 1) {
+        if (lane == 0) part[wave] = acc;
+        __syncthreads();
+        for (int p = 1; p < split; ++p) acc += part[wave + p];
     }
-    if (lane == 0) part[wave] = acc;
-    __syncthreads();
     if (piece == 0 && lane == 0 && row < n) {
-        float s = 0.0f;
-        for (int p = 0; p < split; ++p) s += part[wave + p];
-        out[row] = s;
+        out[row] = acc;
+        if (total) total[row] = acc + residual[row];
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
+    rf_matvec_q8(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w,
+                 float* __restrict__ out, int n, int k, long long row_bytes, int split,
+                 const float* __restrict__ residual, float* __restrict__ total) {
+    rf_grid_begin();
+    rf_matvec_q8_rows(xq, xd, w, out, n, k, row_bytes, split, blockIdx.x, residual, total);
+}
+
+// Up to three products of the same x in one launch (q, k and v; gate and up): blocks [0, b1) take w0, [b1, b2)
+// w1, [b2, ...) w2. Small products apart leave most of the GPU idle and each pays a launch in the chain.
+extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
+    rf_matvec_q8_multi(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w0,
+                       float* __restrict__ out0, int n0, const uint8_t* __restrict__ w1, float* __restrict__ out1,
+                       int n1, int b1, const uint8_t* __restrict__ w2, float* __restrict__ out2, int n2, int b2,
+                       int k, long long row_bytes, int split) {
+    rf_grid_begin();
+    const int b = blockIdx.x;
+    if (b >= b2) {
+        rf_matvec_q8_rows(xq, xd, w2, out2, n2, k, row_bytes, split, b - b2, nullptr, nullptr);
+    } else if (b >= b1) {
+        rf_matvec_q8_rows(xq, xd, w1, out1, n1, k, row_bytes, split, b - b1, nullptr, nullptr);
+    } else {
+        rf_matvec_q8_rows(xq, xd, w0, out0, n0, k, row_bytes, split, b, nullptr, nullptr);
     }
 }
 #endif
@@ -165,6 +195,7 @@ extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
 extern "C" __global__ void __launch_bounds__(256)
     rf_matmul_tiled(const float* __restrict__ x, const uint8_t* __restrict__ w, float* __restrict__ out, int m,
                     int n, int k, long long row_bytes) {
+    rf_grid_begin();
     __shared__ float xs[RF_MM_K][RF_MM_T + 4];
     __shared__ float ws[RF_MM_K][RF_MM_T + 4];
     const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;

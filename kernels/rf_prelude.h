@@ -54,6 +54,17 @@ __device__ __forceinline__ uint16_t rf_float_to_half(float f) { return __builtin
 
 #define RF_INF __int_as_float(0x7f800000)
 
+// First statement of every kernel. On NVIDIA sm_90+ the runtime launches kernels with programmatic stream
+// serialization, so a kernel's blocks may start while the previous kernel still runs: wait here until it has
+// finished and its writes are visible, then let the next kernel start its own launch. Nothing touches memory
+// before this call. Elsewhere, kernels of one stream simply run one after another.
+__device__ __forceinline__ void rf_grid_begin() {
+#if defined(RF_NVIDIA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
 // Dot product of four signed bytes with four signed bytes, plus c: one instruction where the target has one.
 __device__ __forceinline__ int rf_dp4a(int a, int b, int c) {
 #if defined(RF_NVIDIA)
@@ -76,6 +87,10 @@ __device__ __forceinline__ uint32_t rf_u32_a2(const uint8_t* p) {
     return (uint32_t)rf_u16(p) | ((uint32_t)rf_u16(p + 2) << 16);
 }
 __device__ __forceinline__ float rf_f16_at(const uint8_t* p) { return rf_half_to_float(rf_u16(p)); }
+// Wider reads for formats whose block size keeps them aligned: a row starts 256-byte aligned and block b of it at
+// b * type_size, so a 144-byte Q4_K block allows 8-byte reads at offsets that are multiples of 8.
+__device__ __forceinline__ uint32_t rf_u32_a4(const uint8_t* p) { return *(const uint32_t*)p; }
+__device__ __forceinline__ uint2 rf_u64_a8(const uint8_t* p) { return *(const uint2*)p; }
 
 __device__ __forceinline__ float rf_wave_sum(float v) {
 #pragma unroll
@@ -98,4 +113,19 @@ __device__ __forceinline__ float rf_block_sum(float v) {
     __syncthreads();
     v = lane < waves ? part[lane] : 0.0f;
     return rf_wave_sum(v);
+}
+
+// Element i of an f32 row of length k to 8 bits per 32 elements, for the integer-dot decode products:
+// xq[i] = round(x / d), d = max|x| / 127 over its 32-element group. The 32 threads of an aligned group of lanes
+// hold the 32 elements of one group and all call this (the width-32 shuffles keep to the group on wave64 too).
+__device__ __forceinline__ void rf_q8_store(float v, long long i, long long k, int8_t* __restrict__ xq,
+                                            float* __restrict__ xd) {
+    float a = fabsf(v);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor(a, o, 32));
+    const float d = a / 127.0f;
+    if (i < k) {
+        xq[i] = (int8_t)(d > 0.0f ? __float2int_rn(v / d) : 0);
+        if ((i & 31) == 0) xd[i >> 5] = d;
+    }
 }

@@ -38,6 +38,7 @@ extern "C" __global__ void __launch_bounds__(RF_SAMPLE_THREADS)
     rf_sample(const float* __restrict__ logits, float* __restrict__ work, int V, const int32_t* __restrict__ hist,
               int L, float repeat_penalty, double presence, double frequency, double temperature, int top_k,
               double top_p, double min_p, double typical_p, uint64_t seed, uint64_t step, int32_t* __restrict__ out) {
+    rf_grid_begin();
     __shared__ float cval[RF_SAMPLE_CAP];
     __shared__ int cid[RF_SAMPLE_CAP];
     __shared__ int order[RF_SAMPLE_CAP];

@@ -62,6 +62,11 @@ class Backend(ABC):
         """Bring a tensor of another backend here (through host memory unless a backend knows better)."""
         return self.from_host(source.to_host(tensor))
 
+    def all_finite(self, tensor) -> bool:
+        """Whether every value of ``tensor`` is finite (the run-time guard asks this of each step's logits; a
+        device backend can answer without copying them to the host)."""
+        return bool(np.isfinite(self.to_host(tensor)).all())
+
     def write(self, tensor, array: np.ndarray) -> None:
         """Overwrite an existing tensor with host data (per-step inputs live in tensors allocated once, so that a
         captured decode step can be replayed with new inputs)."""

@@ -106,10 +106,7 @@ class Engine:
             self.cache.reserve(slot, end)
         self.cache.sync()
         batch, run = self._runner(phase, len(tokens), len(out_rows))
-        be = self.model.backend
-        for tensor, values in ((batch.tokens, tokens), (batch.positions, positions), (batch.seq_ids, slots),
-                               (batch.out_rows, out_rows)):
-            be.write(tensor, np.asarray(values, dtype=np.int32))
+        batch.fill(self.model.backend, tokens=tokens, positions=positions, seq_ids=slots, out_rows=out_rows)
         fallbacks = self.model.plan.fallbacks
         logits = check_step(self.forward, self.model.planner, run(),
                             lambda: self.forward.run(batch, self.cache, phase))

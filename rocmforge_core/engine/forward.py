@@ -18,8 +18,10 @@ decide placement, upload weights and allocate the KV cache before the first real
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import numpy as np
 
 from rocmforge_core.errors import BackendError
 from rocmforge_core.formats import Weight
@@ -72,10 +74,21 @@ class Batch:
     positions: Any  # i32[m]
     seq_ids: Any    # i32[m]: rows of the block table
     out_rows: Any   # i32[n_out]: which of the m rows produce logits
+    written: dict = field(default_factory=dict)  # field name -> the values it holds
 
     @property
     def m(self) -> int:
         return self.tokens.shape[0]
+
+    def fill(self, backend, **values) -> None:
+        """Write the step's inputs, skipping those that hold these values already (a decoding sequence keeps its
+        slot and output row: two of the four writes)."""
+        for name, v in values.items():
+            array = np.asarray(v, dtype=np.int32)
+            last = self.written.get(name)
+            if last is None or not np.array_equal(last, array):
+                backend.write(getattr(self, name), array)
+                self.written[name] = array
 
 
 @dataclass(frozen=True)
@@ -215,9 +228,15 @@ class Forward:
 
     def to_host(self, tensor):
         """A tensor of any backend used here, as a numpy array."""
+        return self._owner(tensor).to_host(tensor)
+
+    def all_finite(self, tensor) -> bool:
+        return self._owner(tensor).all_finite(tensor)
+
+    def _owner(self, tensor):
         for backend in self.backends.values():
             if backend.owns(tensor):
-                return backend.to_host(tensor)
+                return backend
         raise BackendError(f"no backend owns a tensor of type {type(tensor).__name__}")
 
     # -- placement and execution ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #define __device__
 #define __forceinline__ inline
 #define __constant__ static const
+struct uint2 { uint32_t x, y; };
 struct uint4 { uint32_t x, y, z, w; };
 struct float4 { float x, y, z, w; };
 static inline float __uint_as_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
@@ -16,3 +17,5 @@ static inline int rf_dp4a(int a, int b, int c) {
     return c;
 }
 static inline float rf_f16_at(const uint8_t* p) { return rf_half_to_float(rf_u16(p)); }
+static inline uint32_t rf_u32_a4(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
+static inline uint2 rf_u64_a8(const uint8_t* p) { uint2 v; std::memcpy(&v, p, 8); return v; }

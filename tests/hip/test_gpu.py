@@ -168,6 +168,54 @@ def test_quantized_activation_is_not_reused_after_a_write(hip):
             assert nmse(got, ops.reference("matmul")(x, w)) < 1e-4
 
 
+def test_captured_neighbours_share_launches_and_match_eager(hip):
+    """While capturing, products of one input become one launch, a residual add joins the product before it and
+    the ropes of q and k share a launch; the replay gives what the eager calls give."""
+    rng = np.random.default_rng(12)
+    (w1, d1), (w2, d2), (w3, d3), (w4, d4) = (_upload(hip, "Q4_K", rng, n, 512) for n in (256, 64, 64, 256))
+    x = hip.from_host(rng.standard_normal((1, 512)).astype(np.float32))
+    res = hip.from_host(rng.standard_normal((1, 256)).astype(np.float32))
+    pos = hip.from_host(np.array([37], np.int32))
+    mm, add, rope = kernel("matmul").fn, kernel("add").fn, kernel("rope").fn
+
+    def step():
+        q, k, v = mm(x, d1), mm(x, d2), mm(x, d3)
+        qr = rope(q.reshape(1, 4, 64), pos, base=1e4, mode="normal")
+        kr = rope(k.reshape(1, 1, 64), pos, base=1e4, mode="normal")
+        o = mm(x, d4)
+        return q, k, v, qr, kr, o, add(res, o)
+
+    eager = [hip.to_host(t) for t in step()]
+    launches = []
+    real = hip.runtime.launch
+    hip.runtime.launch = lambda *a, **kw: (launches.append(a[0]), real(*a, **kw))[1]
+    out = {}
+    try:
+        replay = hip.capture(lambda: out.__setitem__("r", step()))
+    finally:
+        del hip.runtime.launch
+    assert len(launches) == 4  # quantize x; q, k and v in one; both ropes in one; o with the add
+    replay()
+    for got, want in zip((hip.to_host(t) for t in out["r"]), eager):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    xh = hip.to_host(x)
+    for got, w in zip(eager[:3], (w1, w2, w3)):
+        assert nmse(got, ops.reference("matmul")(xh, w)) < 1e-4
+    assert nmse(eager[6], ops.reference("matmul")(xh, w4) + hip.to_host(res)) < 1e-4
+
+
+@pytest.mark.parametrize("n", [1, 7, 2048, 128256, (1 << 20) + 3])
+def test_all_finite(hip, n):
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal(n).astype(np.float32)
+    assert hip.all_finite(hip.from_host(x)) and hip.all_finite(hip.from_host(x))  # the block counter resets
+    for where in {0, n // 2, n - 1}:
+        for bad in (np.nan, np.inf, -np.inf):
+            y = x.copy()
+            y[where] = bad
+            assert not hip.all_finite(hip.from_host(y)), (where, bad)
+
+
 def test_out_of_memory_is_reported(hip):
     with pytest.raises(OutOfMemoryError, match="no room"):
         hip.empty((1 << 40,), "f32")

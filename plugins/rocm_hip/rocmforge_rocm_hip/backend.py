@@ -9,11 +9,12 @@ from rocmforge_core.errors import BackendError
 from rocmforge_core.formats import QuantFormat, Weight
 from rocmforge_core.ops import Verdict, no, yes
 from rocmforge_rocm_hip.memory import NAMES, NUMPY, Arena, DeviceTensor, Pool
-from rocmforge_rocm_hip.runtime import Runtime, RuntimeUnavailable, open_runtime
-from rocmforge_rocm_hip.sources import Unit, has_dot8_q8_source
+from rocmforge_rocm_hip.runtime import I64, PTR, Runtime, RuntimeUnavailable, open_runtime
+from rocmforge_rocm_hip.sources import ELEMENTWISE, Unit, has_dot8_q8_source
 
 # AMD targets every kernel is compile-checked for in CI (tests/hip); others are refused rather than tried.
 SUPPORTED_AMD = ("gfx90a", "gfx942", "gfx1100", "gfx1201")
+FINITE_BLOCKS = 128  # at most this many blocks check a tensor for non-finite values
 
 
 class Graph:
@@ -45,6 +46,12 @@ class HipBackend(Backend):
         # (weakref to an activation, its 8-bit copy, scales): q, k and v (gate and up) share one input, quantized
         # once. Dropped whenever a tensor may change under it (write) and around captures.
         self.q8_cache = None
+        self._finite_scratch = None
+        # Launches deferred while a step is captured, so that neighbours become one launch: decode products of one
+        # input (q, k, v; gate, up; a product and the residual add after it), the ropes of q and k (ops.Product,
+        # ops.Rope). Any other launch, or the end of the capture, sends them.
+        self.capturing = False
+        self.pending: list = []
 
     # -- runtime ---------------------------------------------------------------------------------------------
     @property
@@ -98,7 +105,21 @@ class HipBackend(Backend):
         block = tuple(int(b) for b in block) + (1,) * (3 - len(block))
         if min(grid) <= 0:
             return
+        if self.pending:
+            self.flush()
         self.runtime.launch(self.functions(unit)[kernel], grid, block, args, shared)
+
+    def defer(self, item) -> None:
+        """Queue a launch (an object with ``joins`` and ``launch``, see ops.Product) while capturing."""
+        pending = self.pending
+        if pending and (type(pending[0]) is not type(item) or not pending[0].joins(item, len(pending))):
+            self.flush()
+        self.pending.append(item)
+
+    def flush(self) -> None:
+        items, self.pending = self.pending, []
+        if items:
+            type(items[0]).launch(self, items)
 
     # -- memory ----------------------------------------------------------------------------------------------
     def empty(self, shape, dtype: str) -> DeviceTensor:
@@ -124,6 +145,19 @@ class HipBackend(Backend):
         out = np.empty(tensor.shape, dtype=NUMPY[tensor.dtype_name])
         self.runtime.dtoh(out, tensor.ptr)
         return out
+
+    def all_finite(self, tensor) -> bool:
+        if tensor.dtype_name != "f32":
+            return super().all_finite(tensor)
+        if self._finite_scratch is None:  # per-block counts, and a block counter that the kernel keeps at 0
+            self._finite_scratch = (self.from_host(np.zeros(FINITE_BLOCKS, np.float32)),
+                                    self.from_host(np.zeros(1, np.int32)))
+        partial, done = self._finite_scratch
+        flag = self.empty((1,), "i32")
+        blocks = max(1, min(FINITE_BLOCKS, tensor.size // 2048))
+        self.launch(ELEMENTWISE, "rf_all_finite", (blocks,), (256,),
+                    [(tensor.ptr, PTR), (tensor.size, I64), (flag.ptr, PTR), (partial.ptr, PTR), (done.ptr, PTR)])
+        return bool(self.to_host(flag)[0])
 
     def write(self, tensor: DeviceTensor, array: np.ndarray) -> None:
         self.q8_cache = None
@@ -159,25 +193,30 @@ class HipBackend(Backend):
         private, saved = Pool(rt), self.pool
         self.pool = private
         rt.begin_capture()
+        self.capturing = True
         try:
             step()
+            self.flush()
         except BaseException:
+            self.pending = []
             try:
                 rt.destroy_graph(rt.end_capture())
             except Exception:
                 pass
             raise
         finally:
+            self.capturing = False
             self.pool = saved
             self.q8_cache = None
         return Graph(rt, rt.end_capture(), private)
 
 
 def kernel_names(unit: Unit) -> list[str]:
-    extra = ["rf_matvec_q8"] if unit.file == "quant.hip" and has_dot8_q8_source(unit.fmt_source) else []
+    dot8 = unit.file == "quant.hip" and has_dot8_q8_source(unit.fmt_source)
+    extra = ["rf_matvec_q8", "rf_matvec_q8_multi"] if dot8 else []
     return extra + {
         "elementwise.hip": ["rf_add", "rf_scale", "rf_activation", "rf_rmsnorm", "rf_rope", "rf_transpose", "rf_to_f16",
-                            "rf_quantize_q8"],
+                            "rf_quantize_q8", "rf_all_finite"],
         "quant.hip": ["rf_rows_f32", "rf_rows_f16", "rf_matmul_tiled"] + [f"rf_matvec_{m}" for m in range(1, 9)],
         "attention.hip": ["rf_kv_write", "rf_attention", "rf_attention_combine"],
         "sample.hip": ["rf_sample"],

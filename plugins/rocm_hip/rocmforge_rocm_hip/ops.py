@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,6 +52,91 @@ def _format(arg) -> tuple[object, str]:
     return fmt, ""
 
 
+def _split(n: int, k: int) -> int:
+    """Waves sharing one row of a decode product (1, 2 or 4): enough waves in flight to keep memory busy, at least
+    2k in all. Measured on the H100 with weights streamed from memory: a 2048 x 8192 product (ffn_down) takes
+    7.7 us with 4 waves per row against 13.1 with one; 2048 x 2048 3.1 us with 2 against 4.1."""
+    split = 1
+    while split < 4 and n * split < 2 * k:
+        split *= 2
+    return split
+
+
+@dataclass
+class Product:
+    """One decode product out = x . w (x quantized to xq, xd), waiting to be launched (HipBackend.defer);
+    with ``total``, the residual add that follows it as well: total = out + residual."""
+    unit: object
+    xq: object
+    xd: object
+    w: object
+    out: object
+    n: int
+    k: int
+    row_bytes: int
+    residual: object = None
+    total: object = None
+
+    def joins(self, other: "Product", pending: int) -> bool:
+        """Whether ``other`` can share a launch with this one and the others pending: same input, same kernel."""
+        return (pending < 3 and self.total is None and other.xq is self.xq and other.unit == self.unit
+                and other.k == self.k)
+
+
+    @staticmethod
+    def launch(be, products: list["Product"]) -> None:
+        launch_products(be, products)
+
+
+@dataclass
+class Rope:
+    """A rope waiting to be launched (HipBackend.defer): the next one of the same positions and parameters (k
+    after q) shares its launch."""
+    x: object
+    out: object
+    positions: object
+    freq_factors: object
+    params: tuple  # base, mode, n_rot, freq_scale
+
+    def joins(self, other: "Rope", pending: int) -> bool:
+        return (pending < 2 and other.positions is self.positions and other.freq_factors is self.freq_factors
+                and other.params == self.params and other.x.shape[::2] == self.x.shape[::2])
+
+    @staticmethod
+    def launch(be, ropes: list["Rope"]) -> None:
+        r = ropes[0]
+        m, heads, d = r.x.shape
+        r2 = ropes[1] if len(ropes) > 1 else None
+        heads2 = r2.x.shape[1] if r2 else 0
+        base, mode, n_rot, freq_scale = r.params
+        be.launch(sources.ELEMENTWISE, "rf_rope", (_blocks(m * (heads + heads2) * (d // 2)),), (THREADS,),
+                  [(r.x.ptr, PTR), (r.positions.ptr, PTR), (_ptr(r.freq_factors), PTR), (r.out.ptr, PTR), (m, I32),
+                   (heads, I32), (d, I32), (n_rot, I32), (base, F64), (freq_scale, F64), (int(mode == "neox"), I32),
+                   (_ptr(r2 and r2.x), PTR), (_ptr(r2 and r2.out), PTR), (heads2, I32)])
+
+
+def launch_products(be, products: list[Product]) -> None:
+    """One launch for products of one input: rf_matvec_q8, or rf_matvec_q8_multi for two or three."""
+    p0 = products[0]
+    split = _split(sum(p.n for p in products), p0.k)
+    per = 4 // split  # rows per block
+    threads = (4 * be.runtime.info.wave_size,)
+    head = [(p0.xq.ptr, PTR), (p0.xd.ptr, PTR)]
+    tail = [(p0.k, I32), (p0.row_bytes, I64), (split, I32)]
+    if len(products) == 1:
+        be.launch(p0.unit, "rf_matvec_q8", (_blocks(p0.n, per),), threads,
+                  head + [(_ptr(p0.w), PTR), (p0.out.ptr, PTR), (p0.n, I32)] + tail
+                  + [(_ptr(p0.residual), PTR), (_ptr(p0.total), PTR)])
+        return
+    segments, start = [], 0
+    for i in range(3):
+        p = products[min(i, len(products) - 1)]
+        n = p.n if i < len(products) else 0  # an absent third segment: no rows, no blocks
+        segments += [(_ptr(p.w), PTR), (p.out.ptr, PTR), (n, I32)] + ([(start, I32)] if i else [])
+        start += _blocks(n, per)
+    be.launch(p0.unit, "rf_matvec_q8_multi", (start,), threads, head + segments + tail)
+
+
 def _row_bytes(fmt, k: int) -> int:
     return k // fmt.block_size * fmt.type_size
 
@@ -73,6 +159,12 @@ class HipOps:
 
     # -- elementwise -----------------------------------------------------------------------------------------
     def add(self, a, b):
+        pending = self.be.pending
+        if (len(pending) == 1 and isinstance(pending[0], Product) and pending[0].total is None
+                and a.size == b.size and (pending[0].out is a or pending[0].out is b)):
+            # a residual add right after the product that made one side (while capturing): that product does it
+            pending[0].residual, pending[0].total = (b if pending[0].out is a else a), self.be.empty(a.shape, "f32")
+            return pending[0].total
         out = self.be.empty(a.shape, "f32")
         self.be.launch(sources.ELEMENTWISE, "rf_add", (_blocks(a.size),), (THREADS,),
                        [(a.ptr, PTR), (b.ptr, PTR), (out.ptr, PTR), (a.size, I64), (b.size, I64)])
@@ -88,25 +180,28 @@ class HipOps:
         out = self.be.empty(gate.shape, "f32")
         self.be.launch(sources.ELEMENTWISE, "rf_activation", (_blocks(gate.size),), (THREADS,),
                        [(gate.ptr, PTR), (up.ptr, PTR), (out.ptr, PTR), (gate.size, I64),
-                        ({"swiglu": 0, "geglu_tanh": 1}[kind], I32)])
+                        ({"swiglu": 0, "geglu_tanh": 1}[kind], I32)] + self._q8_outputs(out))
         return out
 
     def rmsnorm(self, x, w, *, eps):
         d = x.shape[-1]
         rows = x.size // d
         out = self.be.empty(x.shape, "f32")
-        self.be.launch(sources.ELEMENTWISE, "rf_rmsnorm", (rows,), (THREADS,),
-                       [(x.ptr, PTR), (_ptr(w), PTR), (out.ptr, PTR), (d, I32), (float(eps), F32)])
+        wave = self.be.runtime.info.wave_size  # up to 4 elements per thread, at most 1024 threads
+        threads = min(1024, max(wave, -(-d // (4 * wave)) * wave))
+        self.be.launch(sources.ELEMENTWISE, "rf_rmsnorm", (rows,), (threads,),
+                       [(x.ptr, PTR), (_ptr(w), PTR), (out.ptr, PTR), (d, I32), (float(eps), F32)]
+                       + self._q8_outputs(out))
         return out
 
     def rope(self, x, positions, freq_factors=None, *, base, mode, n_rot=0, freq_scale=1.0):
-        m, heads, d = x.shape
-        out = self.be.empty(x.shape, "f32")
-        self.be.launch(sources.ELEMENTWISE, "rf_rope", (_blocks(m * heads * (d // 2)),), (THREADS,),
-                       [(x.ptr, PTR), (positions.ptr, PTR), (_ptr(freq_factors), PTR), (out.ptr, PTR), (m, I32),
-                        (heads, I32), (d, I32), (int(n_rot or d), I32), (float(base), F64),
-                        (float(freq_scale), F64), (int(mode == "neox"), I32)])
-        return out
+        rope = Rope(x, self.be.empty(x.shape, "f32"), positions, freq_factors,
+                    (float(base), mode, int(n_rot or x.shape[-1]), float(freq_scale)))
+        if self.be.capturing:
+            self.be.defer(rope)
+        else:
+            Rope.launch(self.be, [rope])
+        return rope.out
 
     def transpose(self, x):
         rows, cols = x.shape
@@ -131,15 +226,30 @@ class HipOps:
         return out
 
     def _quantized(self, x, k: int):
-        """x (one row) as 8-bit values and per-32 scales, reused while the backend's q8_cache holds x."""
+        """x (one row) as 8-bit values and per-32 scales, reused while the backend's q8_cache holds x (the
+        kernel that produced x may have made them, see _q8_outputs)."""
         cached = self.be.q8_cache
-        if cached is not None and cached[0]() is x:
-            return cached[1], cached[2]
-        xq, xd = self.be.empty((k,), "u8"), self.be.empty((k // 32,), "f32")
+        if cached is not None and cached[0]() is x._block and cached[1] == (x.ptr, k):
+            return cached[2], cached[3]
+        xq, xd = self._q8_buffers(x, k)
         self.be.launch(sources.ELEMENTWISE, "rf_quantize_q8", (_blocks(k),), (THREADS,),
                        [(x.ptr, PTR), (xq.ptr, PTR), (xd.ptr, PTR), (k, I32)])
-        self.be.q8_cache = (weakref.ref(x), xq, xd)
         return xq, xd
+
+    def _q8_buffers(self, x, k: int):
+        xq, xd = self.be.empty((k,), "u8"), self.be.empty((k // 32,), "f32")
+        self.be.q8_cache = (weakref.ref(x._block), (x.ptr, k), xq, xd)
+        return xq, xd
+
+    def _q8_outputs(self, out) -> list:
+        """Kernel arguments (xq, xd) asking a kernel that writes one row ``out`` to quantize it as well, for the
+        integer-dot products that usually follow (q/k/v after a norm, ffn_down after the activation); null
+        pointers when the row does not qualify."""
+        k = out.shape[-1] if out.shape else 0
+        if out.size != k or k % 32:
+            return [(0, PTR), (0, PTR)]
+        xq, xd = self._q8_buffers(out, k)
+        return [(xq.ptr, PTR), (xd.ptr, PTR)]
 
     def embedding(self, table, ids):
         k = table.shape[-1]
@@ -166,12 +276,13 @@ class HipOps:
             blas.gemm_f16(m, n, k, x16.ptr, w16.ptr, out.ptr)
         elif m == 1 and k % 32 == 0 and sources.has_dot8_q8(fmt):
             xq, xd = self._quantized(x, k)
-            split = 4 if n <= 1024 else 1
-            self.be.launch(unit, "rf_matvec_q8", (_blocks(n, 4 // split),), (4 * self.be.runtime.info.wave_size,),
-                           [(xq.ptr, PTR), (xd.ptr, PTR), (_ptr(w), PTR), (out.ptr, PTR), (n, I32), (k, I32),
-                            (_row_bytes(fmt, k), I64), (split, I32)])
+            product = Product(unit, xq, xd, w, out, n, k, _row_bytes(fmt, k))
+            if self.be.capturing:
+                self.be.defer(product)
+            else:
+                launch_products(self.be, [product])
         elif m <= MATVEC_MAX_M:
-            split = 4 if n <= 1024 else 1
+            split = _split(n, k)
             rows_per_block = 4 // split
             self.be.launch(unit, f"rf_matvec_{m}", (_blocks(n, rows_per_block),),
                            (4 * self.be.runtime.info.wave_size,),
@@ -189,9 +300,11 @@ class HipOps:
         bs, mb = k_cache.shape[1], block_tables.shape[1]
         unit = sources.attention_unit(d, dv, k_cache.dtype_name == "f16")
         table_args = [(block_tables.ptr, PTR), (mb, I32), (seq_ids.ptr, PTR), (positions.ptr, PTR)]
-        self.be.launch(unit, "rf_kv_write", (_blocks(m * hkv * max(d, dv)),), (THREADS,),
-                       [(k.ptr, PTR), (v.ptr, PTR), (k_cache.ptr, PTR), (v_cache.ptr, PTR)] + table_args
-                       + [(m, I32), (hkv, I32), (bs, I32)])
+        if m > 1:  # tokens that attend to each other: their rows first (one token: rf_attention writes its own)
+            self.be.launch(unit, "rf_kv_write", (_blocks(m * hkv * max(d, dv)),), (THREADS,),
+                           [(k.ptr, PTR), (v.ptr, PTR), (k_cache.ptr, PTR), (v_cache.ptr, PTR)] + table_args
+                           + [(m, I32), (hkv, I32), (bs, I32)])
+        own = [(k.ptr, PTR), (v.ptr, PTR)] if m == 1 else [(0, PTR), (0, PTR)]
         wave = self.be.runtime.info.wave_size
         items = m * hq
         context = mb * bs
@@ -204,10 +317,13 @@ class HipOps:
         self.be.launch(unit, "rf_attention", (_blocks(items, 4), splits), (4 * wave,),
                        [(q.ptr, PTR), (k_cache.ptr, PTR), (v_cache.ptr, PTR)] + table_args
                        + [(out.ptr, PTR), (_ptr(part), PTR), (m, I32), (hq, I32), (hkv, I32), (bs, I32),
-                          (float(scale), F32), (int(window), I32), (float(softcap), F32), (split_len, I32)])
+                          (float(scale), F32), (int(window), I32), (float(softcap), F32), (split_len, I32)]
+                       + own)
         if splits > 1:
+            flat = out.reshape(1, m * hq * dv)
+            q8 = self._q8_outputs(flat) if dv % 32 == 0 else [(0, PTR), (0, PTR)]
             self.be.launch(unit, "rf_attention_combine", (_blocks(items * dv),), (THREADS,),
-                           [(part.ptr, PTR), (out.ptr, PTR), (items, I32), (splits, I32)])
+                           [(part.ptr, PTR), (out.ptr, PTR), (items, I32), (splits, I32)] + q8)
         return out
 
     # -- sampling --------------------------------------------------------------------------------------------

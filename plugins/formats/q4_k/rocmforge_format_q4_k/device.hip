@@ -20,8 +20,8 @@ __device__ __forceinline__ void rf_dequant8(const uint8_t* __restrict__ b, int g
     int sc, m;
     rf_k4_scale_min(b + 4, sub, &sc, &m);
     const float d1 = rf_f16_at(b) * (float)sc, m1 = rf_f16_at(b + 2) * (float)m;
-    const uint8_t* q = b + 16 + 32 * (sub >> 1) + 8 * (g & 3);
-    const uint32_t lo = rf_u32_a2(q), hi = rf_u32_a2(q + 4);
+    const uint2 q = rf_u64_a8(b + 16 + 32 * (sub >> 1) + 8 * (g & 3));  // 144-byte blocks: 8-byte aligned
+    const uint32_t lo = q.x, hi = q.y;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         v[i] = d1 * (float)((lo >> (8 * i + shift)) & 15) - m1;
@@ -36,9 +36,11 @@ __device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g
     const int sub = g >> 2, shift = (sub & 1) * 4;
     int sc, m;
     rf_k4_scale_min(b + 4, sub, &sc, &m);
-    const uint8_t* q = b + 16 + 32 * (sub >> 1) + 8 * (g & 3);
-    const int lo = (int)((rf_u32_a2(q) >> shift) & 0x0F0F0F0Fu), hi = (int)((rf_u32_a2(q + 4) >> shift) & 0x0F0F0F0Fu);
+    const uint2 q = rf_u64_a8(b + 16 + 32 * (sub >> 1) + 8 * (g & 3));
+    const int lo = (int)((q.x >> shift) & 0x0F0F0F0Fu), hi = (int)((q.y >> shift) & 0x0F0F0F0Fu);
     const int sq = rf_dp4a(hi, xq1, rf_dp4a(lo, xq0, 0));
     const int sx = rf_dp4a(0x01010101, xq1, rf_dp4a(0x01010101, xq0, 0));
-    return rf_f16_at(b) * (float)sc * (float)sq - rf_f16_at(b + 2) * (float)m * (float)sx;
+    const uint32_t dm = rf_u32_a4(b);  // d, then dmin
+    return rf_half_to_float((uint16_t)(dm & 0xffff)) * (float)sc * (float)sq -
+           rf_half_to_float((uint16_t)(dm >> 16)) * (float)m * (float)sx;
 }
