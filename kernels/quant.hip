@@ -131,8 +131,22 @@ __device__ __forceinline__ void rf_matvec_q8_rows(const int8_t* __restrict__ xq,
     __shared__ float part[RF_MV_WAVES];
     const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE, piece = wave % split;
     const int row = block * (RF_MV_WAVES / split) + wave / split;
-    const int groups = k / 8, step = RF_WAVE * split;
     float acc = 0.0f;
+#if defined(RF_CHUNK)
+    // The format's own unit (RF_CHUNK elements, a whole block or a pair of sub-blocks): one wide read of its
+    // quants and one scale decode per chunk instead of per 8 elements.
+    const int chunks = k / RF_CHUNK, cstep = RF_WAVE * split;
+    if (row < n) {
+        const uint8_t* wr = w + (long long)row * row_bytes;
+#pragma unroll 4
+        for (int ci = piece * RF_WAVE + lane; ci < chunks; ci += cstep) {
+            const int e0 = ci * RF_CHUNK;
+            acc += rf_dot_chunk_q8(wr + (long long)(e0 / RF_QK) * RF_TS, (e0 % RF_QK) / RF_CHUNK, xq + e0,
+                                   xd + e0 / 32);
+        }
+    }
+#else
+    const int groups = k / 8, step = RF_WAVE * split;
     if (row < n) {
         const uint8_t* wr = w + (long long)row * row_bytes;
         int gi = piece * RF_WAVE + lane;
@@ -149,6 +163,7 @@ __device__ __forceinline__ void rf_matvec_q8_rows(const int8_t* __restrict__ xq,
             acc += xd[gi >> 2] * rf_dot8_q8(wr + (gi / (RF_QK / 8)) * RF_TS, gi % (RF_QK / 8), q.x, q.y);
         }
     }
+#endif
     acc = rf_wave_sum(acc);
     if (split > 1) {
         if (lane == 0) part[wave] = acc;

@@ -6,6 +6,7 @@
 #define __forceinline__ inline
 #define __constant__ static const
 struct uint2 { uint32_t x, y; };
+struct int4 { int x, y, z, w; };
 struct uint4 { uint32_t x, y, z, w; };
 struct float4 { float x, y, z, w; };
 static inline float __uint_as_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }

@@ -92,12 +92,17 @@ def test_format_device_code_decodes_like_the_reference(fmt_name, tmp_path):
     xq = rng.integers(-127, 128, want.size).astype(np.int8)
     xq.tofile(tmp_path / "xq.bin")
     subprocess.run([str(exe), str(tmp_path / "in.bin"), str(tmp_path / "out.bin"), str(tmp_path / "xq.bin"),
-                    str(tmp_path / "dots.bin")], check=True)
+                    str(tmp_path / "dots.bin"), str(tmp_path / "chunks.bin")], check=True)
     got = np.fromfile(tmp_path / "out.bin", dtype=np.float32)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
     if "RF_HAS_DOT8_Q8" in Path(sources.format_source(fmt)).read_text():  # the 8-bit-activation dot
         dots = np.fromfile(tmp_path / "dots.bin", dtype=np.float32)
         expected = (want.astype(np.float64) * xq).reshape(-1, 8).sum(axis=1)
+        np.testing.assert_allclose(dots, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    chunk = sources.chunk_size(fmt)
+    if chunk:  # the decode product's per-chunk dot
+        dots = np.fromfile(tmp_path / "chunks.bin", dtype=np.float32)
+        expected = (want.astype(np.float64) * xq).reshape(-1, chunk).sum(axis=1)
         np.testing.assert_allclose(dots, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 

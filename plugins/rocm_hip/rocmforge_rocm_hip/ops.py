@@ -74,6 +74,7 @@ class Product:
     n: int
     k: int
     row_bytes: int
+    chunk: int  # elements a lane takes at once (the format's RF_CHUNK), or 0: groups of 8
     residual: object = None
     total: object = None
 
@@ -118,9 +119,12 @@ class Rope:
 def launch_products(be, products: list[Product]) -> None:
     """One launch for products of one input: rf_matvec_q8, or rf_matvec_q8_multi for two or three."""
     p0 = products[0]
+    wave = be.runtime.info.wave_size
     split = _split(sum(p.n for p in products), p0.k)
+    while p0.chunk and split > 1 and p0.k // p0.chunk < wave * split:  # no wave without a chunk of its own
+        split //= 2
     per = 4 // split  # rows per block
-    threads = (4 * be.runtime.info.wave_size,)
+    threads = (4 * wave,)
     head = [(p0.xq.ptr, PTR), (p0.xd.ptr, PTR)]
     tail = [(p0.k, I32), (p0.row_bytes, I64), (split, I32)]
     if len(products) == 1:
@@ -276,7 +280,7 @@ class HipOps:
             blas.gemm_f16(m, n, k, x16.ptr, w16.ptr, out.ptr)
         elif m == 1 and k % 32 == 0 and sources.has_dot8_q8(fmt):
             xq, xd = self._quantized(x, k)
-            product = Product(unit, xq, xd, w, out, n, k, _row_bytes(fmt, k))
+            product = Product(unit, xq, xd, w, out, n, k, _row_bytes(fmt, k), sources.chunk_size(fmt))
             if self.be.capturing:
                 self.be.defer(product)
             else:

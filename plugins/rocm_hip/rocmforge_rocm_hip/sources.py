@@ -4,7 +4,9 @@ the compile checks and the ahead-of-time build."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +59,25 @@ def format_source(fmt) -> str:
     return str(src) if src and Path(src).is_file() else ""
 
 
+@functools.lru_cache(maxsize=None)
+def _text(path: str) -> str:
+    return Path(path).read_text() if path else ""
+
+
 def has_dot8_q8_source(path: str) -> bool:
     """Whether a format's device code has the 8-bit-activation dot (rf_dot8_q8)."""
-    return bool(path) and "RF_HAS_DOT8_Q8" in Path(path).read_text()
+    return "RF_HAS_DOT8_Q8" in _text(path)
 
 
 def has_dot8_q8(fmt) -> bool:
     return has_dot8_q8_source(format_source(fmt))
+
+
+def chunk_size(fmt) -> int:
+    """Elements per rf_dot_chunk_q8 call (RF_CHUNK) when a format's device code has one, else 0: its decode
+    products then take whole chunks per lane."""
+    match = re.search(r"^#define RF_CHUNK (\d+)", _text(format_source(fmt)), re.M)
+    return int(match.group(1)) if match else 0
 
 
 def quant_unit(fmt, exact: bool = False) -> Unit:

@@ -44,3 +44,32 @@ __device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g
     return rf_half_to_float((uint16_t)(dm & 0xffff)) * (float)sc * (float)sq -
            rf_half_to_float((uint16_t)(dm >> 16)) * (float)m * (float)sx;
 }
+
+// Dot of chunk c (elements 64c .. 64c+63: sub-blocks 2c and 2c+1, the low and high nibbles of the same 32 bytes
+// of qs) with 64 signed bytes xq (16-byte aligned) scaled per 32 by xd: the decode product's unit
+// (kernels/quant.hip). 144-byte blocks keep the quants 16-byte aligned.
+#define RF_CHUNK 64
+__device__ __forceinline__ float rf_dot_chunk_q8(const uint8_t* __restrict__ b, int c, const int8_t* __restrict__ xq,
+                                                 const float* __restrict__ xd) {
+    const uint4 qa = *(const uint4*)(b + 16 + 32 * c), qb = *(const uint4*)(b + 32 + 32 * c);
+    const int4 x0 = *(const int4*)xq, x1 = *(const int4*)(xq + 16), x2 = *(const int4*)(xq + 32),
+               x3 = *(const int4*)(xq + 48);
+    const uint32_t q[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+    const int xl[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+    const int xh[8] = {x2.x, x2.y, x2.z, x2.w, x3.x, x3.y, x3.z, x3.w};
+    int sl = 0, sh = 0, xsl = 0, xsh = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        sl = rf_dp4a((int)(q[i] & 0x0F0F0F0Fu), xl[i], sl);
+        sh = rf_dp4a((int)((q[i] >> 4) & 0x0F0F0F0Fu), xh[i], sh);
+        xsl = rf_dp4a(0x01010101, xl[i], xsl);
+        xsh = rf_dp4a(0x01010101, xh[i], xsh);
+    }
+    int sc0, m0, sc1, m1;
+    rf_k4_scale_min(b + 4, 2 * c, &sc0, &m0);
+    rf_k4_scale_min(b + 4, 2 * c + 1, &sc1, &m1);
+    const uint32_t dm = rf_u32_a4(b);  // d, then dmin
+    const float d = rf_half_to_float((uint16_t)(dm & 0xffff)), dmin = rf_half_to_float((uint16_t)(dm >> 16));
+    return xd[0] * (d * (float)sc0 * (float)sl - dmin * (float)m0 * (float)xsl) +
+           xd[1] * (d * (float)sc1 * (float)sh - dmin * (float)m1 * (float)xsh);
+}
