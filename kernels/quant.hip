@@ -140,9 +140,9 @@ __device__ __forceinline__ void rf_matvec_q8_rows(const int8_t* __restrict__ xq,
         const uint8_t* wr = w + (long long)row * row_bytes;
 #pragma unroll 4
         for (int ci = piece * RF_WAVE + lane; ci < chunks; ci += cstep) {
-            const int e0 = ci * RF_CHUNK;
-            acc += rf_dot_chunk_q8(wr + (long long)(e0 / RF_QK) * RF_TS, (e0 % RF_QK) / RF_CHUNK, xq + e0,
-                                   xd + e0 / 32);
+            const int blk = ci / (RF_QK / RF_CHUNK);
+            acc += rf_dot_chunk_q8(wr + (long long)blk * RF_TS, ci % (RF_QK / RF_CHUNK), xq + blk * RF_QK,
+                                   xd + blk * (RF_QK / 32));
         }
     }
 #else

@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
         std::vector<float> chunk_dots(out.size() / RF_CHUNK);
         for (size_t e = 0; e < out.size(); e += RF_CHUNK)
             chunk_dots[e / RF_CHUNK] = rf_dot_chunk_q8(raw.data() + (e / RF_QK) * RF_TS, (int)(e % RF_QK) / RF_CHUNK,
-                                                       xq.data() + e, ones.data());
+                                                       xq.data() + e / RF_QK * RF_QK, ones.data());
         FILE* c = std::fopen(argv[5], "wb");
         std::fwrite(chunk_dots.data(), sizeof(float), chunk_dots.size(), c);
         std::fclose(c);

@@ -28,8 +28,8 @@ __device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g
     return rf_f16_at(b) * (float)(sq - 8 * sx);
 }
 
-// Dot of the whole block (RF_CHUNK elements) with 32 signed bytes xq (16-byte aligned) scaled by xd[0]: the
-// decode product's unit (kernels/quant.hip).
+// Dot of the whole block (RF_CHUNK elements, c is 0) with its 32 signed 8-bit activations xq (16-byte aligned)
+// scaled by xd[0]: the decode product's unit (kernels/quant.hip).
 #define RF_CHUNK 32
 __device__ __forceinline__ float rf_dot_chunk_q8(const uint8_t* __restrict__ b, int c, const int8_t* __restrict__ xq,
                                                  const float* __restrict__ xd) {

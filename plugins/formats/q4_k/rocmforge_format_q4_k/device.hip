@@ -46,11 +46,13 @@ __device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g
 }
 
 // Dot of chunk c (elements 64c .. 64c+63: sub-blocks 2c and 2c+1, the low and high nibbles of the same 32 bytes
-// of qs) with 64 signed bytes xq (16-byte aligned) scaled per 32 by xd: the decode product's unit
+// of qs) with the block's 8-bit activations xq (16-byte aligned) scaled per 32 by xd: the decode product's unit
 // (kernels/quant.hip). 144-byte blocks keep the quants 16-byte aligned.
 #define RF_CHUNK 64
 __device__ __forceinline__ float rf_dot_chunk_q8(const uint8_t* __restrict__ b, int c, const int8_t* __restrict__ xq,
                                                  const float* __restrict__ xd) {
+    xq += 64 * c;
+    xd += 2 * c;
     const uint4 qa = *(const uint4*)(b + 16 + 32 * c), qb = *(const uint4*)(b + 32 + 32 * c);
     const int4 x0 = *(const int4*)xq, x1 = *(const int4*)(xq + 16), x2 = *(const int4*)(xq + 32),
                x3 = *(const int4*)(xq + 48);
