@@ -163,3 +163,32 @@ def test_f16_kv_cache_stays_close_to_f32(model):
         logits[dtype] = np.stack(rows)
     err = np.abs(logits["f16"] - logits["f32"]).max()
     assert 0 < err < 1e-2 * np.abs(logits["f32"]).max()
+
+
+
+def test_decode_steps_rewrite_only_the_inputs_that_change(model):
+    """A decoding sequence keeps its slot and output row: after the first step only its token and position are
+    written; a step of another sequence writes its slot too. The logits stay those of a fresh engine."""
+    engine = Engine(model, n_ctx=32, max_seqs=2, block_size=4)
+    be = model.backend
+    written = []
+    write = be.write
+    be.write = lambda tensor, array: (written[-1].append(tensor), write(tensor, array))[1]
+    steps = [([5], 0, 0), ([6], 0, 1), ([7], 0, 2), ([9], 1, 0), ([8], 0, 3)]
+    try:
+        slots = [engine.add_sequence(), engine.add_sequence()]
+        for tokens, seq, pos in steps:
+            written.append([])
+            logits = engine.logits_to_host(engine.step(tokens, [slots[seq]], [pos], [0], "decode"))
+    finally:
+        del be.write
+    batch = engine._steps[("decode", 1, 1)][0]
+    names = {id(getattr(batch, f)): f for f in ("tokens", "positions", "seq_ids", "out_rows")}
+    got = [sorted(names[id(t)] for t in step if id(t) in names) for step in written]
+    assert got == [["out_rows", "positions", "seq_ids", "tokens"], ["positions", "tokens"], ["positions", "tokens"],
+                   ["positions", "seq_ids", "tokens"], ["positions", "seq_ids", "tokens"]]
+    fresh = Engine(model, n_ctx=32, max_seqs=2, block_size=4)
+    s = fresh.add_sequence()
+    for pos, tok in enumerate([5, 6, 7, 8]):
+        want = fresh.logits_to_host(fresh.step([tok], [s], [pos], [0], "decode"))
+    np.testing.assert_array_equal(logits, want)
