@@ -84,10 +84,13 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
     const int item = blockIdx.x * RF_ATT_WAVES + wave;
     const bool valid = item < m * hq;
     const int t = valid ? item / hq : 0, h = valid ? item % hq : 0, kvh = h / (hq / hkv);
+    const int pos = positions[t];
+    // A split that starts past the positions of all this block's tokens holds nothing, and the merge does not
+    // read it: a short sequence in a long cache launches many such blocks.
+    if (gridDim.y > 1 && !__syncthreads_or(valid && (int)blockIdx.y * split_len <= pos)) return;
     for (int d = lane; d < RF_D; d += RF_WAVE) qs[wave][d] = valid ? q[(long long)item * RF_D + d] : 0.0f;
     __syncthreads();
 
-    const int pos = positions[t];
     int lo = window > 0 ? max(0, pos - window + 1) : 0, hi = pos;
     if (gridDim.y > 1) {
         lo = max(lo, (int)blockIdx.y * split_len);
@@ -164,11 +167,13 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
     }
 }
 
-// One thread per (item, value dim): merge the splits' partial softmaxes (a split with no visible position has
-// sum 0 and max -inf and contributes nothing). With xq (one token, RF_DV % 32 == 0) the output is also quantized
-// for the output projection (rf_q8_store).
+// One thread per (item, value dim): merge the splits' partial softmaxes. Only the splits that reach the token's
+// position can hold anything (the others have sum 0 and max -inf), so a short sequence in a long cache reads a few
+// partials, not all of them. With xq (one token, RF_DV % 32 == 0) the output is also quantized for the output
+// projection (rf_q8_store).
 extern "C" __global__ void rf_attention_combine(const float* __restrict__ part, float* __restrict__ out, int items,
-                                                int n_splits, int8_t* __restrict__ xq, float* __restrict__ xd) {
+                                                int n_splits, int8_t* __restrict__ xq, float* __restrict__ xd,
+                                                const int32_t* __restrict__ positions, int hq, int split_len) {
     rf_grid_begin();
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const long long n = (long long)items * RF_DV;
@@ -177,10 +182,13 @@ extern "C" __global__ void rf_attention_combine(const float* __restrict__ part, 
         return;
     }
     const int item = (int)(i / RF_DV), d = (int)(i % RF_DV);
+    const int splits = min(n_splits, positions[item / hq] / split_len + 1);
     float mx = -RF_INF;
-    for (int s = 0; s < n_splits; ++s) mx = fmaxf(mx, part[((long long)s * items + item) * (RF_DV + 2) + RF_DV]);
+#pragma unroll 8
+    for (int s = 0; s < splits; ++s) mx = fmaxf(mx, part[((long long)s * items + item) * (RF_DV + 2) + RF_DV]);
     float num = 0.0f, den = 0.0f;
-    for (int s = 0; s < n_splits; ++s) {
+#pragma unroll 4
+    for (int s = 0; s < splits; ++s) {
         const float* pp = part + ((long long)s * items + item) * (RF_DV + 2);
         if (pp[RF_DV + 1] == 0.0f) continue;
         const float w = expf(pp[RF_DV] - mx);

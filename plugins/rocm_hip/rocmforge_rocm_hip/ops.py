@@ -327,7 +327,8 @@ class HipOps:
             flat = out.reshape(1, m * hq * dv)
             q8 = self._q8_outputs(flat) if dv % 32 == 0 else [(0, PTR), (0, PTR)]
             self.be.launch(unit, "rf_attention_combine", (_blocks(items * dv),), (THREADS,),
-                           [(part.ptr, PTR), (out.ptr, PTR), (items, I32), (splits, I32)] + q8)
+                           [(part.ptr, PTR), (out.ptr, PTR), (items, I32), (splits, I32)] + q8
+                           + [(positions.ptr, PTR), (hq, I32), (split_len, I32)])
         return out
 
     # -- sampling --------------------------------------------------------------------------------------------
