@@ -20,9 +20,11 @@ REPS = 20
 
 
 def timed(hip, fn) -> float:
-    """Device microseconds per call of ``fn`` (captured REPS times, replayed 5 times)."""
+    """Device microseconds per call of ``fn`` (captured REPS times, replayed 5 times). Each call's launches are
+    sent before the next call (``flush``), so that repeated products of one input are not merged into one launch
+    as neighbours in a captured step are."""
     fn()
-    graph = hip.capture(lambda: [fn() for _ in range(REPS)])
+    graph = hip.capture(lambda: [(fn(), hip.flush()) for _ in range(REPS)])
     graph()
     ms = hip.runtime.elapsed_ms(lambda: [graph() for _ in range(5)])
     return ms * 1000 / (5 * REPS)
