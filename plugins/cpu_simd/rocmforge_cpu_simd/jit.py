@@ -16,17 +16,29 @@ from llvmlite import binding as llvm, ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-# numba's OpenMP workers sleep between kernels instead of spinning. Spinning saves a futex wake-up (a few us) per
-# kernel on an idle machine, but when other processes want the cores a spinning worker is preempted and every
-# following kernel's barrier waits for its next time slice: SmolLM2's decode matmuls took 24-36 ms per step
-# (median; up to 1.9 s) with spinning workers and 13.7 ms (max 17 ms) with sleeping ones, at load 3 on 2 cores.
-# Must be set before libgomp starts (the backend's first set_num_threads); a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# numba's OpenMP workers spin for a bounded time after each kernel (GOMP_SPINCOUNT for libgomp, numba's default
+# here, KMP_BLOCKTIME in ms for Intel/LLVM OpenMP), then sleep. A decode step runs a kernel every 10-50 us, so
+# workers that spin 0.3-0.5 ms (measured: 20000 spins) stay awake through a step and cost no wake-up (70-140 us on
+# the busy VM) per kernel, while an idle process keeps no core busy. Spinning forever (OMP_WAIT_POLICY=ACTIVE)
+# collapsed under load: a spinning worker preempted by another process makes the next barrier wait for its time
+# slice; threads.py measures which kernels pay to run parallel. Must be set before OpenMP starts (the backend's
+# first set_num_threads); a user's own setting of any of these wins (OMP_WAIT_POLICY=PASSIVE: sleeping workers).
+_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+if not any(v in os.environ for v in _WAIT_VARS):
+    os.environ.update(OMP_WAIT_POLICY="PASSIVE", GOMP_SPINCOUNT="20000", KMP_BLOCKTIME="1")
+
+
+def workers_spin() -> bool:
+    """Whether OpenMP workers spin after a kernel (then waking them for a small kernel costs next to nothing)."""
+    spin = os.environ.get("GOMP_SPINCOUNT", "").strip()
+    if spin:
+        return spin != "0"
+    return os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"  # libgomp's unset policy spins ~3 ms
+
 
 if not numba.config.CACHE_DIR:
     numba.config.CACHE_DIR = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
                                  / "rocmforge" / "numba")
-
 
 
 def _allow_512_bit_vectors() -> None:

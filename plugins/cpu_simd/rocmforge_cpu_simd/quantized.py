@@ -183,8 +183,7 @@ def _i8_rows(shift: int):
     return dot
 
 
-_I8_DOT = {(bs, parallel): build for bs, shift in ((16, 4), (32, 5))
-           for parallel, build in serial_and_parallel(_i8_rows(shift), fast).items()}
+_I8_DOT = {bs: serial_and_parallel(_i8_rows(shift), fast) for bs, shift in ((16, 4), (32, 5))}
 
 
 @fast(inline="always")
@@ -329,11 +328,10 @@ def matmul(x, w, *, out=None):
     data = w.data
     if m >= BLAS_MIN_ROWS:
         return tiled_sgemm(x, n, lambda r0, r1, buf: dequantize_rows(data, np.arange(r0, r1), buf, False), res)
-    parallel = threads.worth_parallel(m * n * k)
     if isinstance(data, Q4Blocks):
-        _Q4_DOT[parallel](data.nibbles, data.scale, data.minv, x, res)
+        threads.run(_Q4_DOT, m * n * k, data.nibbles, data.scale, data.minv, x, res)
     else:
-        _I8_DOT[data.block, parallel](data.values, data.scale, data.minv, x, res)
+        threads.run(_I8_DOT[data.block], m * n * k, data.values, data.scale, data.minv, x, res)
     return res
 
 

@@ -12,21 +12,90 @@ on two cores they took turns stalling each other (measured: prefill matmuls 2.3x
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numba
 
 from rocmforge_core.errors import BackendError
+from rocmforge_cpu_simd.jit import workers_spin
 
 _pool: ThreadPoolExecutor | None = None
 _count = 1
 
-# Below this much work (multiply-adds, about 150 us on one core) a kernel runs on the calling thread alone. With
-# sleeping OpenMP workers (jit.py's default) every parallel kernel pays a wake-up: 70-140 us for an empty kernel
-# on the busy 2-core VM, more than a decode step's layer matmuls take on one core (9-70 us). Spinning workers
-# (OMP_WAIT_POLICY=ACTIVE, for dedicated machines) wake in a few microseconds, so then small kernels split too.
-PARALLEL_MIN_WORK = 128 * 1024 if os.environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE" else 2 * 1024 * 1024
+# Below PARALLEL_MIN_WORK multiply-adds (about 150 us on one core) a kernel runs on the calling thread if the
+# OpenMP workers sleep between kernels (OMP_WAIT_POLICY=PASSIVE): a sleeping worker's wake-up costs 70-140 us on
+# the busy 2-core VM, more than a decode step's layer matmuls take on one core (9-70 us). Workers that spin
+# between kernels (jit.py's default: a bounded spin) join in a few microseconds, so then kernels from
+# SPIN_MIN_WORK on can split (SmolLM2 tg128 on two threads: 70 -> 82-86 t/s, docs/PERF.md). But when other jobs
+# want the cores, a spinning worker gets preempted (the next barrier waits for its time slice, ms) and takes time
+# slices from the calling thread: decode collapsed to 3-12 t/s, and with only the output projection parallel it
+# still ran 13% below sleeping workers. So with spinning workers the kernels from SPIN_MIN_WORK on follow one of
+# three modes (``_Modes``), picked by measurement: what runs parallel is nothing, kernels from PARALLEL_MIN_WORK
+# on, or all of them.
+PARALLEL_MIN_WORK = 2 * 1024 * 1024
+SPIN_MIN_WORK = 32 * 1024
+WINDOW_WORK = 256 * 1024 * 1024   # multiply-adds per measured window: one or two decode steps
+TRIAL, MAX_TRIAL = 16, 64         # windows between trials of another mode
+IDLE_S = 0.05                     # a longer gap between kernels (no decoding going on) restarts the window
+
+
+class _Modes:
+    """Windows of WINDOW_WORK multiply-adds run in one mode each (0: all serial, 1: kernels from
+    PARALLEL_MIN_WORK on parallel, 2: all parallel), timed by the wall clock from the window's first kernel to its
+    last, so that a mode pays for everything it causes (stalled barriers, a spinning worker taking the caller's
+    time slices). The mode that cost least per multiply-add lately runs; every TRIAL windows (twice as long
+    after each lost trial, up to MAX_TRIAL) one window tries the mode measured longest ago; a trial ends early once
+    it costs twice the best (under load an all-parallel window can cost ten times a serial one)."""
+
+    def __init__(self) -> None:
+        self.cost = [0.0, 0.0, 0.0]   # seconds per multiply-add of the last window in each mode (0: not yet)
+        self.measured = [0, 0, 0]     # window number of each mode's last measurement
+        self.mode = 2
+        self.windows = 0
+        self.interval = TRIAL
+        self.since_trial = 1          # 0 while a trial window runs
+        self.start = self.last = 0.0
+        self.work = 0
+
+    def parallel(self, work: int, now: float) -> bool:
+        if now - self.last > IDLE_S:
+            self.start, self.work = now, 0
+        return self.mode == 2 or (self.mode == 1 and work >= PARALLEL_MIN_WORK)
+
+    def done(self, work: int, now: float) -> None:
+        self.last = now
+        self.work += work
+        seconds = now - self.start
+        trial = self.since_trial == 0
+        if self.work < WINDOW_WORK and not (trial and self.work >= WINDOW_WORK // 8
+                                            and seconds > 2 * self.best_cost() * self.work):
+            return
+        self.windows += 1
+        if self.windows == 1:   # the first window loads the kernels' machine code: no measure of its mode
+            self.start, self.work = now, 0
+            return
+        cost, last = seconds / self.work, self.cost[self.mode]
+        # the current mode's cost is averaged with its previous window: one disturbed window does not flip the mode
+        self.cost[self.mode] = cost if trial or not last else (cost + last) / 2
+        self.measured[self.mode] = self.windows
+        best = min(range(3), key=self.cost.__getitem__)
+        if trial:
+            self.interval = TRIAL if best == self.mode else min(2 * self.interval, MAX_TRIAL)
+        self.since_trial += 1
+        if self.since_trial > self.interval:
+            self.since_trial = 0
+            best = min((m for m in range(3) if m != best), key=self.measured.__getitem__)
+        self.mode = best
+        self.start, self.work = now, 0
+
+    def best_cost(self) -> float:
+        return min(c for m, c in enumerate(self.cost) if m != self.mode)
+
+
+_split_small = workers_spin()
+_modes = _Modes()
 
 
 def usable_cpus() -> list[int]:
@@ -67,7 +136,20 @@ def set_threads(threads: int | None) -> int:
 
 
 def worth_parallel(work: int) -> bool:
+    """Whether a kernel of ``work`` multiply-adds that is not timed by ``run`` should use every thread."""
     return _count > 1 and work >= PARALLEL_MIN_WORK
+
+
+def run(builds: dict, work: int, *args):
+    """Call ``builds[parallel](*args)`` ({False: serial build, True: parallel build}; see jit.serial_and_parallel)
+    for a kernel of ``work`` multiply-adds, parallel where that pays (see PARALLEL_MIN_WORK)."""
+    if _count == 1 or work < SPIN_MIN_WORK:
+        return builds[False](*args)
+    if not _split_small:
+        return builds[work >= PARALLEL_MIN_WORK](*args)
+    result = builds[_modes.parallel(work, time.perf_counter())](*args)
+    _modes.done(work, time.perf_counter())
+    return result
 
 
 def threads() -> int:
