@@ -54,8 +54,8 @@ def _format(arg) -> tuple[object, str]:
 
 def _split(n: int, k: int) -> int:
     """Waves sharing one row of a decode product (1, 2 or 4): enough waves in flight to keep memory busy, at least
-    2k in all. Measured on the H100 with weights streamed from memory: a 2048 x 8192 product (ffn_down) takes
-    7.7 us with 4 waves per row against 13.1 with one; 2048 x 2048 3.1 us with 2 against 4.1."""
+    2k in all. Measured on the H100 (Q4_0, groups of 8, weights streamed from memory): a 2048 x 8192 product
+    (ffn_down) took 7.7 us with 4 waves per row against 13.1 with one; 2048 x 2048 3.1 us with 2 against 4.1."""
     split = 1
     while split < 4 and n * split < 2 * k:
         split *= 2
@@ -83,10 +83,30 @@ class Product:
         return (pending < 3 and self.total is None and other.xq is self.xq and other.unit == self.unit
                 and other.k == self.k)
 
-
     @staticmethod
     def launch(be, products: list["Product"]) -> None:
-        launch_products(be, products)
+        """One launch for products of one input: rf_matvec_q8, or rf_matvec_q8_multi for two or three."""
+        p0 = products[0]
+        wave = be.runtime.info.wave_size
+        split = _split(sum(p.n for p in products), p0.k)
+        while p0.chunk and split > 1 and p0.k // p0.chunk < wave * split:  # no wave without a chunk of its own
+            split //= 2
+        per = 4 // split  # rows per block
+        threads = (4 * wave,)
+        head = [(p0.xq.ptr, PTR), (p0.xd.ptr, PTR)]
+        tail = [(p0.k, I32), (p0.row_bytes, I64), (split, I32)]
+        if len(products) == 1:
+            be.launch(p0.unit, "rf_matvec_q8", (_blocks(p0.n, per),), threads,
+                      head + [(_ptr(p0.w), PTR), (p0.out.ptr, PTR), (p0.n, I32)] + tail
+                      + [(_ptr(p0.residual), PTR), (_ptr(p0.total), PTR)])
+            return
+        segments, start = [], 0
+        for i in range(3):
+            p = products[min(i, len(products) - 1)]
+            n = p.n if i < len(products) else 0  # an absent third segment: no rows, no blocks
+            segments += [(_ptr(p.w), PTR), (p.out.ptr, PTR), (n, I32)] + ([(start, I32)] if i else [])
+            start += _blocks(n, per)
+        be.launch(p0.unit, "rf_matvec_q8_multi", (start,), threads, head + segments + tail)
 
 
 @dataclass
@@ -114,31 +134,6 @@ class Rope:
                   [(r.x.ptr, PTR), (r.positions.ptr, PTR), (_ptr(r.freq_factors), PTR), (r.out.ptr, PTR), (m, I32),
                    (heads, I32), (d, I32), (n_rot, I32), (base, F64), (freq_scale, F64), (int(mode == "neox"), I32),
                    (_ptr(r2 and r2.x), PTR), (_ptr(r2 and r2.out), PTR), (heads2, I32)])
-
-
-def launch_products(be, products: list[Product]) -> None:
-    """One launch for products of one input: rf_matvec_q8, or rf_matvec_q8_multi for two or three."""
-    p0 = products[0]
-    wave = be.runtime.info.wave_size
-    split = _split(sum(p.n for p in products), p0.k)
-    while p0.chunk and split > 1 and p0.k // p0.chunk < wave * split:  # no wave without a chunk of its own
-        split //= 2
-    per = 4 // split  # rows per block
-    threads = (4 * wave,)
-    head = [(p0.xq.ptr, PTR), (p0.xd.ptr, PTR)]
-    tail = [(p0.k, I32), (p0.row_bytes, I64), (split, I32)]
-    if len(products) == 1:
-        be.launch(p0.unit, "rf_matvec_q8", (_blocks(p0.n, per),), threads,
-                  head + [(_ptr(p0.w), PTR), (p0.out.ptr, PTR), (p0.n, I32)] + tail
-                  + [(_ptr(p0.residual), PTR), (_ptr(p0.total), PTR)])
-        return
-    segments, start = [], 0
-    for i in range(3):
-        p = products[min(i, len(products) - 1)]
-        n = p.n if i < len(products) else 0  # an absent third segment: no rows, no blocks
-        segments += [(_ptr(p.w), PTR), (p.out.ptr, PTR), (n, I32)] + ([(start, I32)] if i else [])
-        start += _blocks(n, per)
-    be.launch(p0.unit, "rf_matvec_q8_multi", (start,), threads, head + segments + tail)
 
 
 def _row_bytes(fmt, k: int) -> int:
@@ -284,7 +279,7 @@ class HipOps:
             if self.be.capturing:
                 self.be.defer(product)
             else:
-                launch_products(self.be, [product])
+                Product.launch(self.be, [product])
         elif m <= MATVEC_MAX_M:
             split = _split(n, k)
             rows_per_block = 4 // split
