@@ -99,7 +99,7 @@ def test_format_device_code_decodes_like_the_reference(fmt_name, tmp_path):
         dots = np.fromfile(tmp_path / "dots.bin", dtype=np.float32)
         expected = (want.astype(np.float64) * xq).reshape(-1, 8).sum(axis=1)
         np.testing.assert_allclose(dots, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
-    chunk = sources.chunk_size(fmt)
+    chunk = sources.chunk_size(sources.format_source(fmt))
     if chunk:  # the decode product's chunks, which partition each block (in an order of the format's choosing)
         dots = np.fromfile(tmp_path / "chunks.bin", dtype=np.float32).reshape(-1, fmt.block_size // chunk)
         expected = (want.astype(np.float64) * xq).reshape(-1, fmt.block_size).sum(axis=1)

@@ -149,11 +149,10 @@ class HipBackend(Backend):
     def all_finite(self, tensor) -> bool:
         if tensor.dtype_name != "f32":
             return super().all_finite(tensor)
-        if self._finite_scratch is None:  # per-block counts, and a block counter that the kernel keeps at 0
+        if self._finite_scratch is None:  # per-block counts, a block counter that the kernel keeps at 0, the answer
             self._finite_scratch = (self.from_host(np.zeros(FINITE_BLOCKS, np.float32)),
-                                    self.from_host(np.zeros(1, np.int32)))
-        partial, done = self._finite_scratch
-        flag = self.empty((1,), "i32")
+                                    self.from_host(np.zeros(1, np.int32)), self.empty((1,), "i32"))
+        partial, done, flag = self._finite_scratch
         blocks = max(1, min(FINITE_BLOCKS, tensor.size // 2048))
         self.launch(ELEMENTWISE, "rf_all_finite", (blocks,), (256,),
                     [(tensor.ptr, PTR), (tensor.size, I64), (flag.ptr, PTR), (partial.ptr, PTR), (done.ptr, PTR)])

@@ -74,7 +74,6 @@ class Product:
     n: int
     k: int
     row_bytes: int
-    chunk: int  # elements a lane takes at once (the format's RF_CHUNK), or 0: groups of 8
     residual: object = None
     total: object = None
 
@@ -89,7 +88,8 @@ class Product:
         p0 = products[0]
         wave = be.runtime.info.wave_size
         split = _split(sum(p.n for p in products), p0.k)
-        while p0.chunk and split > 1 and p0.k // p0.chunk < wave * split:  # no wave without a chunk of its own
+        chunk = sources.chunk_size(p0.unit.fmt_source)  # elements a lane takes at once, or 0: groups of 8
+        while chunk and split > 1 and p0.k // chunk < wave * split:  # no wave without a chunk of its own
             split //= 2
         per = 4 // split  # rows per block
         threads = (4 * wave,)
@@ -275,7 +275,7 @@ class HipOps:
             blas.gemm_f16(m, n, k, x16.ptr, w16.ptr, out.ptr)
         elif m == 1 and k % 32 == 0 and sources.has_dot8_q8(fmt):
             xq, xd = self._quantized(x, k)
-            product = Product(unit, xq, xd, w, out, n, k, _row_bytes(fmt, k), sources.chunk_size(fmt))
+            product = Product(unit, xq, xd, w, out, n, k, _row_bytes(fmt, k))
             if self.be.capturing:
                 self.be.defer(product)
             else:

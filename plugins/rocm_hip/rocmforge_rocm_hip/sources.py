@@ -73,10 +73,10 @@ def has_dot8_q8(fmt) -> bool:
     return has_dot8_q8_source(format_source(fmt))
 
 
-def chunk_size(fmt) -> int:
-    """Elements per rf_dot_chunk_q8 call (RF_CHUNK) when a format's device code has one, else 0: its decode
-    products then take whole chunks per lane."""
-    match = re.search(r"^#define RF_CHUNK (\d+)", _text(format_source(fmt)), re.M)
+def chunk_size(path: str) -> int:
+    """Elements per rf_dot_chunk_q8 call (RF_CHUNK) when a format's device code (at ``path``) has one, else 0:
+    its decode products then take whole chunks per lane."""
+    match = re.search(r"^#define RF_CHUNK (\d+)", _text(path), re.M)
     return int(match.group(1)) if match else 0
 
 
