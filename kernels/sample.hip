@@ -1,6 +1,7 @@
-// Sampling on the device (rocmforge_core/ops/sample.py), one block of RF_SAMPLE_THREADS threads, so decode reads
-// back one token id. Chain as the reference: penalties, top-k, typical, top-p, min-p, temperature, draw with the
-// same splitmix64 uniform. The top-k candidates (1 <= top_k <= RF_SAMPLE_CAP) are found by a radix select over
+// Sampling on the device (rocmforge_core/ops/sample.py), one block of RF_SAMPLE_THREADS threads per row of
+// logits, so a decode step of any batch reads back one token id per sequence. Chain as the reference: penalties,
+// top-k, typical, top-p, min-p, temperature, draw with the same splitmix64 uniform; each row's parameters come
+// from params (f64[rows, 7]) and controls (i64[rows, 3]: top_k, seed, step). The top-k candidates (1 <= top_k <= RF_SAMPLE_CAP) are found by a radix select over
 // the logits and sorted by (logit descending, id ascending); the rest of the chain runs on them in double.
 #define RF_SAMPLE_THREADS 1024
 #define RF_SAMPLE_CAP 1024
@@ -35,10 +36,22 @@ __device__ void rf_rank_sort(const float* val, const int* id, const double* key,
 }
 
 extern "C" __global__ void __launch_bounds__(RF_SAMPLE_THREADS)
-    rf_sample(const float* __restrict__ logits, float* __restrict__ work, int V, const int32_t* __restrict__ hist,
-              int L, float repeat_penalty, double presence, double frequency, double temperature, int top_k,
-              double top_p, double min_p, double typical_p, uint64_t seed, uint64_t step, int32_t* __restrict__ out) {
+    rf_sample(const float* __restrict__ logits_all, float* __restrict__ work_all, int V,
+              const int32_t* __restrict__ hist_all, int L, const double* __restrict__ params_all,
+              const int64_t* __restrict__ controls_all, int32_t* __restrict__ out_all) {
     rf_grid_begin();
+    const int row = blockIdx.x;
+    const float* __restrict__ logits = logits_all + (long long)row * V;
+    float* __restrict__ work = work_all + (long long)row * V;
+    const int32_t* __restrict__ hist = hist_all + (long long)row * L;
+    const double* __restrict__ params = params_all + row * 7;
+    const int64_t* __restrict__ controls = controls_all + row * 3;
+    int32_t* __restrict__ out = out_all + row;
+    const double temperature = params[0], top_p = params[1], min_p = params[2], typical_p = params[3];
+    const float repeat_penalty = (float)params[4];
+    const double presence = params[5], frequency = params[6];
+    const int top_k = (int)controls[0];
+    const uint64_t seed = (uint64_t)controls[1], step = (uint64_t)controls[2];
     __shared__ float cval[RF_SAMPLE_CAP];
     __shared__ int cid[RF_SAMPLE_CAP];
     __shared__ int order[RF_SAMPLE_CAP];

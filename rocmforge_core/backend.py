@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rocmforge_core.formats import QuantFormat, Weight
+from rocmforge_core.formats import Weight
 from rocmforge_core.ops import Verdict, yes
+
+
+NUMPY_DTYPES = {"f32": np.float32, "f16": np.float16, "f64": np.float64, "i32": np.int32, "i64": np.int64,
+                "u8": np.uint8}
 
 
 @dataclass(frozen=True)
@@ -49,12 +53,12 @@ class Backend(ABC):
 
     @abstractmethod
     def empty(self, shape: tuple[int, ...], dtype: str):
-        """An uninitialized tensor ('f32', 'f16', 'i32')."""
+        """An uninitialized tensor of a dtype of NUMPY_DTYPES ('f32', 'f16', 'f64', 'i32', 'i64', 'u8')."""
 
-    def upload_weight(self, weight: Weight, fmt: QuantFormat) -> Weight:
-        """Make a host weight (raw GGUF blocks) resident here, repacked when the format offers this backend a
+    def upload_weight(self, weight: Weight) -> Weight:
+        """Make a host weight (raw GGUF blocks) resident here, repacked when its format offers this backend a
         layout of its own."""
-        repack = fmt.repackers.get(self.name)
+        repack = weight.format.repackers.get(self.name)
         weight = repack(weight) if repack else weight
         return weight if self.is_host else weight.with_data(self.from_host(np.asarray(weight.data)), weight.layout)
 
@@ -98,4 +102,4 @@ class HostBackend(Backend):
         tensor[...] = array
 
     def empty(self, shape, dtype):
-        return np.empty(shape, dtype={"f32": np.float32, "f16": np.float16, "i32": np.int32}[dtype])
+        return np.empty(shape, dtype=NUMPY_DTYPES[dtype])

@@ -230,7 +230,7 @@ def _to_backend(backend, value: Any, registry) -> Any:
     if isinstance(value, np.ndarray):
         return backend.from_host(np.array(value, copy=True))
     if isinstance(value, Weight):
-        return backend.upload_weight(value, registry.format(value.fmt))
+        return backend.upload_weight(value)
     return value
 
 

@@ -46,26 +46,32 @@ class QuantFormat:
         rows = int(np.prod(shape[:-1], dtype=np.int64))
         nb = shape[-1] // self.block_size
         raw = self.random_blocks(rng, rows * nb).reshape(*shape[:-1], nb * self.type_size)
-        return Weight(name, self.name, tuple(shape), raw)
+        return Weight(name, self, tuple(shape), raw)
 
 
 @dataclass
 class Weight:
     """A model tensor as stored: ``shape`` is logical, numpy order (rows, cols), i.e. ggml's ne reversed.
 
-    ``data`` is backend storage: on the host, a uint8 array (rows, row_bytes) viewing the memory-mapped file, or
-    whatever a backend's upload or repacker made of it, described by ``layout`` ('' = GGUF's own layout).
+    ``format`` is its QuantFormat, resolved once when the file is opened, so kernels decode it without asking the
+    registry. ``data`` is backend storage: on the host, a uint8 array (rows, row_bytes) viewing the memory-mapped
+    file, or whatever a backend's upload or repacker made of it, described by ``layout`` ('' = GGUF's own layout).
     """
     name: str
-    fmt: str
+    format: QuantFormat
     shape: tuple[int, ...]
     data: Any
     layout: str = ""
     meta: dict = field(default_factory=dict)
 
     @property
+    def fmt(self) -> str:
+        """The GGUF type name, as signatures carry it."""
+        return self.format.name
+
+    @property
     def dtype_name(self) -> str:
-        return self.fmt
+        return self.format.name
 
     def with_data(self, data: Any, layout: str, **meta: Any) -> "Weight":
         return replace(self, data=data, layout=layout, meta={**self.meta, **meta})
@@ -79,6 +85,4 @@ def dequantize_weight(weight: Weight | np.ndarray) -> np.ndarray:
         return weight.data
     if weight.layout:
         raise ValueError(f"{weight.name}: cannot dequantize the backend layout {weight.layout!r} on the host")
-    from rocmforge_core.registry import get_registry
-    fmt = get_registry().format(weight.fmt)
-    return fmt.dequantize(np.asarray(weight.data)).reshape(weight.shape)
+    return weight.format.dequantize(np.asarray(weight.data)).reshape(weight.shape)

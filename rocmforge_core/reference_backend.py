@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rocmforge_core import ops
 from rocmforge_core.backend import DeviceInfo, HostBackend
-from rocmforge_core.formats import QuantFormat, Weight, dequantize_weight
+from rocmforge_core.formats import Weight, dequantize_weight
 from rocmforge_core.hookspecs import hookimpl
 
 
@@ -18,7 +18,7 @@ class ReferenceBackend(HostBackend):
     def devices(self) -> list[DeviceInfo]:
         return [DeviceInfo("numpy", "host", 0, 1)]
 
-    def upload_weight(self, weight: Weight, fmt: QuantFormat) -> Weight:
+    def upload_weight(self, weight: Weight) -> Weight:
         # Dequantize once at load: every later matmul is a plain float32 product.
         return weight.with_data(dequantize_weight(weight), "f32")
 

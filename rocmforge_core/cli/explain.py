@@ -14,9 +14,8 @@ from rocmforge_core.default_model import default_model_path
 from rocmforge_core.registry import get_registry
 from rocmforge_core.scheduler import report
 from rocmforge_core.scheduler import Planner
-from rocmforge_core.scheduler.trace import trace_model
+from rocmforge_core.engine.model import PREFILL_TRACE_TOKENS as PREFILL_TOKENS, trace_file
 
-PREFILL_TOKENS = 512
 
 
 def add_parser(sub) -> None:
@@ -35,7 +34,7 @@ def add_parser(sub) -> None:
 def explain(model_path, *, backend=None, profile=None, use_tuning=True, prefill_tokens=PREFILL_TOKENS,
             registry=None) -> tuple[dict, Planner]:
     registry = registry or get_registry()
-    model = trace_model(model_path, registry, prefill_tokens)
+    model = trace_file(model_path, registry, prefill_tokens)
     planner = Planner(registry, backend, profile, use_tuning=use_tuning)
     planner.prepare(model.steps)
     out = report.build(planner.steps, model=str(model_path), backend=backend, profile=profile and str(profile),

@@ -26,7 +26,7 @@ def run(args) -> int:
         ids = model.tokenizer.encode(args.prompt, add_special=True)
         engine = Engine(model, n_ctx=args.ctx_size)
         slot = engine.add_sequence()
-        logits = engine.logits_to_host(engine.prefill(slot, ids, all_logits=args.all_positions))
+        logits = engine.logits_to_host(engine.prefill(slot, ids, all_logits=args.all_positions).logits)
     finally:
         model.close()
     np.save(args.out, logits if args.all_positions else logits[0])

@@ -14,12 +14,10 @@ from dataclasses import asdict
 import numpy as np
 
 from rocmforge_core import ops
-from rocmforge_core.ops import ArgInfo, Signature, Verdict, no
-from rocmforge_core.ops.sample import DEFAULTS as SAMPLE_DEFAULTS
+from rocmforge_core.ops import Verdict, no
 from rocmforge_core.registry import describe_error, get_registry, registry_in_use
 
 ARRAY = "f32"  # matrix key of calls whose arguments are all plain f32 arrays (GGUF type names are upper-case)
-WEIGHT_OPS = ("matmul", "dequant", "embedding")
 PROBE_ROWS, PROBE_COLS = 64, 512  # a probe weight's shape: whole blocks of every GGUF type, row groups of repackers
 NO_BACKEND = ("No backend plugin is installed: only the slow numpy `reference` backend can run models. "
               "Install one: `pip install rocmforge-cpu-simd` (CPU) or `pip install rocmforge-rocm-hip` "
@@ -103,9 +101,9 @@ def matrix(registry) -> dict:
         table[op] = {}
         for backend in backends:
             row = {}
-            for key in (keys if op in WEIGHT_OPS else [ARRAY]):
+            for key in (keys if ops.spec(op).weights else [ARRAY]):
                 layout, note = layouts.get((backend, key), ("", ""))
-                sig = representative(op, key, layout)
+                sig = ops.spec(op).representative(key, layout)
                 if sig is None:
                     continue
                 candidates = registry.kernels_for(sig, backend)
@@ -129,35 +127,11 @@ def weight_layout(registry, backend_name: str, fmt_name: str) -> tuple[str, str]
     try:
         probe = fmt.random_weight(np.random.default_rng(0), "probe", (PROBE_ROWS, PROBE_COLS))
         if backend is not None and _guarded(backend.available).ok:
-            return backend.upload_weight(probe, fmt).layout, ""
+            return backend.upload_weight(probe).layout, ""
         repack = fmt.repackers.get(backend_name)
         return (repack(probe).layout if repack else ""), ""
     except Exception as exc:  # reported in the matrix; the capability query then sees GGUF's own layout
         return "", f" (uploading a probe {fmt_name} weight to {backend_name} failed: {describe_error(exc)})"
-
-
-def representative(op: str, fmt: str, layout: str = "") -> Signature | None:
-    """A typical decode-step call of ``op`` (one token, a 7B-sized layer), with a weight of GGUF type ``fmt`` in
-    ``layout``."""
-    f32 = lambda *shape: ArgInfo(shape, "f32")  # noqa: E731
-    i32 = lambda *shape: ArgInfo(shape, "i32")  # noqa: E731
-    weight = ArgInfo((4096, 4096), fmt, layout) if fmt != ARRAY else f32(4096, 4096)
-    calls = {
-        "matmul": ((f32(1, 4096), weight), {}),
-        "dequant": ((weight,), {}) if fmt != ARRAY else None,
-        "embedding": ((ArgInfo((32000, 4096), fmt, layout) if fmt != ARRAY else f32(32000, 4096), i32(1)), {}),
-        "attention": ((f32(1, 32, 128), f32(1, 8, 128), f32(1, 8, 128), f32(64, 16, 8, 128), f32(64, 16, 8, 128),
-                       i32(1, 64), i32(1), i32(1)), {"scale": 128 ** -0.5, "window": 0, "softcap": 0.0}),
-        "transpose": ((f32(64, 128),), {}),
-        "sample": ((f32(32000), i32(64)), dict(SAMPLE_DEFAULTS)),
-        "rmsnorm": ((f32(1, 4096), f32(4096)), {"eps": 1e-6}),
-        "rope": ((f32(1, 32, 128), i32(1)), {"base": 10000.0, "mode": "normal"}),
-        "activation": ((f32(1, 11008), f32(1, 11008)), {"kind": "swiglu"}),
-        "add": ((f32(1, 4096), f32(1, 4096)), {}),
-        "scale": ((f32(1, 4096),), {"s": 0.5}),
-    }
-    call = calls[op]
-    return None if call is None else Signature(op, call[0], tuple(sorted(call[1].items())))
 
 
 # -- the table --------------------------------------------------------------------------------------------------
@@ -198,7 +172,7 @@ def _provides(provides: dict) -> str:
 
 def _cell(row: dict, op: str) -> str:
     ok = [k for k, v in row.items() if v["ok"]]
-    if op not in WEIGHT_OPS:
+    if not ops.spec(op).weights:
         return "yes" if ok else "-"
     formats = [k for k in ok if k != ARRAY]
     if not ok:

@@ -38,8 +38,8 @@ def run_check(args) -> int:
         raise ProfileError(f"cannot read profile {args.file}: {exc.strerror}") from None
     profile, problems = parse_profile(text, args.file, registry)
     if profile is not None and args.model:
-        from rocmforge_core.scheduler.trace import trace_model
-        model = trace_model(args.model, registry)
+        from rocmforge_core.engine.model import trace_file
+        model = trace_file(args.model, registry)
         sites = [s for step in model.steps.values() for s in step]
         problems += check_against_sites(profile, sites, model.path.name)
         if profile.gpu_layers is not None and profile.gpu_layers > model.config.n_layers:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import sys
 
-from rocmforge_core.cli.explain import PREFILL_TOKENS
+from rocmforge_core.engine.model import PREFILL_TRACE_TOKENS as PREFILL_TOKENS, trace_file
 from rocmforge_core.default_model import default_model_path
 from rocmforge_core.registry import get_registry
 from rocmforge_core.scheduler.tuning import Tuner, TuningCache
 from rocmforge_core.scheduler.sites import availability
-from rocmforge_core.scheduler.trace import trace_model
 
 
 def add_parser(sub) -> None:
@@ -33,7 +32,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     registry = get_registry()
     path = args.model or default_model_path()
-    model = trace_model(path, registry, args.prefill_tokens)
+    model = trace_file(path, registry, args.prefill_tokens)
     usable = [n for n in sorted(registry.backends) if availability(registry.backends[n])]
     backends = [registry.backend(n).name for n in args.backends.split(",")] if args.backends else usable
     cache = TuningCache.for_registry(registry)

@@ -1,12 +1,14 @@
-"""The generation engine: batch-shaped steps over the paged KV cache, sampling through the ``sample`` op, and a
-generation loop with EOS/EOT and stop strings, streaming and statistics.
+"""The generation engine: batch-shaped steps over the paged KV cache, each ending with the sampling of its logits
+rows, and a generation loop with EOS/EOT and stop strings, streaming and statistics.
 
-``step`` takes any mix of sequences (tokens, their sequence slots and positions, the rows that need logits), so
-a continuous-batching server can drive it directly; ``generate`` runs one sequence: the whole prompt in one
-prefill step, then one decode step per token. Step inputs live in tensors allocated once per step shape (phase,
-tokens, logits rows; as many recently used shapes as ``Forward.max_programs``) and refilled with ``Backend.write``;
-the forward pass replays the calls recorded on the first step of a shape. When the preferred backend can capture
-(``Backend.capture``) and every decode site runs on it, decode steps replay a captured graph.
+``step`` takes any mix of sequences (tokens, their sequence slots and positions, the rows that need logits, how
+each row is sampled), so a continuous-batching server can drive it directly; ``generate`` runs one sequence: the
+whole prompt in one prefill step, then one decode step per token. Each step shape (phase, tokens, logits rows,
+the sampler's candidate bound and history length) is traced once into a program (forward.py), bound to kernels
+and tensors by the executor (executor.py) and replayed; its inputs live in tensors allocated once and refilled
+with ``Backend.write``. When the preferred backend can capture (``Backend.capture``) and the step runs on it, the
+step replays a captured graph, sampling included, and only the token ids come back to the host. Decode batches
+on such a backend are padded to a few sizes (``DECODE_BUCKETS``) so that a handful of graphs serve every batch.
 """
 
 from __future__ import annotations
@@ -18,19 +20,41 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from rocmforge_core.engine.forward import Batch
+from rocmforge_core.engine.executor import Bound, Executor
 from rocmforge_core.engine.kv_cache import KVCache
 from rocmforge_core.engine.sampling import SamplingParams
 from rocmforge_core.engine.stop import StopStrings
 from rocmforge_core.errors import RocmforgeError
-from rocmforge_core.scheduler.guard import check_step
+from rocmforge_core.ops import arg_info, sample
+from rocmforge_core.program import (BLOCK_TABLES, HISTORY, OUT_ROWS, POSITIONS, SAMPLE_CONTROLS, SAMPLE_PARAMS,
+                                    SEQ_IDS, TOKENS)
 
-SAMPLING_SITES = ("sample", "sample_rows")  # run after a step, outside what a capture records
 DEFAULT_CTX = 4096  # as llama.cpp: the cache holds this many tokens unless asked for more
+MAX_STEPS = 32  # step shapes kept bound (a server's prefill sizes are powers of two: a handful)
+DECODE_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64)  # decode batch sizes a capturing backend runs (padded up to)
+GREEDY = SamplingParams(temperature=0.0, seed=0)
 
 
 class ContextLengthError(RocmforgeError):
     """A prompt or a requested context does not fit the context length."""
+
+
+@dataclass(frozen=True)
+class RowSampling:
+    """How one row of a step's logits is sampled: parameters (with a concrete seed), the draw's counter (tokens
+    the sequence generated so far) and the recent tokens the penalties see."""
+    params: SamplingParams = GREEDY
+    step: int = 0
+    history: Sequence[int] = ()
+
+    def as_row(self) -> dict:
+        p = self.params
+        penalized = p.penalty_last_n and (p.repeat_penalty != 1.0 or p.presence_penalty != 0.0
+                                          or p.frequency_penalty != 0.0)
+        row = {k: v for k, v in asdict(p).items() if k in sample.DEFAULTS}
+        row.update(seed=p.seed or 0, step=self.step,
+                   history=list(self.history)[-p.penalty_last_n:] if penalized else ())
+        return row
 
 
 @dataclass
@@ -68,6 +92,49 @@ class Generation:
     stats: Stats = field(default_factory=Stats)
 
 
+class StepResult:
+    """A step's logits (a tensor of the backend that computed them) and its sampled token ids, one per logits row
+    the caller asked for (read from the device on first use)."""
+
+    def __init__(self, engine: "Engine", logits, tokens, n_out: int):
+        self.logits, self._tokens, self._n_out, self._engine = logits, tokens, n_out, engine
+        self._ids: list[int] | None = None
+
+    @property
+    def tokens(self) -> list[int]:
+        if self._ids is None:
+            self._ids = [int(t) for t in self._engine.executor._to_host(self._tokens)[:self._n_out]]
+        return self._ids
+
+
+@dataclass
+class _Inputs:
+    """A step shape's input tensors, allocated once on the preferred backend and refilled when values change."""
+    tensors: dict  # step input id -> tensor
+    written: dict = field(default_factory=dict)  # id -> the values it holds
+
+    def fill(self, backend, values: dict) -> None:
+        for key, v in values.items():
+            tensor = self.tensors[key]
+            array = np.asarray(v, dtype=tensor.dtype if isinstance(tensor, np.ndarray) else
+                               np.dtype({"i32": np.int32, "i64": np.int64, "f64": np.float64}[tensor.dtype_name]))
+            last = self.written.get(key)
+            if last is None or not np.array_equal(last, array):
+                backend.write(tensor, array.reshape(tensor.shape))
+                self.written[key] = array
+
+
+@dataclass
+class _Shape:
+    """One step shape: its program, inputs, bound calls, and how a step of it runs now."""
+    key: tuple
+    program: object
+    inputs: _Inputs
+    bound: Bound | None = None
+    runner: Callable | None = None
+    runs: int = 0  # steps run before the runner settled
+
+
 class Engine:
     def __init__(self, model, *, n_ctx: int | None = None, max_seqs: int = 1, block_size: int = 16,
                  kv_dtype: str = "f32", kv_tokens: int | None = None):
@@ -79,25 +146,34 @@ class Engine:
         if n_ctx and trained and n_ctx > trained:
             raise ContextLengthError(f"a context of {n_ctx} tokens exceeds the {trained} this model was trained for")
         self.model = model
-        self.forward = model.forward
+        self.executor = Executor(model.planner, model.backends, model.weights)
         self.n_ctx = n_ctx or min(trained or DEFAULT_CTX, DEFAULT_CTX)
         layers = [(model.attention_backend(i), cfg.n_kv_heads, cfg.head_dim, cfg.head_dim_v)
                   for i in range(cfg.n_layers)]
         n_blocks = -(-kv_tokens // block_size) + 1 if kv_tokens else None  # + block 0, which no sequence owns
         self.cache = KVCache(layers, max_seqs=max_seqs, max_tokens=self.n_ctx, block_size=block_size,
                              n_blocks=n_blocks, table_backend=model.backend, dtype=kv_dtype)
-        # (phase, tokens, logits rows) -> (inputs, step runner), least recently used first
-        self._steps: OrderedDict[tuple[str, int, int], tuple[Batch, Callable]] = OrderedDict()
-        self._rows: dict[int, object] = {}
+        self.max_steps = MAX_STEPS
+        self._shapes: OrderedDict[tuple, _Shape] = OrderedDict()  # least recently used first
+        self._made_for = (model.plan.version, self.cache.version)
+
+    @property
+    def pads_decode(self) -> bool:
+        """Whether decode batches are padded to DECODE_BUCKETS: on a backend that captures steps."""
+        return not self.model.backend.is_host
 
     # -- steps ------------------------------------------------------------------------------------------------
     def step(self, tokens: Sequence[int], slots: Sequence[int], positions: Sequence[int],
-             out_rows: Sequence[int], phase: str):
-        """Run one batch; logits f32[len(out_rows), vocab] as a tensor of the backend that computed them.
+             out_rows: Sequence[int], phase: str, sampling: Sequence[RowSampling | None] | None = None) -> StepResult:
+        """Run one batch and sample its logits rows (``sampling``: one entry per row, None or absent for greedy).
         ``phase`` is "decode" when every token is its sequence's only new one, else "prefill"."""
-        if not len(tokens) == len(slots) == len(positions) or (phase == "decode" and len(out_rows) != len(tokens)):
+        n, n_out = len(tokens), len(out_rows)
+        if not n == len(slots) == len(positions) or (phase == "decode" and n_out != n):
             raise ValueError("step: tokens, slots and positions must have one entry per token, and a decode step "
                              "needs one output row per token")
+        rows = [(s or RowSampling()).as_row() for s in (sampling or [None] * n_out)]
+        if len(rows) != n_out:
+            raise ValueError("step: sampling needs one entry per output row")
         ends: dict[int, int] = {}  # per sequence, the positions the step needs room for
         for slot, pos in zip(slots, positions):
             if pos >= ends.get(slot, 0):
@@ -105,60 +181,101 @@ class Engine:
         for slot, end in ends.items():
             self.cache.reserve(slot, end)
         self.cache.sync()
-        batch, run = self._runner(phase, len(tokens), len(out_rows))
-        batch.fill(self.model.backend, tokens=tokens, positions=positions, seq_ids=slots, out_rows=out_rows)
+        tokens, slots, positions, out_rows = list(tokens), list(slots), list(positions), list(out_rows)
+        if phase == "decode" and self.pads_decode:
+            pad = next((b for b in DECODE_BUCKETS if b >= n), -(-n // DECODE_BUCKETS[-1]) * DECODE_BUCKETS[-1]) - n
+            tokens += [0] * pad
+            slots += [self.cache.pad_slot] * pad
+            positions += [0] * pad
+            out_rows = list(range(n + pad))
+            rows += [RowSampling().as_row()] * pad
+        vocab = self.model.config.vocab_size
+        width = max((len(r["history"]) for r in rows), default=0)
+        width = 1 if width == 0 else 1 << (width - 1).bit_length()
+        history, params, controls = sample.pack(rows, width)
+        shape = self._shape(phase, len(tokens), len(out_rows), sample.candidates(rows, vocab), width)
+        shape.inputs.fill(self.model.backend, {TOKENS: tokens, POSITIONS: positions, SEQ_IDS: slots,
+                                               OUT_ROWS: out_rows, HISTORY: history, SAMPLE_PARAMS: params,
+                                               SAMPLE_CONTROLS: controls})
+        values = shape.runner()
+        bound = shape.bound
+        logits = values[bound.logits_slot]
         fallbacks = self.model.plan.fallbacks
-        logits = check_step(self.forward, self.model.planner, run(),
-                            lambda: self.forward.run(batch, self.cache, phase))
+        if not self.executor._finite(logits):
+            values = self.executor.run_checked(bound)
+            logits = values[bound.logits_slot]
         if self.model.plan.fallbacks != fallbacks:
-            self._steps.clear()  # a captured step would replay the kernel that failed
-        return logits
+            self._shapes.clear()  # a bound or captured step would replay the kernel that failed
+        return StepResult(self, logits, values[bound.tokens_slot], n_out)
 
-    def _new_batch(self, m: int, n_out: int) -> Batch:
+    def _shape(self, phase: str, m: int, n_out: int, candidates: int, history: int) -> _Shape:
+        made_for = (self.model.plan.version, self.cache.version)
+        if made_for != self._made_for:  # a replaced kernel, or moved cache tensors: bind everything again
+            self._shapes.clear()
+            self._made_for = made_for
+        key = (phase, m, n_out, candidates, history)
+        shape = self._shapes.get(key)
+        if shape is not None:
+            self._shapes.move_to_end(key)
+            return shape
+        cache = self.cache
+        caches = (arg_info(cache.tables), [(arg_info(k), arg_info(v)) for k, v in zip(cache.k, cache.v)])
+        program = self.model.forward.trace(phase, m, n_out, candidates=candidates, history=history,
+                                           caches=caches)
         be = self.model.backend
-        return Batch(*(be.empty((n,), "i32") for n in (m, m, m, n_out)))
+        tensors = {BLOCK_TABLES: cache.tables}
+        for site in program.sites:
+            for a in site.args:
+                src = getattr(a, "src", None)
+                if src is not None and src < 0 and src not in tensors:
+                    tensors[src] = be.empty(a.shape, a.dtype_name)
+        shape = _Shape(key, program, _Inputs(tensors))
+        shape.bound = self.executor.bind(program, tensors, cache)
+        shape.runner = self._first_run(shape)
+        self._shapes[key] = shape
+        if len(self._shapes) > self.max_steps:
+            self._shapes.popitem(last=False)
+        return shape
 
-    def _runner(self, phase: str, m: int, n_out: int):
-        """Inputs and runner of a step of m tokens and n_out logits rows. The first step of a shape runs eagerly
-        (placing any new signature, uploading what it needs, recording its calls); later ones replay a capture
-        when the backend offers one (see ``first``), else the record."""
-        key = (phase, m, n_out)
-        if key in self._steps:
-            self._steps.move_to_end(key)
-            return self._steps[key]
-        batch = self._new_batch(m, n_out)
-        run = lambda: self.forward.run(batch, self.cache, phase)  # noqa: E731
+    def _first_run(self, shape: _Shape) -> Callable:
+        """The first step of a shape runs the bound calls; a decode shape is captured at once after it (it comes
+        back every token), any other when it comes back (a one-off prompt never pays for a graph's memory)."""
+        def eager():
+            return self.executor.run(shape.bound)
 
-        def again():
-            runner = self._captured(run, phase) or run
-            self._steps[key] = (batch, runner)
-            return runner()
+        def run():
+            shape.runs += 1
+            if shape.runs == 1:
+                values = eager()
+                if shape.key[0] == "decode":
+                    shape.runner = self._captured(shape) or eager
+                return values
+            shape.runner = self._captured(shape) or eager
+            return shape.runner()
+        return run
 
-        def first():
-            logits = run()
-            # Decode shapes come back every token: capture at once. Others are captured when they come back
-            # (repeated prompts, a server's chunk sizes), so a one-off prompt never pays for a graph's memory.
-            self._steps[key] = (batch, (phase == "decode" and self._captured(run, phase)) or again)
-            if len(self._steps) > self.forward.max_programs:
-                self._steps.popitem(last=False)
-            return logits
-        return batch, first
-
-    def _captured(self, run, phase: str) -> Callable | None:
-        """A replay of the step ``run``, when the preferred backend captures and the whole step runs on it."""
-        be = self.model.backend
-        step_backends = {c.backend for c in self.model.plan.by_signature.values()
-                         if c.phase == phase and c.site not in SAMPLING_SITES}
-        if be.is_host or step_backends != {be.name}:
+    def _captured(self, shape: _Shape) -> Callable | None:
+        """A replay of the shape's step, when the preferred backend captures and runs at least every call up to the
+        logits (later calls, a sampler placed elsewhere, run after the replay)."""
+        be, bound = self.model.backend, shape.bound
+        if be.is_host:
+            return None
+        start = next((j for j, c in enumerate(bound.calls) if c.backend is not be), len(bound.calls))
+        if start <= bound.logits_slot:
             return None
         out: dict = {}
-        # A replay refills the captured output tensor in place; a backend whose replay re-runs the step stores
-        # the new one.
-        replay = be.capture(lambda: out.__setitem__("logits", run()))
-        return (lambda: (replay(), out["logits"])[1]) if replay else None
+        # A replay refills the captured tensors in place; a backend whose replay re-runs the step stores new ones.
+        replay = be.capture(lambda: out.__setitem__("values", self.executor.run(bound, upto=start)))
+        if replay is None:
+            return None
+
+        def run():
+            replay()
+            return self.executor.run_from(bound, start, list(out["values"]))
+        return run
 
     def logits_to_host(self, logits) -> np.ndarray:
-        return self.forward.to_host(logits)
+        return self.executor._to_host(logits)
 
     # -- sequences --------------------------------------------------------------------------------------------
     def add_sequence(self) -> int:
@@ -178,33 +295,15 @@ class Engine:
             raise ContextLengthError(f"the prompt has {n_prompt} tokens but the context holds {self.n_ctx}; "
                                      "shorten the prompt or raise --ctx-size")
 
-    def prefill(self, slot: int, ids: Sequence[int], *, all_logits: bool = False):
-        """Logits of the last prompt position (or of every position) of a new sequence."""
+    def prefill(self, slot: int, ids: Sequence[int], *, all_logits: bool = False,
+                sampling: RowSampling | None = None) -> StepResult:
+        """Logits of the last prompt position (or of every position) of a new sequence, and the token sampled
+        from the last position's."""
         self.check_prompt(ids)
         n = len(ids)
         rows = range(n) if all_logits else [n - 1]
-        return self.step(ids, [slot] * n, range(n), rows, "prefill")
-
-    def sample(self, logits, row: int, history: Sequence[int], params: SamplingParams, step: int) -> int:
-        """The next token of the sequence whose logits are ``row`` of a step's logits; ``step`` counts the tokens
-        it generated so far (the seeded draw's counter)."""
-        op_params = params.op_params()
-        if op_params["seed"] is None:
-            if not params.greedy:
-                raise ValueError("sampling needs a concrete seed: pass SamplingParams.with_seed()")
-            op_params["seed"] = 0  # greedy draws nothing
-        vocab = logits.shape[-1]
-        n_rows = logits.shape[0]
-        if n_rows > 1:
-            logits = self.forward.output_row(logits, self._row_index(row))
-        history_t = self.model.backend.from_host(np.asarray(history, dtype=np.int32))
-        token = self.forward.sample(logits.reshape(vocab), history_t, step=step, **op_params)
-        return int(self.forward.to_host(token)[0])
-
-    def _row_index(self, row: int):
-        if row not in self._rows:
-            self._rows[row] = self.model.backend.from_host(np.array([row], dtype=np.int32))
-        return self._rows[row]
+        return self.step(ids, [slot] * n, range(n), rows, "prefill",
+                         [None] * (len(rows) - 1) + [sampling] if sampling else None)
 
     # -- generation -------------------------------------------------------------------------------------------
     def generate(self, prompt_ids: Sequence[int], *, max_tokens: int = 128, sampling: SamplingParams | None = None,
@@ -224,7 +323,7 @@ class Engine:
         text: list[str] = []
         history = deque(gen.prompt_ids[-params.penalty_last_n:] if params.penalty_last_n else [],
                         maxlen=params.penalty_last_n)
-        copies0 = self.forward.copies
+        copies0 = self.executor.copies
 
         def emit(piece: str) -> None:
             if piece:
@@ -235,12 +334,12 @@ class Engine:
         slot = self.add_sequence()
         try:
             t0 = time.perf_counter()
-            logits = self.prefill(slot, prompt_ids)
+            result = self.prefill(slot, prompt_ids, sampling=RowSampling(params, 0, history))
+            token = result.tokens[-1]
             t1 = time.perf_counter()
             pos = len(prompt_ids)
             gen.finish_reason = "length"  # also when max_tokens is 0
             while max_tokens > 0:
-                token = self.sample(logits, 0, history, params, len(gen.ids))
                 if token in eog:
                     gen.finish_reason, gen.stop_token = "eos", token
                     break
@@ -256,7 +355,8 @@ class Engine:
                 if pos >= self.n_ctx:  # the cache has no slot for this token
                     gen.finish_reason = "context"
                     break
-                logits = self.step([token], [slot], [pos], [0], "decode")
+                token = self.step([token], [slot], [pos], [0], "decode",
+                                  [RowSampling(params, len(gen.ids), history)]).tokens[0]
                 pos += 1
             if decoder is not None and not stops.stopped:
                 emit(stops.feed(decoder.flush()))
@@ -267,6 +367,6 @@ class Engine:
         gen.text = "".join(text)
         gen.stats.prefill_s, gen.stats.decode_s = t1 - t0, t2 - t1
         gen.stats.generated_tokens = len(gen.ids)
-        gen.stats.copies = self.forward.copies - copies0
+        gen.stats.copies = self.executor.copies - copies0
         gen.stats.fallbacks = self.model.plan.fallbacks
         return gen

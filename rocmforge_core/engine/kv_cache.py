@@ -2,8 +2,9 @@
 and a block table per sequence slot listing its blocks in position order.
 
 Block 0 is never handed out: unused table entries point at it, so a stray read lands in a block no sequence owns.
-The block table lives in one tensor allocated once and rewritten (``sync``) when allocations change, so a
-captured decode step keeps reading the same memory.
+The table's last row (``pad_slot``) belongs to no sequence and stays all block 0: the rows a decode batch is
+padded with (to a captured batch size) write there. The block table lives in one tensor allocated once and
+rewritten (``sync``) when allocations change, so a captured decode step keeps reading the same memory.
 """
 
 from __future__ import annotations
@@ -51,15 +52,31 @@ class KVCache:
         self.allocator = BlockAllocator(n_blocks)
         self.k = [be.empty((n_blocks, block_size, hkv, d), dtype) for be, hkv, d, _ in layers]
         self.v = [be.empty((n_blocks, block_size, hkv, dv), dtype) for be, hkv, _, dv in layers]
-        self._table_host = np.zeros((max_seqs, self.max_blocks_per_seq), dtype=np.int32)
+        self._table_host = np.zeros((max_seqs + 1, self.max_blocks_per_seq), dtype=np.int32)
         self._table_backend = table_backend
         self.tables = table_backend.from_host(self._table_host)
         self._blocks: dict[int, list[int]] = {}  # slot -> blocks
         self._dirty = False
+        self.version = 0  # bumped when a layer's tensors move: bound steps hold the old ones
 
     @property
     def max_seqs(self) -> int:
-        return self._table_host.shape[0]
+        return self._table_host.shape[0] - 1
+
+    @property
+    def pad_slot(self) -> int:
+        return self._table_host.shape[0] - 1
+
+    def tensor(self, ref):
+        """The tensor a ``program.Cache`` argument names: layer ``ref.layer``'s keys or values."""
+        return (self.k if ref.part == "k" else self.v)[ref.layer]
+
+    def move(self, layer: int, backend, source):
+        """Move layer ``layer``'s keys and values to ``backend`` (an op with state fell back onto it)."""
+        self.k[layer] = backend.copy_from(self.k[layer], source)
+        self.v[layer] = backend.copy_from(self.v[layer], source)
+        self.version += 1
+        return self.k[layer]
 
     def add_sequence(self) -> int:
         """A free sequence slot (a row of the block table)."""

@@ -1,26 +1,63 @@
-"""Loading a model: open the GGUF file, find its architecture plugin, check its tensors, place every call site
-(tracing a decode step and a prefill batch), and make each weight resident on the backend that runs its op."""
+"""Loading a model: open the GGUF file, find its architecture plugin, check its tensors, trace a decode step and a
+prefill batch into programs, have the planner place them, and make each weight resident on the backend that runs
+its op (before any token is computed)."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from rocmforge_core.engine.executor import resident_signature
 from rocmforge_core.engine.forward import Forward
 from rocmforge_core.engine.weights import Weights
 from rocmforge_core.gguf import open_gguf
+from rocmforge_core.program import Cache, Dense, Site
 from rocmforge_core.registry import get_registry
 from rocmforge_core.scheduler import Planner
-from rocmforge_core.scheduler.trace import trace_steps
 
 PREFILL_TRACE_TOKENS = 512  # a typical prompt batch: placement of prefill sites is decided for this size
+PLAN_CANDIDATES = 64  # the sampler's candidate bound placement assumes (the default top-k of 40, rounded up)
 
 Progress = Callable[[int, int], None]  # (done, total)
 
 
+@dataclass
+class TracedModel:
+    """What planning needs of a model file without loading its weights anywhere: its name, config and the sites of
+    a prefill and a decode step."""
+    path: Path
+    arch: str
+    config: object
+    steps: dict[str, list[Site]]
+
+
+def trace_steps(forward: Forward, config, prefill_tokens: int = PREFILL_TRACE_TOKENS) -> dict[str, list[Site]]:
+    """The sites of a decode step and of a prefill step of ``prefill_tokens`` tokens (decode first: it decides
+    where each layer's KV cache lives)."""
+    prefill = max(2, min(prefill_tokens, config.context_length or prefill_tokens))
+    return {phase: forward.trace(phase, m, 1, candidates=PLAN_CANDIDATES).sites
+            for phase, m in (("decode", 1), ("prefill", prefill))}
+
+
+def trace_file(path: str | Path, registry=None, prefill_tokens: int = PREFILL_TRACE_TOKENS) -> TracedModel:
+    registry = registry or get_registry()
+    gguf = open_gguf(path)
+    try:
+        gguf.validate(registry)
+        arch = registry.architecture(gguf.architecture)
+        weights = Weights(gguf, registry, arch.name)
+        weights.require(arch.required_tensors(gguf.config))
+        forward = Forward(arch, gguf.config, gguf.metadata, weights)
+        return TracedModel(Path(path), arch.name, gguf.config, trace_steps(forward, gguf.config, prefill_tokens))
+    finally:
+        gguf.close()
+
+
 class Model:
-    """A model ready to run: ``forward`` computes logits; ``weights``, ``config``, ``arch`` and the ``plan``."""
+    """A model ready to run: ``forward`` traces its steps; ``weights``, ``config``, ``arch``, ``backends`` and the
+    ``plan``."""
 
     def __init__(self, path: str | Path, *, backend: str | None = "reference", profile=None, registry=None,
                  progress: Progress | None = None, strict: bool = False, tuning: bool = True):
@@ -38,11 +75,10 @@ class Model:
             self.weights = Weights(self.gguf, self.registry, self.arch.name)
             self.weights.require(self.arch.required_tensors(self.config))
             self.planner = Planner(self.registry, backend, profile, strict=strict, use_tuning=tuning)
-            # Whole steps are placed first (copy minimisation needs the dataflow); tracing then follows the plan.
-            self.planner.prepare(trace_steps(self.arch, self.config, self.metadata, self.weights, self.registry,
-                                             PREFILL_TRACE_TOKENS))
-            self.forward = Forward(self.arch, self.config, self.metadata, self.weights, self.planner, self.registry)
-            self._place(progress)
+            self.forward = Forward(self.arch, self.config, self.metadata, self.weights)
+            self.backends = {name: self.registry.backend(name) for name in self.planner.plan.order}
+            self.planner.prepare(trace_steps(self.forward, self.config))
+            self._upload(progress)
         except BaseException:
             self.gguf.close()
             raise
@@ -56,14 +92,19 @@ class Model:
     @property
     def backend(self):
         """The preferred backend: per-step inputs live there."""
-        return self.forward.backends[self.planner.preferred]
+        return self.backends[self.planner.preferred]
 
     def attention_backend(self, layer: int):
-        """The backend running layer ``layer``'s attention in decode steps, which holds its KV cache."""
-        return self.forward.backends[self.plan.choices[(f"blk.{layer}.attn", "decode")].backend]
+        """The backend that holds layer ``layer``'s KV cache: where the decode step's op with that state runs."""
+        for site_plan in self.planner.steps["decode"].sites:
+            if any(isinstance(a, Cache) and a.layer == layer for a in site_plan.site.args):
+                return self.backends[site_plan.backend]
+        return self.backend
 
-    def _place(self, progress: Progress | None) -> None:
-        """Trace a decode step and a prefill batch: placing each site uploads its weights to its backend."""
+    def _upload(self, progress: Progress | None) -> None:
+        """Decide every traced site's kernel (the planner asks each candidate about the call with the weights in its
+        backend's layout, uploading them there) and put its small weights there too, reporting progress in file
+        bytes."""
         total = sum(info.nbytes for info in self.gguf.tensors.values()) or 1
         done = 0
 
@@ -75,12 +116,14 @@ class Model:
 
         self.weights.on_upload = uploaded
         try:
-            self.forward.trace(1, 1, "decode")
-            self.forward.trace(min(PREFILL_TRACE_TOKENS, self.config.context_length or PREFILL_TRACE_TOKENS), 1,
-                               "prefill")
-            for kind, name, backend in sorted(self.forward.weight_uses):
-                be = self.forward.backends[backend]
-                (self.weights.matrix if kind == "matrix" else self.weights.dense)(name, be)
+            for phase, step in self.planner.steps.items():
+                for planned in step.sites:
+                    site = planned.site
+                    choice = self.planner.choose(site.name, phase, site.sig, lambda name, s=site: resident_signature(
+                        self.weights, s, self.backends[name]))
+                    for a in site.args:
+                        if isinstance(a, Dense):
+                            self.weights.dense(a.name, self.backends[choice.backend])
         finally:
             self.weights.on_upload = None
 

@@ -36,7 +36,7 @@ class Weights:
         key = ("matrix", name, backend.name)
         if key not in self._resident:
             w = self.host(name)
-            self._resident[key] = backend.upload_weight(w, self.registry.format(w.fmt))
+            self._resident[key] = backend.upload_weight(w)
             self._uploaded(name)
         return self._resident[key]
 

@@ -102,12 +102,12 @@ class GGUFFile:
         """The tensor as a host Weight in GGUF's own layout (a backend's upload_weight repacks it)."""
         fmt = self.format_of(name, registry)
         info = self.info(name)
-        return Weight(name, fmt.name, info.shape, self.raw(name), meta={"ggml_type": info.ggml_type})
+        return Weight(name, fmt, info.shape, self.raw(name), meta={"ggml_type": info.ggml_type})
 
     def load_weight(self, name: str, backend, registry=None) -> Weight:
         """The tensor resident on ``backend``, in the layout its format's repacker for that backend gives it
         (the repacking hook: a repacker receives the read-only mapped view and returns a new Weight)."""
-        return backend.upload_weight(self.weight(name, registry), self.format_of(name, registry))
+        return backend.upload_weight(self.weight(name, registry))
 
     def validate(self, registry=None) -> None:
         """Check that installed plugins provide every tensor type of the file (the engine calls this before

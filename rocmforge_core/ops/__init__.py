@@ -1,9 +1,13 @@
 """Op interfaces: what an op computes (a numpy reference), what a call looks like, and who can run it.
 
 Each op lives in its own module (``rocmforge_core.ops.<name>``) and defines:
-  SPEC       an ``OpSpec``: name, version, the tolerance the conformance kit applies, and ``cases(rng, formats)``,
-             randomized calls (arguments as numpy/weight values plus params) used to test every kernel;
+  SPEC       an ``OpSpec``: name, version, the tolerance the conformance kit applies, ``cases(rng, formats)``
+             (randomized calls used to test every kernel), and the facts the rest of the engine needs about a
+             call: its result's shape, a work estimate, whether it is cheap, a representative call, which
+             arguments are state;
   reference  the numpy oracle, float32 arithmetic, exact dequantization.
+
+A new op is one module here, one ``Forward`` method (engine/forward.py) and its kernels.
 
 A kernel answers ``supports(signature) -> Verdict`` for a concrete call (shapes, dtypes, quant format, params).
 That answer is capability only; which capable kernel runs is policy, decided by the scheduler.
@@ -71,7 +75,8 @@ def arg_info(value: Any) -> ArgInfo:
     return ArgInfo(tuple(value.shape), value.dtype_name, getattr(value, "layout", ""))
 
 
-DTYPE_NAMES = {np.float32: "f32", np.float16: "f16", np.int32: "i32", np.int64: "i64", np.uint8: "u8"}
+DTYPE_NAMES = {np.float32: "f32", np.float16: "f16", np.float64: "f64", np.int32: "i32", np.int64: "i64",
+               np.uint8: "u8"}
 
 
 def signature(op: str, args: tuple, params: dict) -> Signature:
@@ -94,13 +99,52 @@ class Case:
     label: str = ""
 
 
+ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i32": 4, "i64": 8, "u8": 1}
+
+
+def itemsize(dtype: str, formats=None) -> float:
+    """Bytes per element of a plain dtype, or of a GGUF type (from its registered format; 1 if unknown)."""
+    if dtype in ITEMSIZE:
+        return ITEMSIZE[dtype]
+    fmt = formats.get(dtype) if formats is not None else None
+    return fmt.type_size / fmt.block_size if fmt else 1.0
+
+
+def elementwise_work(sig: "Signature", formats=None) -> tuple[float, float]:
+    """(flops, bytes) of an op that touches each element of its arguments about once: a few flops per element
+    of the first argument, every argument read once."""
+    flops = 4.0 * float(np.prod(sig.args[0].shape)) if sig.args else 0.0
+    return flops, sum(float(np.prod(a.shape)) * itemsize(a.dtype, formats) for a in sig.args)
+
+
+def same_shape(args: tuple["ArgInfo", ...], params: dict) -> tuple[tuple[int, ...], str]:
+    return tuple(args[0].shape), "f32"
+
+
 @dataclass(frozen=True)
 class OpSpec:
+    """What the engine knows of an op besides its reference: the conformance cases, and per call (a Signature's
+    arguments and params) the result's shape and dtype, a rough (flops, bytes) for the cost model, a typical
+    call for the support matrix, and which arguments are state.
+
+    ``state``: indices of arguments that persist across steps and are written in place (the KV cache): the call
+    runs where its state lives, a fallback to another backend takes the state along, and the state's size is the
+    run's, not the model's (the tuning cache leaves it out of its shape buckets).
+    ``cheap``: element-wise work whose placement should follow its neighbours (moved only to save copies).
+    ``representative(fmt, layout)``: a decode-step call with a weight of GGUF type ``fmt`` in ``layout`` (or
+    'f32' for plain arrays), or None when the op takes no such argument.
+    """
     name: str
     version: int
     doc: str
     tolerance: Tolerance
     cases: Callable[[np.random.Generator, Any], Iterator[Case]]  # (rng, the registered QuantFormats)
+    out_shape: Callable[[tuple, dict], tuple[tuple[int, ...], str]] = same_shape
+    work: Callable[[Any, Any], tuple[float, float]] = elementwise_work  # (signature, formats) -> (flops, bytes)
+    representative: Callable[[str, str], "Signature | None"] = lambda fmt, layout: None
+    state: tuple[int, ...] = ()
+    cheap: bool = False
+    weights: tuple[int, ...] = ()  # arguments that may be model weights in their stored format
 
 
 @dataclass

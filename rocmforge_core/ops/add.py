@@ -3,7 +3,7 @@
 import numpy as np
 
 from rocmforge_core.ops import Case, OpSpec, Tolerance
-from rocmforge_core.ops._cases import normal
+from rocmforge_core.ops._cases import call, f32, normal
 
 
 def reference(a, b):
@@ -15,4 +15,5 @@ def _cases(rng, formats):
     yield Case((normal(rng, 9, 320), normal(rng, 320)), label="row bias")
 
 
-SPEC = OpSpec("add", 1, __doc__, Tolerance(nmse=1e-7), _cases)
+SPEC = OpSpec("add", 1, __doc__, Tolerance(nmse=1e-7), _cases, cheap=True,
+              representative=lambda fmt, layout: call("add", (f32(1, 4096), f32(1, 4096))))

@@ -14,8 +14,10 @@ h // (Hq / Hkv). Scores are scale * q.k, optionally softcap * tanh(score / softc
 
 import numpy as np
 
-from rocmforge_core.ops import Case, OpSpec, Tolerance
-from rocmforge_core.ops._cases import normal
+from rocmforge_core.ops import Case, OpSpec, Tolerance, itemsize
+from rocmforge_core.ops._cases import call, f32, i32, normal
+
+NOMINAL_CONTEXT = 512  # cached positions a cost estimate assumes (a traced step has no real context length)
 
 
 def write_cache(k, v, k_cache, v_cache, block_tables, seq_ids, positions):
@@ -75,4 +77,23 @@ def _cases(rng, formats):
     yield _case(rng, seqs=[(600, 1)], hq=4, hkv=1, d=256, bs=32, window=512, label="long decode window")
 
 
-SPEC = OpSpec("attention", 1, __doc__, Tolerance(nmse=1e-7), _cases)
+def _work(sig, formats):
+    """Scores and weighted sums over NOMINAL_CONTEXT positions; the caches are read up to that context, not
+    their capacity."""
+    m, hq, d = sig.args[0].shape
+    nbytes = 0.0
+    for i, a in enumerate(sig.args):
+        rows = NOMINAL_CONTEXT if i in SPEC.state else 1
+        nbytes += rows * float(np.prod(a.shape[2:] if i in SPEC.state else a.shape)) * itemsize(a.dtype, formats)
+    return 4.0 * m * hq * d * NOMINAL_CONTEXT, nbytes
+
+
+def _representative(fmt, layout):
+    return call("attention", (f32(1, 32, 128), f32(1, 8, 128), f32(1, 8, 128), f32(64, 16, 8, 128),
+                              f32(64, 16, 8, 128), i32(1, 64), i32(1), i32(1)),
+                scale=128 ** -0.5, window=0, softcap=0.0)
+
+
+SPEC = OpSpec("attention", 1, __doc__, Tolerance(nmse=1e-7), _cases, state=(3, 4), work=_work,
+              out_shape=lambda args, params: ((args[0].shape[0], args[0].shape[1], args[2].shape[2]), "f32"),
+              representative=_representative)

@@ -4,8 +4,8 @@ Also used to pick rows of activations (e.g. the last prompt position before the 
 
 import numpy as np
 
-from rocmforge_core.ops import Case, OpSpec, Tolerance
-from rocmforge_core.ops._cases import normal, weights
+from rocmforge_core.ops import Case, OpSpec, Tolerance, itemsize
+from rocmforge_core.ops._cases import call, i32, normal, weight_arg, weights
 
 
 def reference(table, ids):
@@ -15,9 +15,8 @@ def reference(table, ids):
     if table.layout == "f32":
         return table.data[ids]
     # Dequantize only the rows asked for: a 262k-row vocabulary stays quantized.
-    from rocmforge_core.registry import get_registry
     rows = np.asarray(table.data)[ids]
-    return get_registry().format(table.fmt).dequantize(rows).reshape(len(ids), table.shape[-1])
+    return table.format.dequantize(rows).reshape(len(ids), table.shape[-1])
 
 
 def _cases(rng, formats):
@@ -26,4 +25,13 @@ def _cases(rng, formats):
     yield Case((normal(rng, 9, 64), np.array([8, 0, 3], dtype=np.int32)), label="f32 activations")
 
 
-SPEC = OpSpec("embedding", 1, __doc__, Tolerance(nmse=1e-7), _cases)
+def _work(sig, formats):
+    """A gather: only the rows asked for are read."""
+    table, ids = sig.args
+    rows, width = ids.shape[0], table.shape[-1]
+    return float(rows * width), rows * width * (itemsize(table.dtype, formats) + 4.0)
+
+
+SPEC = OpSpec("embedding", 1, __doc__, Tolerance(nmse=1e-7), _cases, weights=(0,), work=_work,
+              out_shape=lambda args, params: ((args[1].shape[0], args[0].shape[-1]), "f32"),
+              representative=lambda fmt, layout: call("embedding", (weight_arg(fmt, layout, 32000, 4096), i32(1))))

@@ -6,8 +6,8 @@ CPU and CUDA backends do) are held to the looser tolerance of the cases labelled
 import numpy as np
 
 from rocmforge_core.formats import dequantize_weight
-from rocmforge_core.ops import Case, OpSpec, Tolerance
-from rocmforge_core.ops._cases import normal, weights
+from rocmforge_core.ops import Case, OpSpec, Tolerance, itemsize
+from rocmforge_core.ops._cases import call, f32, normal, weight_arg, weights
 
 QUANTIZED_ACTIVATIONS = Tolerance(nmse=5e-4)
 
@@ -25,4 +25,11 @@ def _cases(rng, formats):
     yield Case((normal(rng, 5, 48), normal(rng, 33, 48)), label="f32 array")
 
 
-SPEC = OpSpec("matmul", 1, __doc__, Tolerance(nmse=1e-7), _cases)
+def _work(sig, formats):
+    (m, k), n = sig.args[0].shape, sig.args[1].shape[0]
+    return 2.0 * m * n * k, sum(float(np.prod(a.shape)) * itemsize(a.dtype, formats) for a in sig.args)
+
+
+SPEC = OpSpec("matmul", 1, __doc__, Tolerance(nmse=1e-7), _cases, weights=(1,), work=_work,
+              out_shape=lambda args, params: ((args[0].shape[0], args[1].shape[0]), "f32"),
+              representative=lambda fmt, layout: call("matmul", (f32(1, 4096), weight_arg(fmt, layout, 4096, 4096))))

@@ -5,7 +5,7 @@ Per-head q/k norms call it on [m * heads, head_dim]."""
 import numpy as np
 
 from rocmforge_core.ops import Case, OpSpec, Tolerance
-from rocmforge_core.ops._cases import normal
+from rocmforge_core.ops._cases import call, f32, normal
 
 
 def reference(x, w, *, eps):
@@ -19,4 +19,5 @@ def _cases(rng, formats):
         yield Case((normal(rng, m, d, scale=3.0), normal(rng, d)), {"eps": 1e-6}, label=f"{m}x{d}")
 
 
-SPEC = OpSpec("rmsnorm", 1, __doc__, Tolerance(nmse=1e-7), _cases)
+SPEC = OpSpec("rmsnorm", 1, __doc__, Tolerance(nmse=1e-7), _cases, cheap=True,
+              representative=lambda fmt, layout: call("rmsnorm", (f32(1, 4096), f32(4096)), eps=1e-6))

@@ -7,7 +7,7 @@ mode 'neox' pairs (x[i], x[i + n_rot/2]) (gemma, qwen). Dimensions from n_rot on
 import numpy as np
 
 from rocmforge_core.ops import Case, OpSpec, Tolerance
-from rocmforge_core.ops._cases import normal
+from rocmforge_core.ops._cases import call, f32, i32, normal
 
 MODES = ("normal", "neox")
 
@@ -46,4 +46,5 @@ def _cases(rng, formats):
                    {"base": 500000.0, "mode": mode, "n_rot": 32}, label=f"{mode} partial, freq factors")
 
 
-SPEC = OpSpec("rope", 1, __doc__, Tolerance(nmse=1e-7), _cases)
+SPEC = OpSpec("rope", 1, __doc__, Tolerance(nmse=1e-7), _cases, cheap=True,
+              representative=lambda fmt, layout: call("rope", (f32(1, 32, 128), i32(1)), base=10000.0, mode="normal"))

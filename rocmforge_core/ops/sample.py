@@ -1,19 +1,24 @@
-"""sample(logits, history, *, ...) -> i32[1]: llama.cpp's sampler chain on one sequence's logits.
+"""sample(logits, history, params, controls, *, candidates) -> i32[n]: llama.cpp's sampler chain, one draw per row.
 
-logits f32[V]; history i32[L], the sequence's last tokens for the penalties (may be empty).
+logits f32[n, V]; history i32[n, L], each row's last tokens for the penalties, padded with -1 (ignored);
+params f64[n, 7]: temperature, top_p, min_p, typical_p, repeat_penalty, presence_penalty, frequency_penalty;
+controls i64[n, 3]: top_k, seed, step. Rows are independent: each is sampled as if it were alone.
 Order as llama.cpp's default chain: penalties, top-k, typical, top-p, min-p, temperature, then a draw.
 temperature <= 0 means greedy (argmax after penalties; ties go to the lowest id).
 The draw is u = uniform(seed, step) in [0, 1) from a counter-based hash, so every backend draws the same u for
 the same (seed, step), and picks the first candidate (logit descending, then id ascending) whose cumulative
-probability exceeds u."""
+probability exceeds u. ``candidates`` bounds how many candidates any row keeps after top-k (1: every row is greedy;
+V: some row is unbounded), so a kernel can say which calls it takes; it never changes the result."""
 
 import numpy as np
 
-from rocmforge_core.ops import Case, OpSpec, Tolerance
+from rocmforge_core.ops import ArgInfo, Case, OpSpec, Signature, Tolerance
 from rocmforge_core.ops._cases import normal
 
 DEFAULTS = dict(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, typical_p=1.0, repeat_penalty=1.0,
                 presence_penalty=0.0, frequency_penalty=0.0, seed=0, step=0)
+PARAMS = ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty")
+CONTROLS = ("top_k", "seed", "step")
 _MASK = (1 << 64) - 1
 
 
@@ -26,6 +31,32 @@ def uniform(seed: int, step: int) -> float:
     return (z >> 11) * (1.0 / (1 << 53))
 
 
+def pack(rows, history_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(history, params, controls) arrays of a call from one dict per row holding DEFAULTS' keys and
+    ``history`` (a sequence of recent token ids)."""
+    n = len(rows)
+    hist = np.full((n, history_len), -1, dtype=np.int32)
+    params = np.empty((n, len(PARAMS)), dtype=np.float64)
+    controls = np.empty((n, len(CONTROLS)), dtype=np.int64)
+    for r, row in enumerate(rows):
+        recent = list(row.get("history", ()))[-history_len:] if history_len else []
+        hist[r, :len(recent)] = recent
+        params[r] = [row[k] for k in PARAMS]
+        controls[r] = [row["top_k"], np.uint64(int(row["seed"]) & _MASK).astype(np.int64), row["step"]]
+    return hist, params, controls
+
+
+def candidates(rows, vocab: int) -> int:
+    """The ``candidates`` bound of a call: 1 when every row is greedy, else the largest top-k rounded up to a power
+    of two (so a handful of bounds cover every request), or the vocabulary when a row keeps every token."""
+    sampled = [row["top_k"] for row in rows if row["temperature"] > 0]
+    if not sampled:
+        return 1
+    if min(sampled) <= 0 or max(sampled) >= vocab:
+        return vocab
+    return min(vocab, 1 << (max(sampled) - 1).bit_length())
+
+
 def apply_penalties(logits, history, repeat_penalty, presence_penalty, frequency_penalty):
     history = np.asarray(history, dtype=np.int64)
     history = history[history >= 0]
@@ -34,7 +65,7 @@ def apply_penalties(logits, history, repeat_penalty, presence_penalty, frequency
     logits = logits.copy()
     ids, counts = np.unique(history, return_counts=True)
     x = logits[ids]
-    x = np.where(x <= 0, x * repeat_penalty, x / repeat_penalty)
+    x = np.where(x <= 0, x * np.float32(repeat_penalty), x / np.float32(repeat_penalty))
     logits[ids] = x - counts * frequency_penalty - presence_penalty
     return logits
 
@@ -44,12 +75,13 @@ def _softmax(x):
     return e / e.sum()
 
 
-def reference(logits, history, *, temperature, top_k, top_p, min_p, typical_p, repeat_penalty,
-              presence_penalty, frequency_penalty, seed, step):
+def sample_row(logits, history, *, temperature, top_k, top_p, min_p, typical_p, repeat_penalty,
+               presence_penalty, frequency_penalty, seed, step):
+    """One row's token id (an int)."""
     logits = apply_penalties(np.asarray(logits, dtype=np.float32), history, repeat_penalty,
                              presence_penalty, frequency_penalty)
     if temperature <= 0:
-        return np.array([int(np.argmax(logits))], dtype=np.int32)
+        return int(np.argmax(logits))
     order = np.lexsort((np.arange(len(logits)), -logits))  # logit descending, id ascending
     ids, x = order, logits[order].astype(np.float64)
     if top_k > 0:
@@ -70,18 +102,52 @@ def reference(logits, history, *, temperature, top_k, top_p, min_p, typical_p, r
         ids, x = ids[keep], x[keep]
     p = _softmax(x / temperature)
     idx = int(np.searchsorted(np.cumsum(p), uniform(seed, step) * p.sum(), side="right"))
-    return np.array([ids[min(idx, len(ids) - 1)]], dtype=np.int32)
+    return int(ids[min(idx, len(ids) - 1)])
+
+
+def row_params(params, controls, r: int) -> dict:
+    """Row r of a call's params and controls as sample_row's keyword arguments."""
+    out = {k: float(params[r, i]) for i, k in enumerate(PARAMS)}
+    out.update(top_k=int(controls[r, 0]), seed=int(controls[r, 1]) & _MASK, step=int(controls[r, 2]))
+    return out
+
+
+def reference(logits, history, params, controls, *, candidates):
+    logits = np.asarray(logits, dtype=np.float32)
+    return np.array([sample_row(logits[r], history[r], **row_params(params, controls, r))
+                     for r in range(logits.shape[0])], dtype=np.int32)
 
 
 def _cases(rng, formats):
     vocab = 1000
-    for params in (dict(temperature=0.0), dict(), dict(top_k=5, top_p=0.9, min_p=0.0),
-                   dict(temperature=1.5, top_k=0, top_p=1.0, min_p=0.1, seed=7, step=3),
-                   dict(typical_p=0.9, repeat_penalty=1.3, presence_penalty=0.5, frequency_penalty=0.2, seed=3)):
-        full = {**DEFAULTS, **params}
-        logits = normal(rng, vocab, scale=3.0)
-        history = rng.integers(0, vocab, 32).astype(np.int32)
-        yield Case((logits, history), full, label=", ".join(f"{k}={v}" for k, v in params.items()) or "defaults")
+    settings = (dict(temperature=0.0), dict(), dict(top_k=5, top_p=0.9, min_p=0.0),
+                dict(temperature=1.5, top_k=0, top_p=1.0, min_p=0.1, seed=7, step=3),
+                dict(typical_p=0.9, repeat_penalty=1.3, presence_penalty=0.5, frequency_penalty=0.2, seed=3),
+                dict(temperature=0.0, repeat_penalty=1.5, seed=11))
+    for params in settings:  # one row of each setting alone
+        row = {**DEFAULTS, **params, "history": rng.integers(0, vocab, 32).tolist()}
+        yield _case(rng, [row], vocab, ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults")
+    # A batch mixing them: greedy and sampled rows, short and empty histories, other seeds and steps.
+    rows = [{**DEFAULTS, **params, "seed": 100 + i, "step": i * 7, "history": rng.integers(0, vocab, 4 * i).tolist()}
+            for i, params in enumerate(settings)]
+    yield _case(rng, rows, vocab, "mixed rows")
+    greedy = [{**DEFAULTS, "temperature": 0.0, "history": []} for _ in range(9)]
+    yield _case(rng, greedy, vocab, "greedy batch")
 
 
-SPEC = OpSpec("sample", 1, __doc__, Tolerance(exact=True), _cases)
+def _case(rng, rows, vocab, label):
+    hist, params, controls = pack(rows, 32)
+    logits = normal(rng, len(rows), vocab, scale=3.0)
+    return Case((logits, hist, params, controls), {"candidates": candidates(rows, vocab)}, label=label)
+
+
+def _representative(fmt, layout):
+    args = (ArgInfo((1, 32000), "f32"), ArgInfo((1, 64), "i32"), ArgInfo((1, len(PARAMS)), "f64"),
+            ArgInfo((1, len(CONTROLS)), "i64"))
+    return Signature("sample", args, (("candidates", 64),))
+
+
+SPEC = OpSpec("sample", 2, __doc__, Tolerance(exact=True), _cases,
+              out_shape=lambda args, params: ((args[0].shape[0],), "i32"),
+              work=lambda sig, formats: (10.0 * float(np.prod(sig.args[0].shape)), 4.0 * float(np.prod(sig.args[0].shape))),
+              representative=_representative)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from rocmforge_core.ops import Case, OpSpec, Tolerance
-from rocmforge_core.ops._cases import normal
+from rocmforge_core.ops._cases import call, f32, normal
 
 
 def reference(x):
@@ -15,4 +15,6 @@ def _cases(rng, formats):
         yield Case((normal(rng, *shape),), label=f"{shape}")
 
 
-SPEC = OpSpec("transpose", 1, __doc__, Tolerance(nmse=0.0), _cases)
+SPEC = OpSpec("transpose", 1, __doc__, Tolerance(nmse=0.0), _cases, cheap=True,
+              out_shape=lambda args, params: ((args[0].shape[1], args[0].shape[0]), "f32"),
+              representative=lambda fmt, layout: call("transpose", (f32(64, 128),)))

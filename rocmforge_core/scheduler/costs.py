@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from rocmforge_core import ops
 from rocmforge_core.ops import Kernel, Signature
-from rocmforge_core.scheduler.sites import Site
+from rocmforge_core.program import Site
 
-NOMINAL_CONTEXT = 512  # KV positions an attention estimate assumes (a trace has no real context length)
-_ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "i32": 4, "i64": 8, "u8": 1}
 
 
 @dataclass(frozen=True)
@@ -91,34 +88,22 @@ class CostModel:
 
 
 def work(sig: Signature, registry, dequantized: bool = False) -> tuple[float, float]:
-    """(flops, bytes touched) of one call, roughly."""
-    args = sig.args
-    if sig.op == "matmul":
-        (m, k), n = args[0].shape, args[1].shape[0]
-        flops = 2.0 * m * n * k
-    elif sig.op == "attention":
-        m, hq, d = args[0].shape
-        flops = 4.0 * m * hq * d * NOMINAL_CONTEXT
-    else:
-        flops = 4.0 * float(np.prod(args[0].shape)) if args else 0.0
-    if sig.op == "embedding":  # a gather: only the rows asked for are read
-        rows, width = args[1].shape[0], args[0].shape[-1]
-        per = 4.0 if dequantized else bytes_per_element(args[0].dtype, registry)
-        return float(rows * width), rows * width * (per + 4.0)
-    nbytes = 0.0
-    for i, a in enumerate(args):
-        if sig.op == "attention" and i in (3, 4):  # the caches: read up to the context, not their capacity
-            nbytes += NOMINAL_CONTEXT * float(np.prod(a.shape[2:])) * _ITEMSIZE.get(a.dtype, 4)
-        else:
-            nbytes += float(np.prod(a.shape)) * (4.0 if dequantized and a.dtype[:1].isupper() else bytes_per_element(a.dtype, registry))
-    return flops, nbytes
+    """(flops, bytes touched) of one call, roughly: the op's own estimate (OpSpec.work), with weights counted at 4
+    bytes an element for a backend that dequantizes them at load."""
+    formats = _DEQUANTIZED if dequantized else (registry.formats if registry is not None else None)
+    return ops.spec(sig.op).work(sig, formats)
 
 
-def bytes_per_element(dtype: str, registry) -> float:
-    if dtype in _ITEMSIZE:
-        return _ITEMSIZE[dtype]
-    fmt = registry.formats.get(dtype) if registry is not None else None
-    return fmt.type_size / fmt.block_size if fmt else 1.0
+class _Dequantized:
+    """Every GGUF type as 4 bytes an element (the reference backend holds weights as f32)."""
+    class _F32:
+        type_size, block_size = 4, 1
+
+    def get(self, name):
+        return self._F32
+
+
+_DEQUANTIZED = _Dequantized()
 
 
 def _fmt_time(seconds: float) -> str:

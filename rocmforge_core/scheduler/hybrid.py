@@ -1,8 +1,8 @@
 """The hybrid planner: placement of whole steps (profiles, measured costs, copy minimisation, placement.py) and
 transparent fallback at run time, behind the interface the engine uses (``plan``, ``preferred``, ``choose``).
 
-``prepare(steps)`` places a traced decode step, then a prefill step (attention follows decode: the layer's KV
-cache lives there). ``choose(site, phase, sig)`` answers each concrete call from that placement: the first kernel
+``prepare(steps)`` places a traced decode step, then a prefill step (an op with state, attention, follows decode:
+the layer's KV cache lives there). ``choose(site, phase, sig)`` answers each concrete call from that placement: the first kernel
 of the site's ranked candidates that is not marked bad and accepts the call as its backend runs it. A site the
 trace did not see is placed alone (same origin rules, no copy minimisation).
 
@@ -17,13 +17,14 @@ import logging
 from pathlib import Path
 from typing import Callable
 
+from rocmforge_core import ops
 from rocmforge_core.errors import BackendError, UnsupportedError
 from rocmforge_core.ops import Kernel, Signature
 from rocmforge_core.scheduler.costs import CostModel
 from rocmforge_core.scheduler.placement import Placer, SitePlan, StepPlan
 from rocmforge_core.scheduler.plan import Choice, Plan
 from rocmforge_core.scheduler.profile import AUTO, Profile, load_profile
-from rocmforge_core.scheduler.sites import Site
+from rocmforge_core.program import Site
 from rocmforge_core.scheduler.tuning import TuningCache
 
 log = logging.getLogger("rocmforge.scheduler")
@@ -50,9 +51,8 @@ class Planner:
         self.steps: dict[str, StepPlan] = {}
         self.sites: dict[tuple[str, str], SitePlan] = {}
         self.bad: set[tuple[str, Signature]] = set()
-        self.kv_moved: dict[str, str] = {}  # attention site -> backend its KV cache moved to after a fallback
+        self.kv_moved: dict[str, str] = {}  # site with state -> backend its state moved to after a fallback
         self.events: list[dict] = []
-        self.checking = False  # set by guard.check_step while a step re-runs with every op's output checked
 
     def _order(self) -> tuple[str, ...]:
         """Every backend a site may run on, the default's first (the engine keeps per-step inputs there)."""
@@ -66,12 +66,12 @@ class Planner:
 
     # -- planning ---------------------------------------------------------------------------------------------
     def prepare(self, steps: dict[str, list[Site]]) -> None:
-        """Place traced steps: decode first, then prefill with each attention where its decode runs."""
+        """Place traced steps: decode first, then prefill with each op that has state where its decode runs."""
         kv: dict[str, str] = {}
         for phase in sorted(steps, key=lambda p: p != "decode"):
             step = self.placer.place(steps[phase], phase, kv)
             if phase == "decode":
-                kv = {p.site.name: p.backend for p in step.sites if p.site.op == "attention"}
+                kv = {p.site.name: p.backend for p in step.sites if ops.spec(p.site.op).state}
             self.steps[phase] = step
             self.sites.update({(p.site.name, phase): p for p in step.sites})
 
@@ -90,7 +90,7 @@ class Planner:
             planned = self._place_alone(site, phase, sig)
         refused = []
         ranked = planned.ranked
-        if sig.op == "attention" and site in self.kv_moved:  # both phases of a layer share one KV cache
+        if site in self.kv_moved:  # both phases of a layer share one KV cache
             ranked = [k for k in ranked if k.backend == self.kv_moved[site]]
         for kernel in ranked:
             if (kernel.name, sig) in self.bad:
@@ -127,7 +127,7 @@ class Planner:
             if choice.kernel is kernel and key[1] == sig:  # every site making this call re-plans on next use
                 del self.plan.by_signature[key]
         replacement = self.choose(site, phase, sig, resident)
-        if sig.op == "attention" and replacement.backend != kernel.backend:
+        if ops.spec(sig.op).state and replacement.backend != kernel.backend:
             self.kv_moved[site] = replacement.backend
             for other in [key for key, c in self.plan.by_signature.items() if key[0] == site and c is not replacement]:
                 del self.plan.by_signature[other]

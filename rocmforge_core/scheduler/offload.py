@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rocmforge_core.scheduler.sites import Site
+import numpy as np
+
+from rocmforge_core import ops
+from rocmforge_core.program import Site
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,10 @@ def split_layers(sites: list[Site], gpu_layers: int | None = None, gpu_memory: i
 
 
 def kv_bytes(group: list[Site], context: int) -> int:
-    """KV cache bytes of a layer for ``context`` tokens, from its attention site's k and v shapes."""
+    """State (KV cache) bytes of a layer for ``context`` tokens, f32: each state argument's per-position size
+    (its shape past the block and slot dimensions) of the layer's sites whose op has state."""
+    total = 0
     for s in group:
-        if s.op == "attention":
-            k, v = s.sig.args[1], s.sig.args[2]
-            return context * 4 * (k.shape[1] * k.shape[2] + v.shape[1] * v.shape[2])
-    return 0
+        for i in ops.spec(s.op).state:
+            total += context * 4 * int(np.prod(s.sig.args[i].shape[2:]))
+    return total

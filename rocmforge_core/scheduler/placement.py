@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rocmforge_core import ops
 from rocmforge_core.errors import PluginError, UnsupportedError
 from rocmforge_core.ops import Kernel, no
 from rocmforge_core.registry import Candidate
@@ -32,9 +33,9 @@ from rocmforge_core.scheduler.offload import Split, layer_span, split_layers
 from rocmforge_core.scheduler.profile import AUTO, Profile
 from rocmforge_core.scheduler.residency import LayoutProbe
 from rocmforge_core.scheduler.rules import Origin
-from rocmforge_core.scheduler.sites import Site, availability
+from rocmforge_core.program import Site
+from rocmforge_core.scheduler.sites import availability
 
-CHEAP_OPS = frozenset({"add", "scale", "rmsnorm", "rope", "activation", "transpose"})
 FALLBACKS = ("cpu", "reference")
 HOST = "host"
 READBACK = -100  # Copy.source_site of the step result's read-back
@@ -145,8 +146,8 @@ class Placer:
 
     # -- the plan ---------------------------------------------------------------------------------------------
     def place(self, sites: list[Site], phase: str = "", kv_backends: dict[str, str] | None = None) -> StepPlan:
-        """Place one step. ``kv_backends`` (attention site -> backend) pins attention to where its layer's KV cache
-        lives, so that prefill and decode of a layer share one cache."""
+        """Place one step. ``kv_backends`` (site -> backend) pins a site whose op has state (OpSpec.state: the
+        KV cache) to where that state lives, so that prefill and decode of a layer share one cache."""
         split = None
         if self.profile.offloads:
             split = split_layers(sites, self.profile.gpu_layers, self.profile.gpu_memory, self.profile.context)
@@ -166,7 +167,8 @@ class Placer:
 
     def _site(self, index: int, site: Site, split, span, kv: str | None) -> tuple[SitePlan, list[Kernel]]:
         origin = self.origin(index, site, split, span)
-        if kv is not None and site.op == "attention":
+        stateful = bool(ops.spec(site.op).state)
+        if kv is not None and stateful:
             origin = Origin((kv,), "kv-cache", "", f"the layer's KV cache is on {kv}, where decode runs it")
         candidates = self.candidates(site)
         capable: dict[str, list[Kernel]] = {}
@@ -187,14 +189,14 @@ class Placer:
         if skipped:
             notes.append(f"fallback to {home}: " + "; ".join(
                 f"{b}: {self._refusal(b, candidates) if b in chain else 'not available here'}" for b in skipped))
-        if kv is not None and site.op == "attention":
+        if kv is not None and stateful:
             if home != kv:
                 raise UnsupportedError(f"{site.name} ({site.phase}) cannot run on {kv}, which holds its KV cache: "
                                        f"{self._refusal(kv, candidates)}")
             opts = list(capable[kv])
         elif auto:
             opts = [k for b in listed for k in capable.get(b, [])]
-        elif site.op in CHEAP_OPS and origin.kind in ("default", "option"):
+        elif ops.spec(site.op).cheap and origin.kind in ("default", "option"):
             # Moving only pays where it saves a copy: offer the first capable backend of each other memory.
             others = {}
             for b in chain:

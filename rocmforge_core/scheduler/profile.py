@@ -23,7 +23,7 @@ from rocmforge_core.errors import ProfileError
 from rocmforge_core.ops import OP_NAMES
 from rocmforge_core.registry import _hint_for_backend
 from rocmforge_core.scheduler.rules import Origin, Rule
-from rocmforge_core.scheduler.sites import Site
+from rocmforge_core.program import Site
 
 SCHEMA_PATH = Path(__file__).with_name("profile_schema.json")
 AUTO = "auto"

@@ -8,7 +8,7 @@ import re
 from collections import Counter, defaultdict
 
 from rocmforge_core.scheduler.placement import READBACK, StepPlan
-from rocmforge_core.scheduler.sites import STEP_INPUTS
+from rocmforge_core.program import STEP_INPUTS
 
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 

@@ -38,6 +38,6 @@ class LayoutProbe:
             return arg.layout
         try:
             weight = fmt.random_weight(self.rng, "probe", (min(arg.shape[0], PROBE_ROWS),) + tuple(arg.shape[1:]))
-            return be.upload_weight(weight, fmt).layout
+            return be.upload_weight(weight).layout
         except Exception:  # a backend that cannot take this weight: its kernels will say no to the plain layout
             return arg.layout

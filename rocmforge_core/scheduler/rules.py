@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rocmforge_core.scheduler.sites import Site
+from rocmforge_core.program import Site
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rocmforge_core import __version__
+from rocmforge_core import __version__, ops
+from rocmforge_core.ops import sample
 from rocmforge_core.ops import Kernel, signature
-from rocmforge_core.scheduler.costs import NOMINAL_CONTEXT
-from rocmforge_core.scheduler.sites import Site, availability
+from rocmforge_core.ops.attention import NOMINAL_CONTEXT
+from rocmforge_core.program import Site
+from rocmforge_core.scheduler.sites import availability
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the sample op's batched signature, state arguments left out of buckets
 COPY_SIZES = (4 << 10, 256 << 10, 4 << 20)
 
 
@@ -58,11 +60,12 @@ def fingerprint_id(fp: dict) -> str:
 
 def bucket(site: Site) -> str:
     """(op, shape bucket, format, phase) of a site: batch sizes round up to a power of two, other dimensions and
-    the weight's shape stay exact; attention's cache arguments (sized by the run, not the model) are left out."""
+    the weight's shape stay exact; state arguments (the KV cache: sized by the run, not the model) are left out."""
     shapes = []
+    state = ops.spec(site.op).state
     for i, a in enumerate(site.sig.args):
-        if site.op == "attention" and i >= 3:
-            break
+        if i in state:
+            continue
         shape = list(a.shape)
         if shape and not a.dtype[:1].isupper() and site.op != "sample":
             shape[0] = 1 << (shape[0] - 1).bit_length()
@@ -203,7 +206,7 @@ class Tuner:
     def _upload(self, be, value):
         from rocmforge_core.formats import Weight
         if isinstance(value, Weight):
-            return be.upload_weight(value, self.registry.format(value.fmt))
+            return be.upload_weight(value)
         return value if be.is_host else be.from_host(value)
 
     def tune_copies(self) -> None:
@@ -252,8 +255,12 @@ class Tuner:
             args[1] = rng.integers(0, rows, sig.args[1].shape).astype(np.int32)
         elif site.op == "rope":
             args[1] = np.arange(sig.args[0].shape[0], dtype=np.int32)
-        elif site.op == "sample":
-            args[1] = rng.integers(0, sig.args[0].shape[0], sig.args[1].shape).astype(np.int32)
+        elif site.op == "sample":  # default sampling, or greedy for a greedy-only call, per row
+            (n, vocab), width = sig.args[0].shape, sig.args[1].shape[1]
+            greedy = sig.param("candidates", vocab) == 1
+            rows = [{**sample.DEFAULTS, "temperature": 0.0 if greedy else sample.DEFAULTS["temperature"],
+                     "history": rng.integers(0, vocab, width).tolist()} for _ in range(n)]
+            args[1:] = sample.pack(rows, width)
         elif site.op == "attention":
             args[3:] = _attention_state(sig, rng)
         return tuple(args), params

@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_info
 from rocmforge_core import ops
 from rocmforge_core.errors import BackendError
 from rocmforge_core.formats import dequantize_weight
+from rocmforge_core.ops.sample import DEFAULTS, pack
 from rocmforge_cpu_simd import quantized, threads
 from rocmforge_cpu_simd.ops import attention, rmsnorm, sample
 
@@ -33,7 +34,7 @@ def test_quantized_matmul_is_float32_accurate(registry, cpu, fmt, m, n):
     w = f.random_weight(rng, "w", (n, 768))
     x = rng.standard_normal((m, 768)).astype(np.float32)
     expected = x.astype(np.float64) @ dequantize_weight(w).astype(np.float64).T
-    packed = cpu.upload_weight(w, f)
+    packed = cpu.upload_weight(w)
     kernel = _kernel(registry, ops.signature("matmul", (x, packed), {}))
     assert kernel.name == f"cpu.{fmt.lower()}.matmul"
     out = np.full((m, n), np.nan, dtype=np.float32)
@@ -50,7 +51,7 @@ def test_parallel_builds_match_serial_ones(registry, cpu, monkeypatch, fmt, m):
     rng = np.random.default_rng(11)
     f = registry.format(fmt)
     w = f.random_weight(rng, "w", (257, 512))
-    packed = cpu.upload_weight(w, f)
+    packed = cpu.upload_weight(w)
     x = rng.standard_normal((m, 512)).astype(np.float32)
     before = cpu.threads
     cpu.configure(threads=2)
@@ -98,7 +99,7 @@ def test_embedding_rows_are_exact(registry, cpu, fmt):
     f = registry.format(fmt)
     w = f.random_weight(rng, "t", (64, 512))
     ids = np.array([63, 0, 5, 5, 17], dtype=np.int32)
-    packed = cpu.upload_weight(w, f)
+    packed = cpu.upload_weight(w)
     got = _kernel(registry, ops.signature("embedding", (packed, ids), {})).fn(packed, ids)
     np.testing.assert_array_equal(got, dequantize_weight(w)[ids])
 
@@ -129,12 +130,11 @@ def test_sampler_breaks_top_k_ties_like_the_reference():
     logits = np.zeros(5000, dtype=np.float32)
     logits[[10, 4000, 77]] = 3.0
     logits[100:4000:7] = 1.5  # many ties straddle the top-k threshold
-    history = np.array([77, 5], dtype=np.int32)
-    for step in range(40):
-        params = {**ops.reference("sample").__globals__["DEFAULTS"], "top_k": 20, "seed": 11, "step": step,
-                  "temperature": 2.0, "top_p": 0.99, "min_p": 0.0, "repeat_penalty": 1.2}
-        expected = ops.reference("sample")(logits, history, **params)
-        np.testing.assert_array_equal(sample.sample(logits, history, **params), expected)
+    rows = [{**DEFAULTS, "top_k": 20, "seed": 11, "step": step, "temperature": 2.0, "top_p": 0.99, "min_p": 0.0,
+             "repeat_penalty": 1.2, "history": [77, 5]} for step in range(40)]
+    args = (np.tile(logits, (len(rows), 1)), *pack(rows, 2))
+    expected = ops.reference("sample")(*args, candidates=32)
+    np.testing.assert_array_equal(sample.sample(*args, candidates=32), expected)
 
 
 def test_rmsnorm_in_place(registry):
@@ -172,7 +172,7 @@ def test_sgemm_leaves_blas_threads_as_they_were(registry, cpu):
     f = registry.format("Q8_0")
     w = f.random_weight(np.random.default_rng(0), "w", (300, 256))
     x = np.random.default_rng(1).standard_normal((quantized.BLAS_MIN_ROWS, 256)).astype(np.float32)
-    got = quantized.matmul(x, cpu.upload_weight(w, f))
+    got = quantized.matmul(x, cpu.upload_weight(w))
     assert ops.nmse(got, x @ dequantize_weight(w).T) < 1e-10
     assert [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] == before
 

@@ -35,7 +35,7 @@ def test_prefill_logits_match_f32deq(run, prompt):
     model, engine, refs, stem, testdata = run
     ref = refs["prompts"][prompt]
     slot = engine.add_sequence()
-    ours = engine.logits_to_host(engine.prefill(slot, ref["prompt_ids"], all_logits=True))
+    ours = engine.logits_to_host(engine.prefill(slot, ref["prompt_ids"], all_logits=True).logits)
     engine.free_sequence(slot)
     for pos, top in enumerate(ref["prompt_pos_top10"]):
         ids = [t for t, _ in top]

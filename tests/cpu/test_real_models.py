@@ -18,7 +18,7 @@ def _check_model(path, registry, cpu):
             # Every 2-D tensor outside the layers, and the layers' tensors of three layers (all their types).
             if len(w.shape) != 2 or (name.startswith("blk.") and name.split(".")[1] not in ("0", "1", "5")):
                 continue
-            packed = cpu.upload_weight(w, registry.format(w.fmt))
+            packed = cpu.upload_weight(w)
             seen.add((w.fmt, packed.layout))
             # Full tensors, except the 262k-row embeddings: a random subset of their rows.
             rows = np.arange(w.shape[0]) if w.shape[0] <= 8192 else np.sort(rng.choice(w.shape[0], 4096, False))

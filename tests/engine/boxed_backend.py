@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from rocmforge_core import ops
-from rocmforge_core.backend import Backend, DeviceInfo
+from rocmforge_core.backend import NUMPY_DTYPES, Backend, DeviceInfo
 from rocmforge_core.formats import Weight
 from rocmforge_core.hookspecs import hookimpl
 from rocmforge_core.registry import PluginRecord, Registry
@@ -55,12 +55,12 @@ class BoxedBackend(Backend):
         return tensor.a.copy()
 
     def empty(self, shape, dtype):
-        return Box(np.empty(shape, dtype={"f32": np.float32, "f16": np.float16, "i32": np.int32}[dtype]))
+        return Box(np.empty(shape, dtype=NUMPY_DTYPES[dtype]))
 
     def write(self, tensor, array):
         tensor.a[...] = array
 
-    def upload_weight(self, weight, fmt):
+    def upload_weight(self, weight):
         # Keep exact f32 values, as the reference does, but in this backend's memory.
         from rocmforge_core.formats import dequantize_weight
         return weight.with_data(Box(dequantize_weight(weight)), "f32")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rocmforge_core.engine import ContextLengthError, Engine, Model, SamplingParams
+from rocmforge_core.engine import ContextLengthError, Engine, Model, RowSampling, SamplingParams
 from rocmforge_core.errors import RocmforgeError
+from rocmforge_core.ops.sample import sample_row
+from rocmforge_core.program import BLOCK_TABLES, STEP_INPUTS
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +33,19 @@ def test_a_batch_of_sequences_equals_each_sequence_alone(model):
     slots = [engine.add_sequence() for _ in prompts]
     alone = []
     for slot, ids in zip(slots, prompts):
-        alone.append(engine.logits_to_host(engine.prefill(slot, ids, all_logits=True)))
+        alone.append(engine.logits_to_host(engine.prefill(slot, ids, all_logits=True).logits))
     # one mixed prefill batch of all three prompts, then one decode step for all three
     engine2 = Engine(model, n_ctx=32, max_seqs=3, block_size=4)
     slots2 = [engine2.add_sequence() for _ in prompts]
     tokens = sum(prompts, [])
     seq = sum(([s] * len(p) for s, p in zip(slots2, prompts)), [])
     pos = sum((list(range(len(p))) for p in prompts), [])
-    mixed = engine2.logits_to_host(engine2.step(tokens, seq, pos, range(len(tokens)), "prefill"))
+    mixed = engine2.logits_to_host(engine2.step(tokens, seq, pos, range(len(tokens)), "prefill").logits)
     np.testing.assert_allclose(mixed, np.concatenate(alone), atol=1e-5)
     nxt = [11, 12, 13]
-    both = engine2.logits_to_host(engine2.step(nxt, slots2, [len(p) for p in prompts], [0, 1, 2], "decode"))
+    both = engine2.logits_to_host(engine2.step(nxt, slots2, [len(p) for p in prompts], [0, 1, 2], "decode").logits)
     for i, (slot, p) in enumerate(zip(slots, prompts)):
-        one = engine.logits_to_host(engine.step([nxt[i]], [slot], [len(p)], [0], "decode"))
+        one = engine.logits_to_host(engine.step([nxt[i]], [slot], [len(p)], [0], "decode").logits)
         np.testing.assert_allclose(both[i], one[0], atol=1e-5)
 
 
@@ -54,7 +56,7 @@ def test_greedy_generation_is_the_argmax_chain(model):
     slot = engine.add_sequence()
     ids = [3, 4, 5]
     for _ in range(6):
-        logits = engine.logits_to_host(engine.prefill(slot, ids))
+        logits = engine.logits_to_host(engine.prefill(slot, ids).logits)
         ids.append(int(np.argmax(logits[0])))
     assert gen.ids == ids[3:]
     s = gen.stats
@@ -110,13 +112,20 @@ def test_context_limits(model):
     assert engine.cache.blocks_in_use() == 0  # finished sequences give their blocks back
 
 
-def test_sampling_a_row_of_a_batch(model):
+def test_each_row_of_a_batch_is_sampled_with_its_own_parameters(model):
     engine = Engine(model, n_ctx=32, max_seqs=2)
     a, b = engine.add_sequence(), engine.add_sequence()
-    logits = engine.step([1, 2, 3, 4, 5], [a, a, b, b, b], [0, 1, 0, 1, 2], [1, 4], "prefill")
-    host = engine.logits_to_host(logits)
-    greedy = SamplingParams(temperature=0)
-    assert [engine.sample(logits, r, [], greedy, 0) for r in (0, 1)] == [int(np.argmax(h)) for h in host]
+    args = ([1, 2, 3, 4, 5], [a, a, b, b, b], [0, 1, 0, 1, 2], [1, 4], "prefill")
+    greedy = engine.step(*args)
+    host = engine.logits_to_host(greedy.logits)
+    assert greedy.tokens == [int(np.argmax(h)) for h in host]
+    # Row 1 sampled hot with a seed, row 0 greedy: row 1 draws as it would alone; row 0 stays the argmax.
+    hot = SamplingParams(temperature=5.0, top_k=0, top_p=1.0, min_p=0.0, seed=9)
+    mixed = engine.step(*args, [None, RowSampling(hot, 3)])
+    alone = engine.step(*args, [RowSampling(hot, 3), RowSampling(hot, 3)])
+    assert mixed.tokens[0] == greedy.tokens[0] and mixed.tokens[1] == alone.tokens[1]
+    expected = sample_row(host[1], [], **{**hot.op_params(), "seed": 9, "step": 3})
+    assert mixed.tokens[1] == expected
 
 
 def test_load_progress_bar_draws_only_on_a_terminal_after_a_moment():
@@ -157,9 +166,9 @@ def test_f16_kv_cache_stays_close_to_f32(model):
         engine = Engine(model, n_ctx=32, kv_dtype=dtype)
         assert engine.cache.k[0].dtype == {"f32": np.float32, "f16": np.float16}[dtype]
         slot = engine.add_sequence()
-        rows = [engine.logits_to_host(engine.prefill(slot, ids[:4]))[0]]
+        rows = [engine.logits_to_host(engine.prefill(slot, ids[:4]).logits)[0]]
         for pos in range(4, len(ids)):
-            rows.append(engine.logits_to_host(engine.step([ids[pos]], [slot], [pos], [0], "decode"))[0])
+            rows.append(engine.logits_to_host(engine.step([ids[pos]], [slot], [pos], [0], "decode").logits)[0])
         logits[dtype] = np.stack(rows)
     err = np.abs(logits["f16"] - logits["f32"]).max()
     assert 0 < err < 1e-2 * np.abs(logits["f32"]).max()
@@ -179,16 +188,18 @@ def test_decode_steps_rewrite_only_the_inputs_that_change(model):
         slots = [engine.add_sequence(), engine.add_sequence()]
         for tokens, seq, pos in steps:
             written.append([])
-            logits = engine.logits_to_host(engine.step(tokens, [slots[seq]], [pos], [0], "decode"))
+            logits = engine.logits_to_host(engine.step(tokens, [slots[seq]], [pos], [0], "decode").logits)
     finally:
         del be.write
-    batch = engine._steps[("decode", 1, 1)][0]
-    names = {id(getattr(batch, f)): f for f in ("tokens", "positions", "seq_ids", "out_rows")}
+    (shape,) = engine._shapes.values()
+    names = {id(t): STEP_INPUTS[key] for key, t in shape.inputs.tensors.items() if key != BLOCK_TABLES}
     got = [sorted(names[id(t)] for t in step if id(t) in names) for step in written]
-    assert got == [["out_rows", "positions", "seq_ids", "tokens"], ["positions", "tokens"], ["positions", "tokens"],
-                   ["positions", "seq_ids", "tokens"], ["positions", "seq_ids", "tokens"]]
+    sampler = ["sampling controls", "sampling history", "sampling parameters"]
+    assert got == [sorted(["output rows", "positions", "sequence ids", "token ids"] + sampler),
+                   ["positions", "token ids"], ["positions", "token ids"],
+                   ["positions", "sequence ids", "token ids"], ["positions", "sequence ids", "token ids"]]
     fresh = Engine(model, n_ctx=32, max_seqs=2, block_size=4)
     s = fresh.add_sequence()
     for pos, tok in enumerate([5, 6, 7, 8]):
-        want = fresh.logits_to_host(fresh.step([tok], [s], [pos], [0], "decode"))
+        want = fresh.logits_to_host(fresh.step([tok], [s], [pos], [0], "decode").logits)
     np.testing.assert_array_equal(logits, want)

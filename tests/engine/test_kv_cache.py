@@ -24,7 +24,9 @@ def make_cache(**kw):
 def test_layout_matches_the_attention_op():
     cache = make_cache()
     assert len(cache.k) == 3 and cache.k[0].shape == (2 * 5 + 1, 4, 2, 8)
-    assert cache.tables.shape == (2, 5) and cache.tables.dtype == np.int32
+    # a row per sequence slot, and the padding rows' slot, whose entries all name block 0
+    assert cache.tables.shape == (3, 5) and cache.tables.dtype == np.int32 and cache.pad_slot == 2
+    assert (cache.tables[cache.pad_slot] == 0).all()
     assert cache.nbytes() == 2 * 3 * 11 * 4 * 2 * 8 * 4
 
 

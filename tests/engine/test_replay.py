@@ -1,4 +1,4 @@
-"""Record and replay of every step shape: a prefill step of a shape seen before replays the calls recorded on the
+"""Bind and replay of every step shape: a prefill step of a shape seen before replays the calls bound on the
 first one (no signatures, no planner), gives the same logits bit for bit, still falls back when a kernel fails
 inside the replay, and only the most recently used shapes are kept."""
 
@@ -16,7 +16,7 @@ PROMPT = [5, 17, 3, 60, 2, 2, 9]
 def prefill(engine, ids, *, all_logits=True):
     slot = engine.add_sequence()
     try:
-        return engine.logits_to_host(engine.prefill(slot, ids, all_logits=all_logits))
+        return engine.logits_to_host(engine.prefill(slot, ids, all_logits=all_logits).logits)
     finally:
         engine.free_sequence(slot)
 
@@ -51,20 +51,20 @@ def test_a_replayed_prefill_gives_the_logits_of_an_unreplayed_one_bit_for_bit(ti
         return Model(tiny_llama, backend="boxed", registry=registry_with(boxed))
     model = load()
     engine = Engine(model, n_ctx=32, max_seqs=2)
-    first = prefill(engine, PROMPT)  # eager: places and records
-    assert ("prefill", len(PROMPT), len(PROMPT)) in engine.forward._programs
+    first = prefill(engine, PROMPT)  # eager: places and binds
+    assert [k[:3] for k in engine._shapes] == [("prefill", len(PROMPT), len(PROMPT))]
     asked = count_choices(model)
-    copies = engine.forward.copies
+    copies = engine.executor.copies
     second = prefill(engine, PROMPT)
     assert asked == []  # replayed: no placement lookups
     np.testing.assert_array_equal(second, first)
-    assert engine.forward.copies - copies == (copies if backend != "reference" else 0)  # same copies per step
+    assert engine.executor.copies - copies == (copies if backend != "reference" else 0)  # same copies per step
     # An engine that never replays (fresh model, first step of its shape) agrees bit for bit too.
     np.testing.assert_array_equal(prefill(Engine(load(), n_ctx=32), PROMPT), first)
     # A mixed batch of two sequences replays as well and equals each sequence alone.
     a, b = engine.add_sequence(), engine.add_sequence()
     tokens, slots, pos = PROMPT[:4] + PROMPT[:3], [a] * 4 + [b] * 3, [0, 1, 2, 3, 0, 1, 2]
-    mixed = [engine.logits_to_host(engine.step(tokens, slots, pos, [3, 6], "prefill")) for _ in range(2)]
+    mixed = [engine.logits_to_host(engine.step(tokens, slots, pos, [3, 6], "prefill").logits) for _ in range(2)]
     assert len(asked) > 0  # the first mixed step was a new shape
     np.testing.assert_array_equal(mixed[0], mixed[1])
     np.testing.assert_allclose(mixed[0], first[[3, 2]], rtol=1e-6, atol=1e-6)
@@ -84,19 +84,19 @@ def test_a_kernel_failing_inside_a_replayed_prefill_falls_back_and_the_output_is
             return fn(*args, **params)
         return run
     spy_kernel(model, "blk.0.ffn_up", "prefill", flaky)
-    engine = Engine(model, n_ctx=32)  # a new cache: records are made afresh, with the spy
+    engine = Engine(model, n_ctx=32)  # a new cache: steps are bound afresh, with the spy
     np.testing.assert_array_equal(prefill(engine, PROMPT), expected)
     assert len(runs) == 1
     failing.append(True)
     replayed = prefill(engine, PROMPT)
-    assert len(runs) == 3  # once replayed, once through execute, then the next candidate ran
+    assert len(runs) == 2  # failed once in the replay, then the next candidate ran
     assert model.plan.fallbacks == 1 and model.planner.events[0]["kernel"] == "spy"
     assert model.planner.events[0]["phase"] == "prefill"
     np.testing.assert_allclose(replayed, expected, rtol=1e-5, atol=1e-5)
     assert (replayed.argmax(-1) == expected.argmax(-1)).all()
-    # The plan changed: the step is recorded again with the replacement, then replayed without the failed kernel.
+    # The plan changed: the step is bound again with the replacement, then replayed without the failed kernel.
     again = [prefill(engine, PROMPT) for _ in range(2)]
-    assert len(runs) == 3 and model.plan.fallbacks == 1
+    assert len(runs) == 2 and model.plan.fallbacks == 1
     np.testing.assert_array_equal(again[0], replayed)
     np.testing.assert_array_equal(again[1], replayed)
 
@@ -104,17 +104,16 @@ def test_a_kernel_failing_inside_a_replayed_prefill_falls_back_and_the_output_is
 def test_recorded_step_shapes_are_bounded_and_least_recently_used_go_first(tiny_llama):
     model = Model(tiny_llama, backend="reference")
     engine = Engine(model, n_ctx=32)
-    engine.forward.max_programs = 3
+    engine.max_steps = 3
     outputs = {n: prefill(engine, PROMPT[:n], all_logits=False) for n in range(1, 7)}
-    assert list(engine.forward._programs) == [("prefill", n, 1) for n in (4, 5, 6)]
-    assert list(engine._steps) == [("prefill", n, 1) for n in (4, 5, 6)]
+    assert [k[:3] for k in engine._shapes] == [("prefill", n, 1) for n in (4, 5, 6)]
     asked = count_choices(model)
     np.testing.assert_array_equal(prefill(engine, PROMPT[:4], all_logits=False), outputs[4])  # kept: replayed
     assert asked == []
     np.testing.assert_array_equal(prefill(engine, PROMPT[:1], all_logits=False), outputs[1])  # evicted: eager
-    assert asked and list(engine.forward._programs) == [("prefill", n, 1) for n in (6, 4, 1)]
+    assert asked and [k[:3] for k in engine._shapes] == [("prefill", n, 1) for n in (6, 4, 1)]
     # The default bound holds for a server that meets every prompt length.
     engine = Engine(model, n_ctx=64)
     for n in range(1, 50):
         prefill(engine, [1 + i % 90 for i in range(n)], all_logits=False)
-    assert len(engine.forward._programs) == len(engine._steps) == engine.forward.max_programs < 49
+    assert len(engine._shapes) == engine.max_steps < 49

@@ -91,7 +91,7 @@ def test_registered_repacker_is_applied_on_upload_to_a_host_backend(registry):
     fmt = registry.format("Q4_0_TEST")
     assert registry.plugins["repack-test"].provides == {"formats": ["Q4_0_TEST"]}
     weight = gguf_weight(fmt)
-    uploaded = FakeHost().upload_weight(weight, fmt)
+    uploaded = FakeHost().upload_weight(weight)
     assert uploaded.layout == "x4" and uploaded.meta["interleave"] == INTERLEAVE
     assert uploaded.shape == weight.shape and uploaded.fmt == "Q4_0_TEST"
     assert not np.array_equal(uploaded.data, weight.data)
@@ -103,7 +103,7 @@ def test_repacked_data_is_what_a_device_backend_receives(registry):
     fmt = registry.format("Q4_0_TEST")
     weight = gguf_weight(fmt)
     backend = FakeDevice()
-    uploaded = backend.upload_weight(weight, fmt)
+    uploaded = backend.upload_weight(weight)
     assert isinstance(uploaded.data, DeviceArray) and uploaded.layout == "x4"
     assert np.array_equal(backend.to_host(uploaded.data), interleave_rows(weight).data)
 
@@ -111,14 +111,14 @@ def test_repacked_data_is_what_a_device_backend_receives(registry):
 def test_backend_without_a_repacker_keeps_gguf_layout(registry):
     fmt = registry.format("Q4_0")
     weight = gguf_weight(fmt)
-    uploaded = FakeHost().upload_weight(weight, fmt)
+    uploaded = FakeHost().upload_weight(weight)
     assert uploaded.layout == "" and uploaded.data is weight.data
-    on_device = FakeDevice().upload_weight(weight, fmt)
+    on_device = FakeDevice().upload_weight(weight)
     assert on_device.layout == "" and np.array_equal(on_device.data._array, weight.data)
 
 
 def test_host_dequantize_refuses_a_backend_layout(registry):
     fmt = registry.format("Q4_0_TEST")
-    uploaded = FakeHost().upload_weight(gguf_weight(fmt), fmt)
+    uploaded = FakeHost().upload_weight(gguf_weight(fmt))
     with pytest.raises(ValueError, match="layout 'x4'"):
         dequantize_weight(uploaded)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rocmforge_core import ops
-from rocmforge_core.cli.plugins import collect, representative
+from rocmforge_core.cli.plugins import collect
 
 from .helpers import add, plugins_json, reference_registry, run_cli, write_dist
 
@@ -150,5 +150,10 @@ def test_json_lists_formats_by_gguf_name_and_a_matrix_per_format(example_plugin)
 
 def test_representative_signatures_are_valid_calls():
     for op in ops.OP_NAMES:
-        sig = representative(op, "Q4_K" if op in ("matmul", "dequant", "embedding") else "f32")
+        spec = ops.spec(op)
+        sig = spec.representative("Q4_K" if spec.weights else "f32", "")
         assert sig.op == op and sig.args
+        shape, dtype = spec.out_shape(sig.args, dict(sig.params))
+        assert all(isinstance(d, int) and d > 0 for d in shape) and dtype in ("f32", "i32")
+        flops, nbytes = spec.work(sig, None)
+        assert flops >= 0 and nbytes > 0

@@ -25,7 +25,7 @@ def test_memory_is_copied_in_and_out():
 def test_upload_dequantizes_exactly_once(example_registry):
     fmt = example_registry.format("TQ2_0")
     weight = fmt.random_weight(np.random.default_rng(3), "blk.0.ffn_up.weight", (4, 512))
-    uploaded = ReferenceBackend().upload_weight(weight, fmt)
+    uploaded = ReferenceBackend().upload_weight(weight)
     assert uploaded.layout == "f32" and uploaded.fmt == "TQ2_0" and uploaded.shape == (4, 512)
     assert np.array_equal(uploaded.data, fmt.dequantize(weight.data))
     assert ops.arg_info(uploaded) == ops.ArgInfo((4, 512), "TQ2_0", "f32")

@@ -41,7 +41,7 @@ def main(out_path: str) -> None:
         token_us, token_bytes = 0.0, 0
         shapes = [(name, shape) for name, shape in LAYER.items()] + [("output", OUTPUT)]
         for name, (n, k) in shapes:
-            w = hip.upload_weight(fmt.random_weight(rng, name, (n, k)), fmt)
+            w = hip.upload_weight(fmt.random_weight(rng, name, (n, k)))
             x = hip.from_host(rng.standard_normal((1, k)).astype(np.float32))
             us = timed(hip, lambda: kernels["matmul"].fn(x, w))
             nbytes = n * fmt.row_bytes(k)

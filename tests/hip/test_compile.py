@@ -126,9 +126,11 @@ def test_supports_gives_reasons():
     assert not matmul.check(repacked) and "layout" in matmul.check(repacked).reason
     assert matmul.check(q40)
     sample = next(k for k in get_registry().kernels if k.backend == "hip" and k.op == "sample")
-    unbounded = Signature("sample", (ArgInfo((1000,), "f32"), ArgInfo((0,), "i32")),
-                          (("temperature", 1.0), ("top_k", 0)))
-    assert not sample.check(unbounded) and "top_k" in sample.check(unbounded).reason
+    args = (ArgInfo((2, 5000), "f32"), ArgInfo((2, 1), "i32"), ArgInfo((2, 7), "f64"), ArgInfo((2, 3), "i64"))
+    unbounded = Signature("sample", args, (("candidates", 5000),))
+    assert not sample.check(unbounded) and "top-k" in sample.check(unbounded).reason
+    assert sample.check(Signature("sample", args, (("candidates", 64),)))
+    assert sample.check(Signature("sample", args, (("candidates", 1),))).reason == "greedy"
 
 
 

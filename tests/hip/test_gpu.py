@@ -51,7 +51,7 @@ def test_conformance_kit(hip, seed):
 def _upload(hip, fmt_name, rng, rows, cols):
     fmt = get_registry().format(fmt_name)
     w = fmt.random_weight(rng, "w", (rows, cols))
-    return w, hip.upload_weight(w, fmt)
+    return w, hip.upload_weight(w)
 
 
 @pytest.mark.parametrize("fmt", ["F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K",
@@ -237,14 +237,14 @@ def test_whole_model_logits_match_reference(hip, tmp_path, arch, dtype):
         model = Model(path, backend=backend)
         engine = Engine(model, n_ctx=64)
         slot = engine.add_sequence()
-        rows = [engine.logits_to_host(engine.prefill(slot, ids[:13], all_logits=True))]
+        rows = [engine.logits_to_host(engine.prefill(slot, ids[:13], all_logits=True).logits)]
         for pos in range(13, len(ids)):  # decode steps: the second and later replay a captured graph on hip
-            rows.append(engine.logits_to_host(engine.step([ids[pos]], [slot], [pos], [0], "decode")))
+            rows.append(engine.logits_to_host(engine.step([ids[pos]], [slot], [pos], [0], "decode").logits))
         # A prefill of a shape seen before is captured, then replayed: the same logits as the eager one.
         engine.free_sequence(slot)
         for _ in range(2):
             slot = engine.add_sequence()
-            again = engine.logits_to_host(engine.prefill(slot, ids[:13], all_logits=True))
+            again = engine.logits_to_host(engine.prefill(slot, ids[:13], all_logits=True).logits)
             np.testing.assert_allclose(again, rows[0], rtol=0, atol=1e-6)
             engine.free_sequence(slot)
         logits[backend] = np.concatenate(rows)

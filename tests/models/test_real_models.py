@@ -34,7 +34,7 @@ def loaded(request, testdata):
     logits = {}
     for name, prompt in refs["f32deq"]["prompts"].items():
         slot = engine.add_sequence()
-        logits[name] = engine.logits_to_host(engine.prefill(slot, prompt["prompt_ids"], all_logits=True))
+        logits[name] = engine.logits_to_host(engine.prefill(slot, prompt["prompt_ids"], all_logits=True).logits)
         engine.free_sequence(slot)
     yield dict(model=model, engine=engine, refs=refs, logits=logits, stem=stem, quant=quant, testdata=testdata)
     model.close()

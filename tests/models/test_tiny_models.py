@@ -44,7 +44,7 @@ def test_logits_match_independent_implementation(tiny):
     ids = prompt(13, cfg.vocab_size)
     engine = Engine(model, n_ctx=64, block_size=4)
     slot = engine.add_sequence()
-    ours = engine.logits_to_host(engine.prefill(slot, ids, all_logits=True))
+    ours = engine.logits_to_host(engine.prefill(slot, ids, all_logits=True).logits)
     expected = hf_reference.logits(arch_of(variant), weights, cfg, ids)
     assert ours.shape == expected.shape
     np.testing.assert_allclose(ours, expected, atol=2e-4 * np.abs(expected).max(), rtol=0)
@@ -54,11 +54,11 @@ def test_decode_with_kv_cache_equals_full_prefill(tiny):
     variant, _, model = tiny
     ids = prompt(11, VARIANTS[variant].vocab_size, seed=2)
     engine = Engine(model, n_ctx=64, block_size=4, max_seqs=2)  # several blocks per sequence
-    full = engine.logits_to_host(engine.prefill(engine.add_sequence(), ids, all_logits=True))
+    full = engine.logits_to_host(engine.prefill(engine.add_sequence(), ids, all_logits=True).logits)
     slot = engine.add_sequence()
-    rows = [engine.logits_to_host(engine.prefill(slot, ids[:5]))[0]]
+    rows = [engine.logits_to_host(engine.prefill(slot, ids[:5]).logits)[0]]
     for pos in range(5, len(ids)):
-        rows.append(engine.logits_to_host(engine.step([ids[pos]], [slot], [pos], [0], "decode"))[0])
+        rows.append(engine.logits_to_host(engine.step([ids[pos]], [slot], [pos], [0], "decode").logits)[0])
     np.testing.assert_allclose(np.stack(rows), full[4:], atol=1e-4, rtol=1e-4)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from rocmforge_core import ops
-from rocmforge_core.backend import Backend, DeviceInfo, HostBackend
+from rocmforge_core.backend import NUMPY_DTYPES, Backend, DeviceInfo, HostBackend
 from rocmforge_core.formats import Weight
 from rocmforge_core.hookspecs import hookimpl
 from rocmforge_core.ops import Kernel, no, yes
@@ -51,12 +51,12 @@ class FakeGPU(Backend):
         return np.array(tensor.array, copy=True)
 
     def empty(self, shape, dtype):
-        return DevArray(np.zeros(shape, dtype={"f32": np.float32, "f16": np.float16, "i32": np.int32}[dtype]))
+        return DevArray(np.zeros(shape, dtype=NUMPY_DTYPES[dtype]))
 
     def write(self, tensor, array):
         tensor.array[...] = array
 
-    def upload_weight(self, weight, fmt):
+    def upload_weight(self, weight):
         return weight.with_data(DevArray(np.asarray(weight.data)), weight.layout)
 
     def owns(self, tensor):
@@ -69,7 +69,7 @@ class FakeCPU(HostBackend):
     def devices(self):
         return [DeviceInfo("fake cpu", "host", 0, 2)]
 
-    def upload_weight(self, weight, fmt):
+    def upload_weight(self, weight):
         return weight  # the format plugins' "cpu" repackers are for the real cpu backend's kernels
 
 

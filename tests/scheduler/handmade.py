@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rocmforge_core.ops import ArgInfo, Signature
-from rocmforge_core.scheduler.sites import Site
+from rocmforge_core.program import Site
 
 D, F, V = 64, 128, 100
 

@@ -28,7 +28,7 @@ NEAR_TIE = 0.1
 def run(model):
     engine = Engine(model, n_ctx=128)
     slot = engine.add_sequence()
-    logits = engine.logits_to_host(engine.prefill(slot, PROMPT, all_logits=True))
+    logits = engine.logits_to_host(engine.prefill(slot, PROMPT, all_logits=True).logits)
     engine.free_sequence(slot)
     return logits, engine.generate(PROMPT, max_tokens=TOKENS, sampling=SamplingParams(temperature=0))
 

@@ -32,7 +32,7 @@ def run(model):
     """Logits of every prompt position, and greedy generation after the prompt."""
     engine = Engine(model, n_ctx=64)
     slot = engine.add_sequence()
-    logits = engine.logits_to_host(engine.prefill(slot, PROMPT, all_logits=True))
+    logits = engine.logits_to_host(engine.prefill(slot, PROMPT, all_logits=True).logits)
     engine.free_sequence(slot)
     return logits, engine.generate(PROMPT, max_tokens=TOKENS, sampling=GREEDY)
 

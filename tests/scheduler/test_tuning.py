@@ -8,8 +8,8 @@ import json
 from rocmforge_core.ops import ArgInfo, Signature
 from rocmforge_core.scheduler.costs import CostModel
 from rocmforge_core.scheduler.placement import Placer
-from rocmforge_core.scheduler.sites import Site
-from rocmforge_core.scheduler.trace import trace_model
+from rocmforge_core.program import Site
+from rocmforge_core.engine.model import trace_file
 from rocmforge_core.scheduler.tuning import Tuner, TuningCache, bucket, fingerprint_id
 
 from .fakes import CPUPlugin, GPUPlugin
@@ -31,7 +31,7 @@ def test_buckets_round_batch_sizes_and_keep_weights_exact():
 
 def test_tune_times_every_capable_kernel_and_copies(make_registry, tmp_path):
     reg = make_registry(gpu=GPUPlugin(refuse_formats={"Q4_0"}), cpu=CPUPlugin())
-    model = trace_model(write_tiny_llama(tmp_path / "tiny.gguf"), reg, prefill_tokens=8)
+    model = trace_file(write_tiny_llama(tmp_path / "tiny.gguf"), reg, prefill_tokens=8)
     cache = TuningCache.for_registry(reg, tmp_path / "tune")
     tuner = Tuner(reg, cache, ["gpu", "cpu"], repeat=2)
     for sites in model.steps.values():

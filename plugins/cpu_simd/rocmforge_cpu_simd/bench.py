@@ -70,7 +70,7 @@ def model_weights(path: str):
         w = g.weight(name)
         if len(w.shape) != 2 or name.startswith("token_embd") and g.config.tied_output is False:
             continue
-        out.append((name, w, cpu.upload_weight(w, registry.format(w.fmt))))
+        out.append((name, w, cpu.upload_weight(w)))
     return g, out
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from rocmforge_core.backend import Backend, DeviceInfo
 from rocmforge_core.errors import BackendError
-from rocmforge_core.formats import QuantFormat, Weight
+from rocmforge_core.formats import Weight
 from rocmforge_core.ops import Verdict, no, yes
 from rocmforge_rocm_hip.memory import NAMES, NUMPY, Arena, DeviceTensor, Pool
 from rocmforge_rocm_hip.runtime import I64, PTR, Runtime, RuntimeUnavailable, open_runtime
@@ -165,8 +165,8 @@ class HipBackend(Backend):
             raise BackendError(f"write of {array.size} values into a hip tensor of shape {tensor.shape}")
         self.runtime.htod(tensor.ptr, array)
 
-    def upload_weight(self, weight: Weight, fmt: QuantFormat) -> Weight:
-        repack = fmt.repackers.get(self.name)
+    def upload_weight(self, weight: Weight) -> Weight:
+        repack = weight.format.repackers.get(self.name)
         weight = repack(weight) if repack else weight
         raw = np.ascontiguousarray(weight.data)  # reads the memory-mapped file once
         self.runtime

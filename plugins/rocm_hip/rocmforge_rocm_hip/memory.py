@@ -16,8 +16,8 @@ import numpy as np
 
 from rocmforge_core.errors import OutOfMemoryError
 
-ITEMSIZE = {"f32": 4, "f16": 2, "i32": 4, "i64": 8, "u8": 1}
-NUMPY = {"f32": np.float32, "f16": np.float16, "i32": np.int32, "i64": np.int64, "u8": np.uint8}
+ITEMSIZE = {"f32": 4, "f16": 2, "f64": 8, "i32": 4, "i64": 8, "u8": 1}
+NUMPY = {"f32": np.float32, "f16": np.float16, "f64": np.float64, "i32": np.int32, "i64": np.int64, "u8": np.uint8}
 NAMES = {np.dtype(v): k for k, v in NUMPY.items()}
 ALIGN = 256
 ARENA_CHUNK = 256 << 20

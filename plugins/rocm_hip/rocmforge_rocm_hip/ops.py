@@ -16,7 +16,7 @@ from rocmforge_core.formats import Weight
 from rocmforge_core.ops import Kernel, Signature, Verdict, no, yes
 from rocmforge_core.registry import get_registry
 from rocmforge_rocm_hip import sources
-from rocmforge_rocm_hip.runtime import F32, F64, I32, I64, PTR, U64
+from rocmforge_rocm_hip.runtime import F32, F64, I32, I64, PTR
 
 MATVEC_MAX_M = 8     # batches up to this many rows use the matrix-vector kernel
 BLAS_MIN_M = 32      # from this many rows a quantized weight's product goes to the vendor BLAS where there is one
@@ -155,6 +155,14 @@ class HipOps:
 
     def __init__(self, backend) -> None:
         self.be = backend
+        self._f32 = None
+
+    @property
+    def f32(self):
+        """The F32 format, whose device code reads plain f32 arrays passed where a weight may be (looked up once)."""
+        if self._f32 is None:
+            self._f32 = get_registry().format("F32")
+        return self._f32
 
     # -- elementwise -----------------------------------------------------------------------------------------
     def add(self, a, b):
@@ -211,8 +219,7 @@ class HipOps:
 
     # -- quantized weights -----------------------------------------------------------------------------------
     def _fmt(self, w):
-        registry = get_registry()
-        return registry.format("F32" if not isinstance(w, Weight) else w.fmt)
+        return w.format if isinstance(w, Weight) else self.f32
 
     def rows(self, w, ids, n_rows: int, k: int, f16: bool = False):
         """Rows of a weight (all, or ``ids``) dequantized exactly, f32 (or f16) [n_rows, k]."""
@@ -327,19 +334,13 @@ class HipOps:
         return out
 
     # -- sampling --------------------------------------------------------------------------------------------
-    def sample(self, logits, history, *, temperature, top_k, top_p, min_p, typical_p, repeat_penalty,
-               presence_penalty, frequency_penalty, seed, step):
-        vocab = logits.size
-        out = self.be.empty((1,), "i32")
-        work = self.be.empty((vocab,), "f32")
-        mask = (1 << 64) - 1
-        self.be.launch(sources.SAMPLE, "rf_sample", (1,), (1024,),
-                       [(logits.ptr, PTR), (work.ptr, PTR), (vocab, I32), (_ptr(history), PTR),
-                        (history.size if history is not None else 0, I32),
-                        (float(np.float32(repeat_penalty)), F32), (float(presence_penalty), F64),
-                        (float(frequency_penalty), F64), (float(temperature), F64), (int(top_k), I32),
-                        (float(top_p), F64), (float(min_p), F64), (float(typical_p), F64),
-                        (int(seed) & mask, U64), (int(step) & mask, U64), (out.ptr, PTR)])
+    def sample(self, logits, history, params, controls, *, candidates):
+        rows, vocab = logits.shape
+        out = self.be.empty((rows,), "i32")
+        work = self.be.empty((rows, vocab), "f32")
+        self.be.launch(sources.SAMPLE, "rf_sample", (rows,), (1024,),
+                       [(logits.ptr, PTR), (work.ptr, PTR), (vocab, I32), (history.ptr, PTR), (history.shape[1], I32),
+                        (params.ptr, PTR), (controls.ptr, PTR), (out.ptr, PTR)])
         return out
 
 
@@ -421,13 +422,13 @@ def _supports_attention(sig):
 
 def _supports_sample(sig):
     logits = sig.args[0]
-    if logits.dtype != "f32" or len(logits.shape) != 1:
-        return no("hip sample takes one f32 row of logits")
-    if sig.param("temperature", 0.0) <= 0:
+    if logits.dtype != "f32" or len(logits.shape) != 2:
+        return no("hip sample takes f32 logits [rows, vocab]")
+    candidates = sig.param("candidates", logits.shape[1])
+    if candidates == 1:
         return yes("greedy")
-    top_k = sig.param("top_k", 0)
-    if not 0 < top_k <= SAMPLE_MAX_TOP_K:
-        return no(f"hip sample draws from at most {SAMPLE_MAX_TOP_K} top-k candidates; top_k={top_k} "
+    if candidates > SAMPLE_MAX_TOP_K:
+        return no(f"hip sample draws from at most {SAMPLE_MAX_TOP_K} top-k candidates; a call keeping {candidates} "
                   "runs on another backend")
     return yes()
 

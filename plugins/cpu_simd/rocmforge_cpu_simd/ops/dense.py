@@ -16,8 +16,7 @@ from rocmforge_cpu_simd.ops.common import f32, output
 
 
 def _dequantize_rows(w: Weight, start: int, stop: int) -> np.ndarray:
-    fmt = get_registry().format(w.fmt)
-    return fmt.dequantize(np.asarray(w.data[start:stop])).reshape(stop - start, w.shape[-1])
+    return w.format.dequantize(np.asarray(w.data[start:stop])).reshape(stop - start, w.shape[-1])
 
 
 def _rows(w) -> np.ndarray | None:
@@ -50,8 +49,7 @@ def embedding(table, ids, *, out=None):
     rows = _rows(table)
     if rows is not None:
         return np.take(rows, ids, axis=0, out=res)
-    fmt = get_registry().format(table.fmt)
-    res[...] = fmt.dequantize(np.asarray(table.data)[ids]).reshape(len(ids), table.shape[-1])
+    res[...] = table.format.dequantize(np.asarray(table.data)[ids]).reshape(len(ids), table.shape[-1])
     return res
 
 

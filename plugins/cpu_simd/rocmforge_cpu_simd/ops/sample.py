@@ -1,4 +1,4 @@
-"""sample: llama.cpp's chain with top-k chosen by a linear-time partition instead of sorting the vocabulary.
+"""sample: llama.cpp's chain per row, with top-k chosen by a linear-time partition instead of sorting the vocabulary.
 
 With top_k > 0 only the k best candidates (ties broken by lower id, as the reference does) can survive the
 chain, so the reference chain runs on those k in id order: same candidates, same order, same draw, at O(V)
@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rocmforge_core.ops import Kernel
-from rocmforge_core.ops.sample import apply_penalties, reference
-from rocmforge_cpu_simd.ops.common import f32_args
+from rocmforge_core.ops import Kernel, no, yes
+from rocmforge_core.ops.sample import apply_penalties, row_params, sample_row
 
 _NO_PENALTY = dict(repeat_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0)
 
@@ -23,20 +22,30 @@ def top_k_ids(logits: np.ndarray, k: int) -> np.ndarray:
     return np.sort(np.concatenate([above, tied]))
 
 
-def sample(logits, history, *, temperature, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
-           frequency_penalty, seed, step):
+def _row(logits, history, *, temperature, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
+         frequency_penalty, seed, step) -> int:
     logits = apply_penalties(np.asarray(logits, dtype=np.float32), history, repeat_penalty, presence_penalty,
                              frequency_penalty)
     if temperature <= 0:
-        return np.array([int(np.argmax(logits))], dtype=np.int32)
+        return int(np.argmax(logits))
+    chain = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, seed=seed,
+                 step=step, **_NO_PENALTY)
     if not 0 < top_k < len(logits):
-        return reference(logits, history[:0], temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                         typical_p=typical_p, seed=seed, step=step, **_NO_PENALTY)
+        return sample_row(logits, (), **chain)
     ids = top_k_ids(logits, top_k)
-    pick = reference(logits[ids], history[:0], temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                     typical_p=typical_p, seed=seed, step=step, **_NO_PENALTY)
-    return ids[pick].astype(np.int32)
+    return int(ids[sample_row(logits[ids], (), **chain)])
+
+
+def sample(logits, history, params, controls, *, candidates):
+    return np.array([_row(logits[r], history[r], **row_params(params, controls, r))
+                     for r in range(logits.shape[0])], dtype=np.int32)
+
+
+def _supports(sig):
+    if sig.args[0].dtype != "f32" or len(sig.args[0].shape) != 2:
+        return no("cpu sample takes f32 logits [rows, vocab]")
+    return yes()
 
 
 def kernels():
-    return [Kernel("sample", "cpu", "cpu.sample", sample, lambda sig: f32_args(sig, 0))]
+    return [Kernel("sample", "cpu", "cpu.sample", sample, _supports)]
