@@ -14,7 +14,8 @@ For each kernel and each of its op SPEC's randomized cases it moves the argument
 skips with the kernel's own reason when ``kernel.check(sig)`` says no, runs the kernel, brings the result back
 (``to_host``) and compares it with the reference under the op's ``Tolerance`` (or the case's override).
 Arguments the op writes in place (attention's KV cache) are compared too. A NaN never passes. Each format gets
-a layout check as well (block sizes, dequantize/quantize shapes, finite values).
+a layout check as well (block sizes, dequantize/quantize shapes, finite values). A plugin that failed to load is one
+check, ``plugin.NAME[load]``, that fails with its error: checking a broken plugin must not pass.
 
 ``run_conformance(registry, plugin=..., backend=...)`` is the same kit without pytest.
 """
@@ -32,24 +33,28 @@ import pytest
 from rocmforge_core import ops
 from rocmforge_core.errors import PluginError
 from rocmforge_core.formats import QuantFormat, Weight
-from rocmforge_core.ops import Case, Kernel, Tolerance
-from rocmforge_core.registry import describe_error, get_registry, registry_in_use
+from rocmforge_core.ops import Case, Kernel, Tolerance, Verdict
+from rocmforge_core.registry import PluginRecord, describe_error, get_registry, not_a_verdict, registry_in_use
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
 
 @dataclass
 class Check:
-    """One kernel on one case, or one format's layout check (``kernel`` None)."""
+    """One kernel on one case, one format's layout check (``fmt``), or a plugin that failed to load (``failed``):
+    it has nothing else to check, and a check of it must not pass."""
     op: str
     label: str
     kernel: Kernel | None = None
     case: Case | None = None
     fmt: QuantFormat | None = None
     cached: "_Reference | None" = None
+    failed: PluginRecord | None = None
 
     @property
     def name(self) -> str:
+        if self.failed:
+            return f"plugin.{self.failed.name}[{self.label}]"
         return f"{self.kernel.name}[{self.label}]" if self.kernel else f"format.{self.fmt.name}[{self.label}]"
 
 
@@ -99,7 +104,7 @@ def checks(registry, names: Iterable[str] | None = None, seed: int = 0) -> list[
                               f"{', '.join(sorted(set(registry.plugins) | set(registry.backends)))}")
     formats = sorted(registry.formats.values(), key=lambda f: f.name)
     kernels = sorted(registry.kernels, key=lambda k: (k.op, k.backend, k.name))
-    found: list[Check] = []
+    found = [Check("plugin", "load", failed=p) for p in registry.failed() if names is None or p.name in names]
     for op in ops.OP_NAMES:
         of_op = [k for k in kernels if k.op == op]
         if not of_op:
@@ -122,6 +127,10 @@ def checks(registry, names: Iterable[str] | None = None, seed: int = 0) -> list[
 
 # -- running one check ------------------------------------------------------------------------------------------
 def run_check(check: Check, registry, seed: int = 0) -> Result:
+    if check.failed:
+        plugin = check.failed
+        return Result(check.name, FAIL, f"plugin {plugin.name!r} failed to load: {plugin.error}", plugin.name, "",
+                      "plugin", seed)
     if check.kernel is None:
         message = _format_problem(check.fmt, np.random.default_rng([seed, check.fmt.ggml_type]))
         return Result(check.name, FAIL if message else PASS, message or "ok", check.fmt.plugin, "", "format", seed)
@@ -151,6 +160,8 @@ def run_check(check: Check, registry, seed: int = 0) -> Result:
     sig = ops.signature(kernel.op, tuple(d if isinstance(d, Weight) else h for h, d in zip(case.args, args)),
                         case.params)
     verdict = kernel.check(sig)
+    if not isinstance(verdict, Verdict):
+        return result(FAIL, not_a_verdict(kernel, verdict))
     if not verdict:
         return result(SKIP, f"{kernel.name} does not support {sig}: {verdict.reason}")
     try:

@@ -2,8 +2,9 @@
 
 Every hook receives a ``register`` callback instead of returning values (as in Simon Willison's llm): a plugin
 calls it once per thing it provides. The registry records which plugin registered what, and calls each plugin's
-hooks separately so that one plugin's failure never takes another down. Order of registration carries no
-meaning: candidates are ranked explicitly (see ``Registry.kernels_for``).
+hooks separately so that one plugin's failure never takes another down. Order of registration carries no meaning:
+candidates are ranked explicitly (see ``Registry.kernels_for``). A function marked ``@hookimpl`` whose name is none
+of the hooks below is a load error of its plugin (docs/PLUGINS.md, "What the registry refuses").
 """
 
 import pluggy
@@ -14,7 +15,7 @@ hookimpl = pluggy.HookimplMarker("rocmforge")
 
 @hookspec
 def register_backends(register):
-    """Call ``register(backend)`` with a ``rocmforge_core.backend.Backend`` instance.
+    """Call ``register(backend)`` with a ``rocmforge_core.backend.Backend`` instance (not the class).
 
     Constructing a backend must be cheap and must not fail when its device runtime is absent: the backend reports
     that through ``available()``.
@@ -23,7 +24,9 @@ def register_backends(register):
 
 @hookspec
 def register_kernels(register):
-    """Call ``register(kernel)`` with a ``rocmforge_core.ops.Kernel`` for each (op, backend) it implements."""
+    """Call ``register(kernel)`` with a ``rocmforge_core.ops.Kernel`` for each (op, backend) it implements.
+
+    Kernel names are unique across all plugins: prefix them with the plugin's name."""
 
 
 @hookspec

@@ -10,8 +10,10 @@ import sys
 
 from rocmforge_core import __version__
 from rocmforge_core.errors import RocmforgeError
+from rocmforge_core.registry import get_registry
 
 COMMANDS = ("plugins", "run", "tokenize", "logits", "bench", "explain", "profile", "tune", "serve")
+WARN_OF_FAILED_PLUGINS = ("run", "serve", "bench")  # a plugin that did not load may be why these run slow or fail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in WARN_OF_FAILED_PLUGINS:
+            for record in get_registry().failed():
+                print(f"rocmforge: warning: plugin {record.name} failed to load: {record.error}", file=sys.stderr)
         return int(args.func(args) or 0)
     except RocmforgeError as exc:
         if args.debug:

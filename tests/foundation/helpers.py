@@ -8,8 +8,10 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 from rocmforge_core import reference_backend
+from rocmforge_core.hookspecs import hookimpl
 from rocmforge_core.registry import PluginRecord, Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,3 +58,18 @@ def reference_registry() -> Registry:
 def add(registry: Registry, name: str, plugin: object) -> PluginRecord:
     """Register a plugin object under ``name``, as a test fixture does with pluggy's pm.register."""
     return registry.add_plugin(plugin, PluginRecord(name, "test", "0", name))
+
+
+def plugin(*, backends=(), kernels=(), formats=(), architectures=(), fail_in=None) -> SimpleNamespace:
+    """A plugin object whose hooks register the given items in order; ``fail_in`` names a hook that then raises."""
+    def hook(items, name):
+        def impl(register):
+            for item in items:
+                register(item)
+            if fail_in == name:
+                raise RuntimeError(f"{name} broke on purpose")
+        impl.__name__ = name
+        return hookimpl(impl)
+    provided = {"register_backends": backends, "register_kernels": kernels, "register_formats": formats,
+                "register_architectures": architectures}
+    return SimpleNamespace(**{name: hook(items, name) for name, items in provided.items()})

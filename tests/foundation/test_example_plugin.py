@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .helpers import EXAMPLE, plugins_json, run_python
+from .helpers import CLI, EXAMPLE, plugins_json, run_python
 
 gguf = pytest.importorskip("gguf", reason="gguf-py (the independent TQ2_0 reference) is a test dependency")
 quants = gguf.quants
@@ -97,3 +97,27 @@ def test_install_list_check_uninstall(tmp_path):
     subprocess.run(pip + ["uninstall", "-y", "rocmforge-example-plugin"], check=True, capture_output=True, text=True)
     assert not_installed(plugins_json(plugins=only, python=str(python)))
     assert "example" not in {p["name"] for p in plugins_json(plugins="reference", python=str(python))["plugins"]}
+
+
+def test_an_installed_copy_with_a_misspelt_hook_is_withdrawn_and_fails_its_check(tmp_path):
+    """The example as an author might break it: `register_kernel` for `register_kernels`, pip-installed."""
+    source = tmp_path / "plugin-example"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    init = source / "rocmforge_example_plugin" / "__init__.py"
+    init.write_text(init.read_text().replace("def register_kernels(", "def register_kernel("))
+    python = _make_venv(tmp_path / "venv")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "-q", "--disable-pip-version-check",
+                    "install", "--no-deps", str(source)], check=True, capture_output=True, text=True)
+    only = "reference,example"
+    report = plugins_json(plugins=only, python=str(python))
+    example = {p["name"]: p for p in report["plugins"]}["example"]
+    assert example["error"].startswith("implements unknown hook 'register_kernel' (did you mean 'register_kernels'?)")
+    assert example["provides"] == {} and "TQ2_0" not in report["formats"]  # its correct hook went with it
+    check = run_python(["-c", CLI, "plugins", "--check", "example"], plugins=only, python=str(python))
+    assert check.returncode == 1
+    assert check.stdout.startswith("FAIL  plugin.example[load]: plugin 'example' failed to load: implements unknown")
+    run = run_python(["-c", CLI, "run", "--prompt", "hi", "--model", str(tmp_path / "missing.gguf")], plugins=only,
+                     python=str(python))
+    assert run.returncode == 1
+    assert run.stderr.startswith("rocmforge: warning: plugin example failed to load: implements unknown hook")
+    assert run.stderr.count("warning: plugin") == 1

@@ -7,9 +7,11 @@ import json
 import pytest
 
 from rocmforge_core import ops
+from rocmforge_core.cli import main
 from rocmforge_core.cli.plugins import collect
+from rocmforge_core.registry import registry_in_use
 
-from .helpers import add, plugins_json, reference_registry, run_cli, write_dist
+from .helpers import add, plugin, plugins_json, reference_registry, run_cli, write_dist
 
 BROKEN_IMPORT = """
     raise RuntimeError("this plugin is broken on purpose")
@@ -64,12 +66,28 @@ GHOST = """
 """
 
 
+MISSPELT = """
+    from rocmforge_core.hookspecs import hookimpl
+
+    @hookimpl
+    def register_kernel(register):
+        pass
+"""
+
+QUITS = """
+    import sys
+    sys.exit("this plugin quits on import")
+"""
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     site = tmp_path_factory.mktemp("site")
     write_dist(site, "rocmforge-broken-import", "broken_import", "rocmforge_broken_import", BROKEN_IMPORT)
     write_dist(site, "rocmforge-broken-register", "broken_register", "rocmforge_broken_register", BROKEN_REGISTER)
     write_dist(site, "rocmforge-ghost", "ghost", "rocmforge_ghost", GHOST)
+    write_dist(site, "rocmforge-misspelt", "misspelt", "rocmforge_misspelt", MISSPELT)
+    write_dist(site, "rocmforge-quits", "quits", "rocmforge_quits", QUITS)
     return site
 
 
@@ -103,6 +121,61 @@ def test_broken_plugins_are_listed_with_their_errors_while_everything_else_works
     assert "error: RuntimeError: this plugin is broken on purpose" in table.stdout
     check = run_cli("plugins", "--check", "reference", plugins=names, path=site)
     assert check.returncode == 0 and "0 failed" in check.stdout, check.stdout + check.stderr
+
+
+def test_a_misspelt_hook_and_a_sys_exit_on_import_are_listed_as_load_errors(site):
+    report = plugins_json(plugins="reference,misspelt,quits", path=site)
+    plugins = {p["name"]: p for p in report["plugins"]}
+    assert plugins["misspelt"]["error"] == ("implements unknown hook 'register_kernel' (did you mean "
+                                            "'register_kernels'?); the hooks are register_backends, register_kernels, "
+                                            "register_formats, register_architectures")
+    assert plugins["quits"]["error"].startswith("SystemExit: this plugin quits on import (rocmforge_quits.py:")
+    assert plugins["reference"]["ok"]
+    table = run_cli("plugins", plugins="reference,misspelt,quits", path=site)
+    assert table.returncode == 0 and "error: implements unknown hook 'register_kernel'" in table.stdout
+
+
+def test_check_of_a_plugin_that_failed_to_load_fails_naming_it_and_its_error(site):
+    names = "reference,broken_import,broken_register"
+    one = run_cli("plugins", "--check", "broken_import", plugins=names, path=site)
+    assert one.returncode == 1, one.stdout + one.stderr
+    assert one.stdout.splitlines() == ["FAIL  plugin.broken_import[load]: plugin 'broken_import' failed to load: "
+                                       "RuntimeError: this plugin is broken on purpose (rocmforge_broken_import.py:2)"]
+    assert "0 passed, 1 failed" in one.stderr and "Traceback" not in one.stderr
+    every = run_cli("plugins", "--check", plugins=names, path=site)
+    assert every.returncode == 1
+    assert [line.split(":")[0] for line in every.stdout.splitlines() if line.startswith("FAIL")] == \
+        ["FAIL  plugin.broken_import[load]", "FAIL  plugin.broken_register[load]"]
+
+
+@pytest.mark.parametrize("command", [["run", "--prompt", "hi"], ["bench"], ["serve"]])
+def test_model_commands_warn_once_per_failed_plugin_before_loading_the_model(command, tmp_path, capsys):
+    registry = reference_registry()
+    add(registry, "broken", plugin(kernels=["junk"]))
+    add(registry, "also_broken", plugin(backends=[1]))
+    argv = command + ["--model", str(tmp_path / "missing.gguf")]
+    with registry_in_use(registry):
+        assert main(argv) == 1
+    lines = capsys.readouterr().err.splitlines()
+    warnings = [line for line in lines if "warning" in line]
+    assert warnings == [
+        "rocmforge: warning: plugin also_broken failed to load: register_backends: got int 1; expected a "
+        "rocmforge_core.backend.Backend instance",
+        "rocmforge: warning: plugin broken failed to load: register_kernels: got str 'junk'; expected a "
+        "rocmforge_core.ops.Kernel instance"]
+    assert lines[:2] == warnings and lines[-1].startswith("rocmforge: error: ")  # before the model, not instead
+    with registry_in_use(reference_registry()):
+        assert main(argv) == 1
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_plugins_lists_failures_itself_without_a_warning(capsys):
+    registry = reference_registry()
+    add(registry, "broken", plugin(kernels=["junk"]))
+    with registry_in_use(registry):
+        assert main(["plugins"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" not in err and "error: register_kernels: got str 'junk'" in out
 
 
 def test_unavailable_backends_report_why_and_keep_their_capabilities(site):

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 from rocmforge_core import ops
 from rocmforge_core.backend import DeviceInfo, HostBackend
 from rocmforge_core.errors import PluginError, UnsupportedError
-from rocmforge_core.hookspecs import hookimpl
 from rocmforge_core.ops import ArgInfo, Kernel, Signature, no, yes
 from rocmforge_core.registry import Registry
 
-from .helpers import add, reference_registry
+from .helpers import add, plugin, reference_registry
 
 
 class ToyBackend(HostBackend):
@@ -24,20 +21,6 @@ class ToyBackend(HostBackend):
 
     def devices(self):
         return [DeviceInfo("toy", "host", 0, 1)]
-
-
-def plugin(*, backends=(), kernels=(), fail_in=None):
-    """A plugin object whose hooks register ``backends`` and ``kernels``; ``fail_in`` names a hook that raises."""
-    def hook(items, name):
-        def impl(register):
-            for item in items:
-                register(item)
-            if fail_in == name:
-                raise RuntimeError(f"{name} broke on purpose")
-        impl.__name__ = name
-        return hookimpl(impl)
-    return SimpleNamespace(register_backends=hook(backends, "register_backends"),
-                           register_kernels=hook(kernels, "register_kernels"))
 
 
 RMS = Signature("rmsnorm", (ArgInfo((1, 64), "f32"), ArgInfo((64,), "f32")), (("eps", 1e-6),))
@@ -69,12 +52,6 @@ def test_duplicate_backend_name_is_an_error_of_the_second_plugin_only():
     assert registry.backends["reference"].plugin == "reference"
 
 
-def test_registering_something_that_is_not_a_kernel_is_an_error():
-    registry = Registry()
-    record = add(registry, "bad", plugin(kernels=["not a kernel"]))
-    assert "not a Kernel" in record.error and registry.kernels == []
-
-
 def test_same_plugin_name_twice_is_refused():
     registry = reference_registry()
     with pytest.raises(PluginError, match="already registered"):
@@ -99,24 +76,19 @@ def _kernels():
         Kernel("rmsnorm", "a", "a.slow", ref, priority=0),
         Kernel("rmsnorm", "a", "a.incapable", ref, lambda sig: no("never"), priority=9),
         Kernel("rmsnorm", "a", "a.same", ref, priority=1),
+        Kernel("rmsnorm", "a", "a.other", ref, priority=1),  # ties with a.same: kernel names are unique
     ]
 
 
 def test_ranking_is_independent_of_registration_order():
     orders = set()
-    for perm in itertools.permutations(range(5)):
+    for perm in itertools.permutations(range(6)):
         registry = Registry()
-        twin = Kernel("rmsnorm", "a", "a.same", ops.reference("rmsnorm"), priority=1)
-        if perm[0] % 2:  # a second plugin's kernel of the same name, registered before or after the first
-            add(registry, "twin", plugin(kernels=[twin]))
         for i in perm:
             add(registry, f"p{i}", plugin(kernels=[_kernels()[i]]))
-        if not perm[0] % 2:
-            add(registry, "twin", plugin(kernels=[twin]))
-        orders.add(tuple((c.kernel.name, c.kernel.plugin) for c in registry.kernels_for(RMS)))
-    # capable first, then priority (higher first), backend, kernel name, plugin name
-    assert orders == {(("a.fast", "p1"), ("b.fast", "p0"), ("a.same", "p4"), ("a.same", "twin"), ("a.slow", "p2"),
-                       ("a.incapable", "p3"))}
+        orders.add(tuple(c.kernel.name for c in registry.kernels_for(RMS)))
+    # capable first, then priority (higher first), backend, kernel name
+    assert orders == {("a.fast", "b.fast", "a.other", "a.same", "a.slow", "a.incapable")}
 
 
 def test_kernels_for_filters_by_backend_and_keeps_reasons():
@@ -124,7 +96,7 @@ def test_kernels_for_filters_by_backend_and_keeps_reasons():
     for i, kernel in enumerate(_kernels()):
         add(registry, f"p{i}", plugin(kernels=[kernel]))
     found = registry.kernels_for(RMS, backend="a")
-    assert [c.kernel.name for c in found] == ["a.fast", "a.same", "a.slow", "a.incapable"]
+    assert [c.kernel.name for c in found] == ["a.fast", "a.other", "a.same", "a.slow", "a.incapable"]
     assert found[-1].verdict == no("never")
 
 
