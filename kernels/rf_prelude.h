@@ -5,6 +5,9 @@
 //   NVIDIA  NVRTC to a cubin. CUDA has no HIP headers, so this prelude supplies what the kernels use: the
 //           mask-less shuffles __shfl and __shfl_xor (HIP's NVIDIA headers map them to the *_sync forms with a
 //           full mask), fixed-width integers (NVRTC has no <stdint.h>), and half-precision conversions.
+//   RF_EMULATOR  the host C++ compiler, for the CPU (the emulator platform): its header
+//           (rocmforge_rocm_hip/emulator/rf_emu_device.h) comes first and supplies the device API; the code
+//           below takes the generic paths (no NVIDIA or AMD intrinsics).
 // RF_WAVE (32 or 64) is defined by the runtime from the device: warpSize is not a compile-time constant.
 
 #ifndef RF_WAVE
@@ -13,7 +16,7 @@
 
 #if defined(__CUDACC__)
 #define RF_NVIDIA 1
-#elif !defined(__HIPCC_RTC__)
+#elif !defined(__HIPCC_RTC__) && !defined(RF_EMULATOR)
 #include <hip/hip_runtime.h>  // hiprtc includes it implicitly
 #endif
 

@@ -1,8 +1,9 @@
-"""The GPU runtime interface shared by HIP's two platforms, and the choice between them.
+"""The GPU runtime interface shared by HIP's platforms, and the choice between them.
 
 ``runtime_amd`` (hip-python: hiprtc, hipModuleLaunchKernel) and ``runtime_nvidia`` (cuda-bindings: NVRTC cubins,
 cuLaunchKernel) implement ``Runtime``; ``open_runtime()`` picks the platform that has a device, or explains why
-neither does. ROCMFORGE_HIP_PLATFORM=amd|nvidia forces one.
+neither does. ROCMFORGE_HIP_PLATFORM=amd|nvidia forces one; ROCMFORGE_HIP_PLATFORM=emulator picks
+``runtime_emulator`` (the kernels on the CPU, a test platform), which is never chosen otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from rocmforge_rocm_hip.sources import Unit
 
 class KernelCompileError(BackendError):
     """A kernel source failed to compile; the message carries the compiler's log."""
+
+
+class KernelError(BackendError):
+    """A kernel failed while it ran (the emulator's checks: divergent barriers, bad shuffles, deadlock); the
+    message names the kernel, its launch and the threads."""
 
 
 class RuntimeUnavailable(Exception):
@@ -128,19 +134,19 @@ class Runtime(ABC):
 
 def open_runtime() -> Runtime:
     """The runtime of the first platform with a usable device (AMD first), or RuntimeUnavailable naming why each
-    platform cannot run."""
+    platform cannot run. The emulator runs only when ROCMFORGE_HIP_PLATFORM asks for it."""
     forced = os.environ.get("ROCMFORGE_HIP_PLATFORM", "").strip().lower()
-    if forced and forced not in ("amd", "nvidia"):
-        raise RuntimeUnavailable(f"ROCMFORGE_HIP_PLATFORM must be 'amd' or 'nvidia', not {forced!r}")
+    if forced and forced not in ("amd", "nvidia", "emulator"):
+        raise RuntimeUnavailable(f"ROCMFORGE_HIP_PLATFORM must be 'amd', 'nvidia' or 'emulator', not {forced!r}")
     reasons = []
-    for platform in ("amd", "nvidia"):
-        if forced and platform != forced:
-            continue
+    for platform in [forced] if forced else ["amd", "nvidia"]:
         try:
             if platform == "amd":
                 from rocmforge_rocm_hip.runtime_amd import AmdRuntime as cls
-            else:
+            elif platform == "nvidia":
                 from rocmforge_rocm_hip.runtime_nvidia import NvidiaRuntime as cls
+            else:
+                from rocmforge_rocm_hip.runtime_emulator import EmulatorRuntime as cls
             return cls()
         except RuntimeUnavailable as exc:
             reasons.append(f"{platform}: {exc}")
