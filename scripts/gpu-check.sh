@@ -12,14 +12,8 @@ export PYTHONUNBUFFERED=1
 PY=python3
 t0=$(date +%s)
 
-if ls .whl/*.whl >/dev/null 2>&1; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-# Editable installs give the registry its entry points; --no-build-isolation uses the machine's setuptools.
-PKGS=". $(for d in plugins/*/ plugins/formats/*/; do [ -f "$d/pyproject.toml" ] && printf '%s ' "$d"; done)"
-$PY -m pip install -q --no-index --no-deps --no-build-isolation $(for p in $PKGS; do printf -- '-e %s ' "$p"; done) \
-    >"$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
+. scripts/device-install.sh
+rf_device_install "$OUT/install.log" "$PY" || exit 1
 echo "installed in $(( $(date +%s) - t0 )) s"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
 

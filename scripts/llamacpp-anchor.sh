@@ -25,21 +25,11 @@ if [ $# -eq 0 ]; then
            "$ROOT/models/gemma-3-270m-q4_k_m.gguf"
 fi
 
-simd_flags() {  # ggml's x86 options for the features /proc/cpuinfo lists
-    local f=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) " out=""
-    for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx512f:AVX512 avx512vbmi:AVX512_VBMI \
-                avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16 avx_vnni:AVX_VNNI; do
-        [[ $f == *" ${pair%%:*} "* ]] && out+=" -DGGML_${pair##*:}=ON"
-    done
-    echo "$out"
-}
-
 if ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
     echo "building llama-cpp-python (CPU only, native SIMD) into $VENV ..." >&2
     python3 -m venv "$VENV"
-    # The host's SIMD features spelled out instead of GGML_NATIVE=ON: -march=native also turns on AMX where the
-    # CPU has it, and ggml's AMX matmul crashed (SIGSEGV in ggml_backend_amx_mul_mat) on this VM.
-    CMAKE_ARGS="-DGGML_NATIVE=OFF $(simd_flags) -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+    # The host's SIMD features without AMX (scripts/ggml-cpu-flags.sh says why)
+    CMAKE_ARGS="$("$ROOT/scripts/ggml-cpu-flags.sh") \
 -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_BLAS=OFF -DGGML_OPENMP=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF" \
     CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) MAKEFLAGS=-j$(nproc) \

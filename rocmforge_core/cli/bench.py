@@ -3,11 +3,15 @@
 ppN: one N-token prompt processed as one batch; tgN: N tokens decoded one at a time at batch 1, from an empty
 context. Token ids are random, tokenization and sampling are excluded, each test runs once to warm up and then
 -r times; figures are the mean and standard deviation of tokens per second over the repetitions. --synthetic
-SHAPE:TYPE writes a random-weight GGUF of a known model shape (llama-1b: Llama-3.2-1B) to a temporary file first."""
+SHAPE:TYPE writes a random-weight GGUF of a known model shape (llama-1b: Llama-3.2-1B) to a temporary file first.
+--write-synthetic SHAPE:TYPE --out FILE only writes it; with --vocab-from VOCAB.gguf the file also gets that
+file's tokenizer (every tokenizer.* key, e.g. llama.cpp's ggml-vocab-llama-bpe.gguf), so rocmforge and
+llama.cpp both load and serve it with the same tokenizer."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -32,11 +36,14 @@ class Shape:
     rope_base: float = 500000.0
     rms_eps: float = 1e-5
     context: int = 131072
+    tied_output: bool = True  # no output.weight: the token embedding projects the logits
 
 
-SHAPES = {"llama-1b": Shape(16, 2048, 32, 8, 8192, 128256),
+SHAPES = {"llama-1b": Shape(16, 2048, 32, 8, 8192, 128256),  # Llama-3.2-1B
+          "llama-8b": Shape(32, 4096, 32, 8, 14336, 128256, tied_output=False),  # Llama-3.1-8B
           "llama-tiny": Shape(2, 256, 4, 2, 512, 1000, context=2048)}  # for tests of the command
-# llama.cpp's mixes: TYPE -> (most matrices, attn_v/ffn_down on "more bits" layers, token embedding)
+# llama.cpp's mixes: TYPE -> (most matrices, attn_v/ffn_down on "more bits" layers, the output projection: the
+# token embedding when tied, else output.weight, the embedding then taking the first type)
 MIXES = {"Q4_0": ("Q4_0", "Q4_0", "Q4_0"), "Q4_K_M": ("Q4_K", "Q6_K", "Q6_K"), "Q4_K": ("Q4_K", "Q4_K", "Q4_K"),
          "Q8_0": ("Q8_0", "Q8_0", "Q8_0"), "Q6_K": ("Q6_K", "Q6_K", "Q6_K"), "F16": ("F16", "F16", "F16"),
          "Q5_K_M": ("Q5_K", "Q6_K", "Q6_K"), "Q4_1": ("Q4_1", "Q4_1", "Q4_1"), "Q5_0": ("Q5_0", "Q5_0", "Q5_0")}
@@ -54,6 +61,10 @@ def add_parser(sub) -> None:
     src.add_argument("--synthetic", metavar="SHAPE:TYPE",
                      help=f"random weights of a model shape ({', '.join(SHAPES)}) in a quantization "
                           f"({', '.join(MIXES)}), e.g. llama-1b:Q4_0")
+    src.add_argument("--write-synthetic", metavar="SHAPE:TYPE", help="write that file to --out and measure nothing")
+    p.add_argument("--vocab-from", metavar="VOCAB.gguf",
+                   help="copy this GGUF's tokenizer into the synthetic file (its token count sets the vocabulary size)")
+    p.add_argument("--out", metavar="FILE.gguf", help="where --write-synthetic writes")
     p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens of the pp test (0: skip)")
     p.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens of the tg test (0: skip)")
     p.add_argument("-r", "--repetitions", type=int, default=5)
@@ -67,13 +78,21 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.repetitions < 1 or args.n_prompt < 0 or args.n_gen < 0:
         raise BenchError("-r must be at least 1 and -p/-n not negative")
+    if (args.out is None) == bool(args.write_synthetic):
+        raise BenchError("--out goes with --write-synthetic, which needs it")
+    if args.vocab_from and args.model:
+        raise BenchError("--vocab-from goes with --synthetic or --write-synthetic, not --model")
+    vocab = Path(args.vocab_from) if args.vocab_from else None
+    if args.write_synthetic:
+        print(write_synthetic(args.write_synthetic, Path(args.out), vocab))
+        return 0
     from rocmforge_core.cli.run import configure_threads, pick_backend
     from rocmforge_core.engine import Engine
     from rocmforge_core.engine.model import Model
 
     with tempfile.TemporaryDirectory(prefix="rocmforge-bench-") as tmp:
         if args.synthetic:
-            path, label = write_synthetic(args.synthetic, Path(tmp)), args.synthetic
+            path, label = write_synthetic(args.synthetic, Path(tmp), vocab), args.synthetic
         else:
             path, label = Path(args.model), Path(args.model).name
         backend = pick_backend(args.backend)
@@ -142,9 +161,11 @@ def measure(engine, test: str, n: int, fn, reps: int) -> dict:
             "samples_s": times}
 
 
-def write_synthetic(spec: str, directory: Path) -> Path:
+def write_synthetic(spec: str, out: Path, vocab_from: Path | None = None) -> Path:
     """A random-weight GGUF of shape:type, e.g. llama-1b:Q4_0 (weights are valid random blocks of each format:
-    the speed of a kernel does not depend on the values)."""
+    the speed of a kernel does not depend on the values), written to ``out``: a path ending in .gguf, or a
+    directory (the file is then SHAPE-TYPE.gguf there). With ``vocab_from``, that GGUF's tokenizer is copied in
+    and its token count replaces the shape's vocabulary size."""
     import gguf
 
     from rocmforge_core.registry import get_registry
@@ -153,10 +174,13 @@ def write_synthetic(spec: str, directory: Path) -> Path:
         raise BenchError(f"--synthetic takes SHAPE:TYPE with SHAPE in {', '.join(SHAPES)} and TYPE in "
                          f"{', '.join(MIXES)}, got {spec!r}")
     s = SHAPES[shape_name]
-    main, more_bits, embd = MIXES[qtype.upper()]
+    tokenizer = read_tokenizer(vocab_from) if vocab_from else {}
+    if tokenizer:
+        s = dataclasses.replace(s, vocab=len(tokenizer["tokenizer.ggml.tokens"][0]))
+    main, more_bits, output = MIXES[qtype.upper()]
     registry = get_registry()
     rng = np.random.default_rng(0)
-    path = directory / f"{shape_name}-{qtype}.gguf"
+    path = out if out.suffix == ".gguf" else out / f"{shape_name}-{qtype}.gguf"
     head_dim = s.d_model // s.n_heads
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name(f"synthetic {spec}")
@@ -170,6 +194,8 @@ def write_synthetic(spec: str, directory: Path) -> Path:
     w.add_layer_norm_rms_eps(s.rms_eps)
     w.add_vocab_size(s.vocab)
     w.add_rope_dimension_count(head_dim)
+    for key, (value, vtype, sub_type) in tokenizer.items():
+        w.add_key_value(key, value, vtype, sub_type)
 
     def matrix(name: str, rows: int, cols: int, fmt_name: str) -> None:
         fmt = registry.format(fmt_name)
@@ -189,8 +215,10 @@ def write_synthetic(spec: str, directory: Path) -> Path:
         return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
     kv = s.n_kv_heads * head_dim
-    matrix("token_embd.weight", s.vocab, s.d_model, embd)
+    matrix("token_embd.weight", s.vocab, s.d_model, output if s.tied_output else main)
     norm("output_norm.weight")
+    if not s.tied_output:
+        matrix("output.weight", s.vocab, s.d_model, output)
     for i in range(s.n_layers):
         b = f"blk.{i}"
         norm(f"{b}.attn_norm.weight")
@@ -207,6 +235,33 @@ def write_synthetic(spec: str, directory: Path) -> Path:
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def read_tokenizer(path: Path) -> dict[str, tuple]:
+    """Every tokenizer.* key of a GGUF: key -> (value, value type, element type), as GGUFWriter.add_key_value
+    takes them (token strings as their exact bytes, numeric arrays as lists)."""
+    import gguf
+
+    from rocmforge_core.gguf import StringArray, open_gguf
+    from rocmforge_core.gguf.reader import SCALAR_TYPES
+    element_types = {dtype: gguf.GGUFValueType(t) for t, dtype in SCALAR_TYPES.items()}
+    out = {}
+    with open_gguf(path) as f:
+        if not isinstance(f.metadata.get("tokenizer.ggml.tokens"), StringArray):
+            raise BenchError(f"{path.name}: no tokenizer.ggml.tokens array, so it holds no vocabulary to copy")
+        for key, value in f.metadata.items():
+            if not key.startswith("tokenizer."):
+                continue
+            vtype = gguf.GGUFValueType(f.value_types[key])
+            if isinstance(value, StringArray):
+                out[key] = value.tobytes_list(), vtype, gguf.GGUFValueType.STRING
+            elif isinstance(value, np.ndarray):
+                out[key] = value.tolist(), vtype, element_types[value.dtype]
+            elif isinstance(value, list):
+                raise BenchError(f"{path.name}: {key} is an array of arrays, which no tokenizer key is")
+            else:
+                out[key] = value, vtype, None
+    return out
 
 
 if __name__ == "__main__":  # python -m rocmforge_core.cli.bench ...: `rocmforge bench` without the other commands

@@ -1,0 +1,103 @@
+"""The table scripts/serving-bench.sh prints last, from the raw files its phases wrote (a missing or broken file
+leaves "-" in its cells), and with --json all parsed results in one file.
+
+    python scripts/serving-bench-table.py RAW_DIR NAME... [--json results.json]
+
+NAME is a model as the script names it (llama-1b-Q4_K_M); per NAME, RAW_DIR holds rf-bench-NAME.json (rocmforge
+bench --json), llama-bench-NAME.json (llama-bench -o json), rf-serve-NAME.json and llama-server-NAME.json
+(python -m rocmforge_core.serve.loadtest), llama-batched-NAME.jsonl (llama-batched-bench --output-format jsonl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def load(path: Path):
+    try:
+        if path.suffix == ".jsonl":
+            return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")] or None
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def results(raw: Path, name: str) -> dict:
+    return {"rocmforge_bench": load(raw / f"rf-bench-{name}.json"),
+            "llama_bench": load(raw / f"llama-bench-{name}.json"),
+            "rocmforge_serve": load(raw / f"rf-serve-{name}.json"),
+            "llama_server": load(raw / f"llama-server-{name}.json"),
+            "llama_batched": load(raw / f"llama-batched-{name}.jsonl")}
+
+
+def figure(value: float | None, sd: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" + (f" ± {sd:,.1f}" if sd is not None else "")
+
+
+def ratio(ours: float | None, theirs: float | None) -> str:
+    return f"{ours / theirs:.2f}x" if ours and theirs else "-"
+
+
+def serve_runs(report) -> dict[int, dict]:
+    return {run["clients"]: run for run in report["runs"]} if report else {}
+
+
+def serve_cell(run: dict | None) -> str:
+    if run is None:
+        return "-"
+    notes = [f"{len(run['mismatches'])} differ from 1 client"] if run.get("mismatches") else []
+    notes += [f"{run['short']} short"] if run.get("short") else []
+    return figure(run["tokens_per_s"]) + (f" ({', '.join(notes)})" if notes else "")
+
+
+def rows(name: str, r: dict) -> list[list[str]]:
+    out = []
+    ours, theirs = serve_runs(r["rocmforge_serve"]), serve_runs(r["llama_server"])
+    batched = {line["pl"]: line["speed_tg"] for line in r["llama_batched"] or []}
+    for clients in sorted(set(ours) | set(theirs) | set(batched)):
+        a, b = ours.get(clients), theirs.get(clients)
+        out.append([name, f"serve, {clients} client{'s' * (clients != 1)}", serve_cell(a), serve_cell(b),
+                    ratio(a and a["tokens_per_s"], b and b["tokens_per_s"]), figure(batched.get(clients))])
+    bench = {t["test"]: t for t in (r["rocmforge_bench"] or {}).get("results", [])}
+    llama = {}
+    for t in r["llama_bench"] or []:
+        llama[f"pp{t['n_prompt']}" if t["n_prompt"] else f"tg{t['n_gen']}"] = t
+    for test in sorted(set(bench) | set(llama), key=lambda t: (t[:2] != "pp", t)):
+        a, b = bench.get(test, {}), llama.get(test, {})
+        out.append([name, test, figure(a.get("avg_ts"), a.get("stddev_ts")),
+                    figure(b.get("avg_ts"), b.get("stddev_ts")), ratio(a.get("avg_ts"), b.get("avg_ts")), ""])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("raw", type=Path)
+    p.add_argument("names", nargs="+")
+    p.add_argument("--json", type=Path, help="write every parsed result here")
+    args = p.parse_args(argv)
+    everything = {name: results(args.raw, name) for name in args.names}
+    if args.json:
+        args.json.write_text(json.dumps(everything, indent=1))
+    first = next((r for r in everything.values() if r["rocmforge_bench"]), None)
+    serve = next((r["rocmforge_serve"] or r["llama_server"] for r in everything.values()
+                  if r["rocmforge_serve"] or r["llama_server"]), None)
+    if first:
+        print(f"rocmforge backend {first['rocmforge_bench']['backend']} on {first['rocmforge_bench']['device']}")
+    if serve:
+        print(f"serve: {serve['requests']} streaming /v1/completions x {serve['max_tokens']} tokens, greedy, "
+              "ignore_eos; t/s = completion tokens / wall time")
+    print("| model | test | rocmforge t/s | llama.cpp t/s | ratio | llama-batched-bench TG t/s (no HTTP) |")
+    print("|---|---|--:|--:|--:|--:|")
+    for name, r in everything.items():
+        for row in rows(name, r):
+            print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
