@@ -1,5 +1,6 @@
 """The generation engine: batch-shaped steps over the paged KV cache, sampling through the ``sample`` op, and a
-generation loop with EOS/EOT and stop strings, streaming and statistics.
+generation loop with statistics over one ``Sequence`` (engine/sequence.py: end-of-generation ids, stop strings,
+limits, streamed text).
 
 ``step`` takes any mix of sequences (tokens, their sequence slots and positions, the rows that need logits), so
 a continuous-batching server can drive it directly; ``generate`` runs one sequence: the whole prompt in one
@@ -12,7 +13,7 @@ the forward pass replays the calls recorded on the first step of a shape. When t
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -21,7 +22,7 @@ import numpy as np
 from rocmforge_core.engine.forward import Batch
 from rocmforge_core.engine.kv_cache import KVCache
 from rocmforge_core.engine.sampling import SamplingParams
-from rocmforge_core.engine.stop import StopStrings
+from rocmforge_core.engine import sequence
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.scheduler.guard import check_step
 
@@ -213,60 +214,25 @@ class Engine:
         """Generate up to ``max_tokens`` tokens after ``prompt_ids``. ``decoder`` (the tokenizer's streaming
         decoder: ``add(id) -> str``, ``flush() -> str``) turns tokens into text, which is checked against the stop
         strings and passed to ``on_text`` as it arrives."""
-        if max_tokens < 0:
-            raise RocmforgeError(f"max_tokens must be >= 0, got {max_tokens}")
-        params = (sampling or SamplingParams()).with_seed()
-        gen = Generation(list(prompt_ids), stats=Stats(self.model.planner.preferred, self.model.load_seconds,
-                                                       len(prompt_ids), seed=params.seed))
-        self.check_prompt(prompt_ids)
-        eog = set(eog_ids)
-        stops = StopStrings(stop)
-        text: list[str] = []
-        history = deque(gen.prompt_ids[-params.penalty_last_n:] if params.penalty_last_n else [],
-                        maxlen=params.penalty_last_n)
+        seq = sequence.Sequence(prompt_ids, max_tokens=max_tokens, sampling=sampling, n_ctx=self.n_ctx, stop=stop,
+                                eog_ids=eog_ids, decoder=decoder, on_text=on_text)
+        stats = Stats(self.model.planner.preferred, self.model.load_seconds, len(seq.prompt_ids),
+                      seed=seq.sampling.seed)
+        self.check_prompt(seq.prompt_ids)
         copies0 = self.forward.copies
-
-        def emit(piece: str) -> None:
-            if piece:
-                text.append(piece)
-                if on_text:
-                    on_text(piece)
-
         slot = self.add_sequence()
         try:
             t0 = time.perf_counter()
-            logits = self.prefill(slot, prompt_ids)
+            logits = self.prefill(slot, seq.prompt_ids)
             t1 = time.perf_counter()
-            pos = len(prompt_ids)
-            gen.finish_reason = "length"  # also when max_tokens is 0
-            while max_tokens > 0:
-                token = self.sample(logits, 0, history, params, len(gen.ids))
-                if token in eog:
-                    gen.finish_reason, gen.stop_token = "eos", token
-                    break
-                gen.ids.append(token)
-                history.append(token)
-                if decoder is not None:
-                    emit(stops.feed(decoder.add(token)))
-                    if stops.stopped:
-                        gen.finish_reason = "stop"
-                        break
-                if len(gen.ids) >= max_tokens:
-                    break
-                if pos >= self.n_ctx:  # the cache has no slot for this token
-                    gen.finish_reason = "context"
-                    break
-                logits = self.step([token], [slot], [pos], [0], "decode")
-                pos += 1
-            if decoder is not None and not stops.stopped:
-                emit(stops.feed(decoder.flush()))
-                emit(stops.flush())
+            while not seq.finished:
+                if not seq.accept(self.sample(logits, 0, seq.history, seq.sampling, seq.step)):
+                    logits = self.step([seq.ids[-1]], [slot], [seq.position], [0], "decode")
             t2 = time.perf_counter()
         finally:
             self.free_sequence(slot)
-        gen.text = "".join(text)
-        gen.stats.prefill_s, gen.stats.decode_s = t1 - t0, t2 - t1
-        gen.stats.generated_tokens = len(gen.ids)
-        gen.stats.copies = self.forward.copies - copies0
-        gen.stats.fallbacks = self.model.plan.fallbacks
-        return gen
+        stats.prefill_s, stats.decode_s = t1 - t0, t2 - t1
+        stats.generated_tokens = len(seq.ids)
+        stats.copies = self.forward.copies - copies0
+        stats.fallbacks = self.model.plan.fallbacks
+        return Generation(seq.prompt_ids, seq.ids, seq.text, seq.finish_reason, stop_token=seq.stop_token, stats=stats)
