@@ -67,8 +67,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.repetitions < 1 or args.n_prompt < 0 or args.n_gen < 0:
         raise BenchError("-r must be at least 1 and -p/-n not negative")
-    from rocmforge_core.cli.run import configure_threads, pick_backend
     from rocmforge_core.engine import Engine
+    from rocmforge_core.engine.backend_setup import configure_threads, pick_backend
     from rocmforge_core.engine.model import Model
 
     with tempfile.TemporaryDirectory(prefix="rocmforge-bench-") as tmp:
