@@ -86,8 +86,8 @@ def run(args) -> int:
     if args.write_synthetic:
         print(write_synthetic(args.write_synthetic, Path(args.out), vocab))
         return 0
-    from rocmforge_core.cli.run import configure_threads, pick_backend
     from rocmforge_core.engine import Engine
+    from rocmforge_core.engine.backend_setup import configure_threads, pick_backend
     from rocmforge_core.engine.model import Model
 
     with tempfile.TemporaryDirectory(prefix="rocmforge-bench-") as tmp:

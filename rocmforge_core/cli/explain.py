@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from rocmforge_core.cli.run import pick_backend
 from rocmforge_core.default_model import default_model_path
+from rocmforge_core.engine.backend_setup import pick_backend
 from rocmforge_core.registry import get_registry
 from rocmforge_core.scheduler import report
 from rocmforge_core.scheduler import Planner
@@ -43,8 +43,7 @@ def explain(model_path, *, backend=None, profile=None, use_tuning=True, prefill_
 
 
 def run(args) -> int:
-    backend = args.backend or (None if args.profile else pick_backend(None))
-    out, _ = explain(args.model or default_model_path(), backend=backend, profile=args.profile,
-                     use_tuning=not args.no_tuning, prefill_tokens=args.prefill_tokens)
+    out, _ = explain(args.model or default_model_path(), backend=pick_backend(args.backend, args.profile),
+                     profile=args.profile, use_tuning=not args.no_tuning, prefill_tokens=args.prefill_tokens)
     print(json.dumps(out, indent=2) if args.json else report.render(out), end="" if not args.json else "\n")
     return 0

@@ -13,8 +13,7 @@ import time
 
 from rocmforge_core.default_model import default_model_path
 from rocmforge_core.engine import Engine, Model, SamplingParams
-from rocmforge_core.errors import RocmforgeError
-from rocmforge_core.registry import get_registry
+from rocmforge_core.engine.backend_setup import configure_threads, pick_backend
 
 DEFAULTS = SamplingParams()
 
@@ -54,18 +53,6 @@ def add_model_options(p) -> None:
                    help="CPU threads for host backends' kernels (default: physical cores)")
 
 
-def pick_backend(requested: str | None) -> str:
-    if requested:
-        return requested
-    cpu = get_registry().backends.get("cpu")
-    if cpu is not None and cpu.available():
-        return "cpu"
-    reason = "is not installed" if cpu is None else f"cannot run here ({cpu.available().reason})"
-    print(f"rocmforge: note: the cpu backend {reason}; using the slow numpy reference backend "
-          "(pip install rocmforge-cpu-simd, or make install)", file=sys.stderr)
-    return "reference"
-
-
 class LoadProgress:
     """A progress bar on stderr, drawn only when loading takes more than a moment and stderr is a terminal."""
     DELAY = 0.5
@@ -91,23 +78,13 @@ class LoadProgress:
             self.stream.flush()
 
 
-def configure_threads(threads: int | None) -> None:
-    """Apply --threads to every backend (numba's thread count is per calling thread: call this from the thread
-    that will run the model)."""
-    if threads is not None and threads < 1:
-        raise RocmforgeError(f"--threads must be at least 1, got {threads}")
-    for backend in get_registry().backends.values():
-        backend.configure(threads=threads)
-
-
 def load_model(args) -> Model:
     configure_threads(args.threads)
     path = args.model or default_model_path()
     progress = LoadProgress(str(path).rsplit("/", 1)[-1])
     try:
-        backend = args.backend or (None if args.profile else pick_backend(None))  # a profile names its default
-        return Model(path, backend=backend, profile=args.profile, progress=progress,
-                     strict=getattr(args, "strict", False))
+        return Model(path, backend=pick_backend(args.backend, args.profile), profile=args.profile,
+                     progress=progress, strict=getattr(args, "strict", False))
     finally:
         progress.close()
 

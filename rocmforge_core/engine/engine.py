@@ -14,16 +14,16 @@ on such a backend are padded to a few sizes (``DECODE_BUCKETS``) so that a handf
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from rocmforge_core.engine import sequence
 from rocmforge_core.engine.executor import Bound, Executor
 from rocmforge_core.engine.kv_cache import KVCache
-from rocmforge_core.engine.sampling import SamplingParams
-from rocmforge_core.engine.stop import StopStrings
+from rocmforge_core.engine.sampling import RowSampling, SamplingParams
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.ops import arg_info, sample
 from rocmforge_core.program import (BLOCK_TABLES, HISTORY, OUT_ROWS, POSITIONS, SAMPLE_CONTROLS, SAMPLE_PARAMS,
@@ -32,29 +32,10 @@ from rocmforge_core.program import (BLOCK_TABLES, HISTORY, OUT_ROWS, POSITIONS, 
 DEFAULT_CTX = 4096  # as llama.cpp: the cache holds this many tokens unless asked for more
 MAX_STEPS = 32  # step shapes kept bound (a server's prefill sizes are powers of two: a handful)
 DECODE_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64)  # decode batch sizes a capturing backend runs (padded up to)
-GREEDY = SamplingParams(temperature=0.0, seed=0)
 
 
 class ContextLengthError(RocmforgeError):
     """A prompt or a requested context does not fit the context length."""
-
-
-@dataclass(frozen=True)
-class RowSampling:
-    """How one row of a step's logits is sampled: parameters (with a concrete seed), the draw's counter (tokens
-    the sequence generated so far) and the recent tokens the penalties see."""
-    params: SamplingParams = GREEDY
-    step: int = 0
-    history: Sequence[int] = ()
-
-    def as_row(self) -> dict:
-        p = self.params
-        penalized = p.penalty_last_n and (p.repeat_penalty != 1.0 or p.presence_penalty != 0.0
-                                          or p.frequency_penalty != 0.0)
-        row = {k: v for k, v in asdict(p).items() if k in sample.DEFAULTS}
-        row.update(seed=p.seed or 0, step=self.step,
-                   history=list(self.history)[-p.penalty_last_n:] if penalized else ())
-        return row
 
 
 @dataclass
@@ -312,61 +293,24 @@ class Engine:
         """Generate up to ``max_tokens`` tokens after ``prompt_ids``. ``decoder`` (the tokenizer's streaming
         decoder: ``add(id) -> str``, ``flush() -> str``) turns tokens into text, which is checked against the stop
         strings and passed to ``on_text`` as it arrives."""
-        if max_tokens < 0:
-            raise RocmforgeError(f"max_tokens must be >= 0, got {max_tokens}")
-        params = (sampling or SamplingParams()).with_seed()
-        gen = Generation(list(prompt_ids), stats=Stats(self.model.planner.preferred, self.model.load_seconds,
-                                                       len(prompt_ids), seed=params.seed))
-        self.check_prompt(prompt_ids)
-        eog = set(eog_ids)
-        stops = StopStrings(stop)
-        text: list[str] = []
-        history = deque(gen.prompt_ids[-params.penalty_last_n:] if params.penalty_last_n else [],
-                        maxlen=params.penalty_last_n)
+        seq = sequence.Sequence(prompt_ids, max_tokens=max_tokens, sampling=sampling, n_ctx=self.n_ctx, stop=stop,
+                                eog_ids=eog_ids, decoder=decoder, on_text=on_text)
+        stats = Stats(self.model.planner.preferred, self.model.load_seconds, len(seq.prompt_ids),
+                      seed=seq.sampling.seed)
+        self.check_prompt(seq.prompt_ids)
         copies0 = self.executor.copies
-
-        def emit(piece: str) -> None:
-            if piece:
-                text.append(piece)
-                if on_text:
-                    on_text(piece)
-
         slot = self.add_sequence()
         try:
             t0 = time.perf_counter()
-            result = self.prefill(slot, prompt_ids, sampling=RowSampling(params, 0, history))
-            token = result.tokens[-1]
+            token = self.prefill(slot, seq.prompt_ids, sampling=seq.row()).tokens[-1]
             t1 = time.perf_counter()
-            pos = len(prompt_ids)
-            gen.finish_reason = "length"  # also when max_tokens is 0
-            while max_tokens > 0:
-                if token in eog:
-                    gen.finish_reason, gen.stop_token = "eos", token
-                    break
-                gen.ids.append(token)
-                history.append(token)
-                if decoder is not None:
-                    emit(stops.feed(decoder.add(token)))
-                    if stops.stopped:
-                        gen.finish_reason = "stop"
-                        break
-                if len(gen.ids) >= max_tokens:
-                    break
-                if pos >= self.n_ctx:  # the cache has no slot for this token
-                    gen.finish_reason = "context"
-                    break
-                token = self.step([token], [slot], [pos], [0], "decode",
-                                  [RowSampling(params, len(gen.ids), history)]).tokens[0]
-                pos += 1
-            if decoder is not None and not stops.stopped:
-                emit(stops.feed(decoder.flush()))
-                emit(stops.flush())
+            while not seq.finished and not seq.accept(token):
+                token = self.step([seq.ids[-1]], [slot], [seq.position], [0], "decode", [seq.row()]).tokens[0]
             t2 = time.perf_counter()
         finally:
             self.free_sequence(slot)
-        gen.text = "".join(text)
-        gen.stats.prefill_s, gen.stats.decode_s = t1 - t0, t2 - t1
-        gen.stats.generated_tokens = len(gen.ids)
-        gen.stats.copies = self.executor.copies - copies0
-        gen.stats.fallbacks = self.model.plan.fallbacks
-        return gen
+        stats.prefill_s, stats.decode_s = t1 - t0, t2 - t1
+        stats.generated_tokens = len(seq.ids)
+        stats.copies = self.executor.copies - copies0
+        stats.fallbacks = self.model.plan.fallbacks
+        return Generation(seq.prompt_ids, seq.ids, seq.text, seq.finish_reason, stop_token=seq.stop_token, stats=stats)

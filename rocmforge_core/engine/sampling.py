@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 from rocmforge_core.errors import RocmforgeError
+from rocmforge_core.ops import sample
 
 
 class SamplingError(RocmforgeError):
@@ -53,3 +55,24 @@ class SamplingParams:
         p = asdict(self)
         del p["penalty_last_n"]
         return p
+
+
+GREEDY = SamplingParams(temperature=0.0, seed=0)
+
+
+@dataclass(frozen=True)
+class RowSampling:
+    """How one row of a step's logits is sampled: parameters (with a concrete seed), the draw's counter (tokens
+    the sequence generated so far) and the recent tokens the penalties see."""
+    params: SamplingParams = GREEDY
+    step: int = 0
+    history: Sequence[int] = ()
+
+    def as_row(self) -> dict:
+        p = self.params
+        penalized = p.penalty_last_n and (p.repeat_penalty != 1.0 or p.presence_penalty != 0.0
+                                          or p.frequency_penalty != 0.0)
+        row = {k: v for k, v in asdict(p).items() if k in sample.DEFAULTS}
+        row.update(seed=p.seed or 0, step=self.step,
+                   history=list(self.history)[-p.penalty_last_n:] if penalized else ())
+        return row

@@ -1,8 +1,10 @@
 """The ASGI app (starlette): OpenAI-compatible endpoints, tokenize/detokenize, health and metrics.
 
-Every handler answers errors as OpenAI-shaped JSON (errors.py). Generation requests become ``Sequence`` values
-handed to the batcher; the batcher's thread sends their events back into this event loop. A client that
-disconnects, mid-stream or while waiting for a whole answer, cancels its sequence at once.
+Handlers are module-level functions; the ``ServerState`` they serve is ``request.app.state.server``, and the
+``endpoint`` decorator gives each API handler its key check, readiness check and request counting. Every handler
+answers errors as OpenAI-shaped JSON (errors.py). Generation requests become ``Sequence`` values handed to the
+batcher; the batcher's thread sends their events back into this event loop. A client that disconnects,
+mid-stream or while waiting for a whole answer, cancels its sequence at once.
 """
 
 from __future__ import annotations
@@ -32,224 +34,254 @@ log = logging.getLogger("rocmforge.serve")
 
 
 def create_app(state: ServerState) -> Starlette:
-    def endpoint(name: str, *, auth: bool = True, ready: bool = True):
-        """Wrap a handler: API key check, readiness, APIError -> JSON, request counting."""
-        def wrap(handler):
-            @functools.wraps(handler)
-            async def run(request: HTTPRequest) -> Response:
-                try:
-                    if auth:
-                        check_key(request)
-                    if ready and not state.ready:
-                        raise APIError(state.error and f"the model failed to load: {state.error}"
-                                       or "the model is still loading; retry when /health says ok", status=503)
-                    response = await handler(request)
-                except APIError as exc:
-                    response = error_response(exc)
-                state.metrics.request(name, response.status_code)
-                return response
-            return run
-        return wrap
-
-    def check_key(request: HTTPRequest) -> None:
-        key = state.options.api_key
-        if not key:
-            return
-        header = request.headers.get("authorization", "")
-        given = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
-        if not hmac.compare_digest(given.encode(), key.encode()):
-            raise APIError("invalid or missing API key: send 'Authorization: Bearer <key>'", status=401,
-                           code="invalid_api_key")
-
-    async def read_json(request: HTTPRequest) -> dict:
-        limit = state.options.max_body_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise APIError(f"the request body is larger than {limit} bytes", status=413)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise APIError(f"the request body is larger than {limit} bytes", status=413)
-            chunks.append(chunk)
-        return schemas.parse_json(b"".join(chunks))
-
-    # -- status -----------------------------------------------------------------------------------------------
-    async def health(request: HTTPRequest) -> Response:
-        if state.ready:
-            status, body = 200, {"status": "ok"}
-        elif state.error:
-            status, body = 503, {"status": "error", "error": {"message": state.error}}
-        else:
-            status, body = 503, {"status": "loading"}
-        state.metrics.request("health", status)
-        return JSONResponse(body, status_code=status)
-
-    async def metrics(request: HTTPRequest) -> Response:
-        state.metrics.request("metrics", 200)
-        return PlainTextResponse(state.metrics.render(state), media_type="text/plain; version=0.0.4")
-
-    @endpoint("models", ready=False)
-    async def models(request: HTTPRequest) -> Response:
-        data = {"id": state.model_id, "object": "model", "created": state.created, "owned_by": "rocmforge"}
-        if state.ready:
-            data["meta"] = {"architecture": state.model.config.arch, "n_ctx": state.engine.n_ctx,
-                            "n_vocab": state.tokenizer.n_vocab, "backend": state.model.planner.preferred,
-                            "parallel": state.options.parallel}
-        return JSONResponse({"object": "list", "data": [data]})
-
-    # -- tokenizer --------------------------------------------------------------------------------------------
-    @endpoint("tokenize")
-    async def tokenize(request: HTTPRequest) -> Response:
-        body = await read_json(request)
-        content = body.get("content")
-        if not isinstance(content, str):
-            raise APIError("'content' must be a string", param="content")
-        add_special = schemas.flag(body, "add_special")
-        ids = await run_in_threadpool(state.tokenizer.encode, content, add_special=add_special, special=True)
-        return JSONResponse({"tokens": ids})
-
-    @endpoint("detokenize")
-    async def detokenize(request: HTTPRequest) -> Response:
-        body = await read_json(request)
-        ids = body.get("tokens")
-        n_vocab = state.tokenizer.n_vocab
-        if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
-            raise APIError("'tokens' must be an array of token ids", param="tokens")
-        bad = next((t for t in ids if not 0 <= t < n_vocab), None)
-        if bad is not None:
-            raise APIError(f"token id {bad} is outside the vocabulary [0, {n_vocab})", param="tokens")
-        text = await run_in_threadpool(state.tokenizer.decode, ids)
-        return JSONResponse({"content": text})
-
-    # -- generation -------------------------------------------------------------------------------------------
-    def prompt_ids(req: schemas.Request) -> list[int]:
-        """Token ids of a request's prompt (runs in a worker thread: templates and long prompts take time)."""
-        tok = state.tokenizer
-        try:
-            if req.kind == "chat":
-                ids = tok.encode(tok.apply_chat_template(req.messages), add_special=False, special=True)
-            elif isinstance(req.prompt, str):
-                ids = tok.encode(req.prompt, add_special=True)
-            else:
-                ids = req.prompt
-        except RocmforgeError as exc:  # a chat template that refuses these messages, say
-            raise APIError(str(exc), param="messages" if req.kind == "chat" else "prompt") from None
-        n_ctx = state.batcher.max_sequence_tokens
-        if not ids:
-            raise APIError("the prompt is empty: at least one token is needed",
-                           param="messages" if req.kind == "chat" else "prompt")
-        if len(ids) >= n_ctx:
-            raise APIError(f"the prompt has {len(ids)} tokens but the context holds {n_ctx}; shorten it",
-                           param="messages" if req.kind == "chat" else "prompt", code="context_length_exceeded")
-        return ids
-
-    async def generate(request: HTTPRequest, req: schemas.Request) -> Response:
-        ids = await run_in_threadpool(prompt_ids, req)
-        room = state.batcher.max_sequence_tokens - len(ids)
-        max_tokens = room if req.max_tokens is None else min(req.max_tokens, room)
-        queue: asyncio.Queue = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        seq = Sequence(ids, max_tokens, req.sampling, lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev),
-                       stop=req.stop, eog_ids=frozenset() if req.ignore_eos else state.tokenizer.eog_ids,
-                       decoder=state.tokenizer.stream())
-        state.batcher.submit(seq)
-        reply = Reply(req, state.model_id, seq)
-        if req.stream:
-            return SequenceStream(stream(reply, queue), lambda: state.batcher.cancel(seq))
-        return await whole(request, reply, queue)
-
-    async def stream(reply: "Reply", queue: asyncio.Queue):
-        """SSE chunks of one sequence; SequenceStream frees the sequence however the response ends."""
-        yield sse.event(reply.chunk(reply.first_delta(), None))
-        while True:
-            events = [await queue.get()]
-            while not queue.empty():  # text that piled up while the client was slow goes out as one chunk
-                events.append(queue.get_nowait())
-            text = "".join(value for kind, value in events if kind == "text")
-            if text:
-                yield sse.event(reply.chunk(reply.delta(text), None))
-            end = next(((kind, value) for kind, value in events if kind != "text"), None)
-            if end is None:
-                continue
-            kind, value = end
-            if kind == "done":
-                yield sse.event(reply.chunk({} if reply.req.kind == "chat" else reply.delta(""), FINISH[value]))
-                if reply.req.include_usage:
-                    yield sse.event({**reply.envelope(chunk=True), "choices": [], "usage": reply.usage()})
-                yield sse.DONE
-            else:
-                yield sse.event(value.body())
-            return
-
-    async def whole(request: HTTPRequest, reply: "Reply", queue: asyncio.Queue) -> Response:
-        pieces: list[str] = []
-
-        async def collect():
-            while True:
-                kind, value = await queue.get()
-                if kind == "text":
-                    pieces.append(value)
-                else:
-                    return kind, value
-
-        async def disconnected():
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-
-        collector, watcher = asyncio.ensure_future(collect()), asyncio.ensure_future(disconnected())
-        try:
-            await asyncio.wait({collector, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            if not collector.done():
-                collector.cancel()
-                state.batcher.cancel(reply.seq)
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        if collector.cancelled():
-            return Response(status_code=499)  # nobody reads it: the client closed the connection
-        kind, value = collector.result()
-        if kind == "error":
-            raise value
-        return JSONResponse(reply.whole("".join(pieces), FINISH[value]))
-
-    @endpoint("chat_completions")
-    async def chat_completions(request: HTTPRequest) -> Response:
-        return await generate(request, schemas.chat_request(await read_json(request)))
-
-    @endpoint("completions")
-    async def completions(request: HTTPRequest) -> Response:
-        body = await read_json(request)
-        return await generate(request, schemas.completion_request(body, state.tokenizer.n_vocab))
-
-    # -- errors of routing and bugs ---------------------------------------------------------------------------
-    async def http_error(request: HTTPRequest, exc: HTTPException) -> Response:
-        message = {404: f"no route {request.url.path}", 405: f"method {request.method} is not allowed on "
-                   f"{request.url.path}"}.get(exc.status_code, str(exc.detail))
-        state.metrics.request("other", exc.status_code)
-        return error_response(APIError(message, status=exc.status_code))
-
-    async def server_error(request: HTTPRequest, exc: Exception) -> Response:
-        log.exception("rocmforge: internal error on %s", request.url.path, exc_info=exc)
-        state.metrics.request("other", 500)
-        return error_response(APIError(f"internal server error: {type(exc).__name__}", status=500))
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        if not state.loaded.is_set() and state.batcher is None:
-            state.start_loading()
-        try:
-            yield
-        finally:
-            await run_in_threadpool(state.close)
-
+    """The app serving ``state``, which the handlers find as ``request.app.state.server``."""
     routes = [Route("/health", health), Route("/metrics", metrics), Route("/v1/models", models),
               Route("/v1/chat/completions", chat_completions, methods=["POST"]),
               Route("/v1/completions", completions, methods=["POST"]),
               Route("/tokenize", tokenize, methods=["POST"]), Route("/detokenize", detokenize, methods=["POST"])]
-    return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={HTTPException: http_error, Exception: server_error})
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error, Exception: server_error})
+    app.state.server = state
+    return app
+
+
+def server_state(request: HTTPRequest) -> ServerState:
+    return request.app.state.server
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette):
+    state = app.state.server
+    if not state.loaded.is_set() and state.batcher is None:
+        state.start_loading()
+    try:
+        yield
+    finally:
+        await run_in_threadpool(state.close)
+
+
+def endpoint(name: str, *, auth: bool = True, ready: bool = True):
+    """Wrap a handler ``(request, state) -> Response``: API key check, readiness, APIError -> JSON, request
+    counting under ``name``."""
+    def wrap(handler):
+        @functools.wraps(handler)
+        async def run(request: HTTPRequest) -> Response:
+            state = server_state(request)
+            try:
+                if auth:
+                    check_key(state, request)
+                if ready and not state.ready:
+                    raise APIError(state.error and f"the model failed to load: {state.error}"
+                                   or "the model is still loading; retry when /health says ok", status=503)
+                response = await handler(request, state)
+            except APIError as exc:
+                response = error_response(exc)
+            state.metrics.request(name, response.status_code)
+            return response
+        return run
+    return wrap
+
+
+def check_key(state: ServerState, request: HTTPRequest) -> None:
+    key = state.options.api_key
+    if not key:
+        return
+    header = request.headers.get("authorization", "")
+    given = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(given.encode(), key.encode()):
+        raise APIError("invalid or missing API key: send 'Authorization: Bearer <key>'", status=401,
+                       code="invalid_api_key")
+
+
+async def read_json(state: ServerState, request: HTTPRequest) -> dict:
+    limit = state.options.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise APIError(f"the request body is larger than {limit} bytes", status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(f"the request body is larger than {limit} bytes", status=413)
+        chunks.append(chunk)
+    return schemas.parse_json(b"".join(chunks))
+
+
+# -- status -------------------------------------------------------------------------------------------------------
+async def health(request: HTTPRequest) -> Response:
+    state = server_state(request)
+    if state.ready:
+        status, body = 200, {"status": "ok"}
+    elif state.error:
+        status, body = 503, {"status": "error", "error": {"message": state.error}}
+    else:
+        status, body = 503, {"status": "loading"}
+    state.metrics.request("health", status)
+    return JSONResponse(body, status_code=status)
+
+
+async def metrics(request: HTTPRequest) -> Response:
+    state = server_state(request)
+    state.metrics.request("metrics", 200)  # before rendering: the answer counts itself
+    return PlainTextResponse(state.metrics.render(state), media_type="text/plain; version=0.0.4")
+
+
+@endpoint("models", ready=False)
+async def models(request: HTTPRequest, state: ServerState) -> Response:
+    data = {"id": state.model_id, "object": "model", "created": state.created, "owned_by": "rocmforge"}
+    if state.ready:
+        data["meta"] = {"architecture": state.model.config.arch, "n_ctx": state.engine.n_ctx,
+                        "n_vocab": state.tokenizer.n_vocab, "backend": state.model.planner.preferred,
+                        "parallel": state.options.parallel}
+    return JSONResponse({"object": "list", "data": [data]})
+
+
+# -- tokenizer ----------------------------------------------------------------------------------------------------
+@endpoint("tokenize")
+async def tokenize(request: HTTPRequest, state: ServerState) -> Response:
+    body = await read_json(state, request)
+    content = body.get("content")
+    if not isinstance(content, str):
+        raise APIError("'content' must be a string", param="content")
+    add_special = schemas.flag(body, "add_special")
+    ids = await run_in_threadpool(state.tokenizer.encode, content, add_special=add_special, special=True)
+    return JSONResponse({"tokens": ids})
+
+
+@endpoint("detokenize")
+async def detokenize(request: HTTPRequest, state: ServerState) -> Response:
+    body = await read_json(state, request)
+    ids = body.get("tokens")
+    n_vocab = state.tokenizer.n_vocab
+    if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+        raise APIError("'tokens' must be an array of token ids", param="tokens")
+    bad = next((t for t in ids if not 0 <= t < n_vocab), None)
+    if bad is not None:
+        raise APIError(f"token id {bad} is outside the vocabulary [0, {n_vocab})", param="tokens")
+    text = await run_in_threadpool(state.tokenizer.decode, ids)
+    return JSONResponse({"content": text})
+
+
+# -- generation ---------------------------------------------------------------------------------------------------
+@endpoint("chat_completions")
+async def chat_completions(request: HTTPRequest, state: ServerState) -> Response:
+    return await generate(request, state, schemas.chat_request(await read_json(state, request)))
+
+
+@endpoint("completions")
+async def completions(request: HTTPRequest, state: ServerState) -> Response:
+    body = await read_json(state, request)
+    return await generate(request, state, schemas.completion_request(body, state.tokenizer.n_vocab))
+
+
+def prompt_ids(state: ServerState, req: schemas.Request) -> list[int]:
+    """Token ids of a request's prompt (runs in a worker thread: templates and long prompts take time)."""
+    tok = state.tokenizer
+    try:
+        if req.kind == "chat":
+            ids = tok.encode(tok.apply_chat_template(req.messages), add_special=False, special=True)
+        elif isinstance(req.prompt, str):
+            ids = tok.encode(req.prompt, add_special=True)
+        else:
+            ids = req.prompt
+    except RocmforgeError as exc:  # a chat template that refuses these messages, say
+        raise APIError(str(exc), param="messages" if req.kind == "chat" else "prompt") from None
+    n_ctx = state.batcher.max_sequence_tokens
+    if not ids:
+        raise APIError("the prompt is empty: at least one token is needed",
+                       param="messages" if req.kind == "chat" else "prompt")
+    if len(ids) >= n_ctx:
+        raise APIError(f"the prompt has {len(ids)} tokens but the context holds {n_ctx}; shorten it",
+                       param="messages" if req.kind == "chat" else "prompt", code="context_length_exceeded")
+    return ids
+
+
+async def generate(request: HTTPRequest, state: ServerState, req: schemas.Request) -> Response:
+    ids = await run_in_threadpool(prompt_ids, state, req)
+    room = state.batcher.max_sequence_tokens - len(ids)
+    max_tokens = room if req.max_tokens is None else min(req.max_tokens, room)
+    queue: asyncio.Queue = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    seq = Sequence(ids, max_tokens, req.sampling, lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev),
+                   stop=req.stop, eog_ids=frozenset() if req.ignore_eos else state.tokenizer.eog_ids,
+                   decoder=state.tokenizer.stream())
+    state.batcher.submit(seq)
+    reply = Reply(req, state.model_id, seq)
+    if req.stream:
+        return SequenceStream(stream(reply, queue), lambda: state.batcher.cancel(seq))
+    return await whole(request, state, reply, queue)
+
+
+async def stream(reply: "Reply", queue: asyncio.Queue):
+    """SSE chunks of one sequence; SequenceStream frees the sequence however the response ends."""
+    yield sse.event(reply.chunk(reply.first_delta(), None))
+    while True:
+        events = [await queue.get()]
+        while not queue.empty():  # text that piled up while the client was slow goes out as one chunk
+            events.append(queue.get_nowait())
+        text = "".join(value for kind, value in events if kind == "text")
+        if text:
+            yield sse.event(reply.chunk(reply.delta(text), None))
+        end = next(((kind, value) for kind, value in events if kind != "text"), None)
+        if end is None:
+            continue
+        kind, value = end
+        if kind == "done":
+            yield sse.event(reply.chunk({} if reply.req.kind == "chat" else reply.delta(""), FINISH[value]))
+            if reply.req.include_usage:
+                yield sse.event({**reply.envelope(chunk=True), "choices": [], "usage": reply.usage()})
+            yield sse.DONE
+        else:
+            yield sse.event(value.body())
+        return
+
+
+async def whole(request: HTTPRequest, state: ServerState, reply: "Reply", queue: asyncio.Queue) -> Response:
+    """The whole answer, once the sequence ends; a client that disconnects meanwhile cancels it."""
+    pieces: list[str] = []
+
+    async def collect():
+        while True:
+            kind, value = await queue.get()
+            if kind == "text":
+                pieces.append(value)
+            else:
+                return kind, value
+
+    async def disconnected():
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    collector, watcher = asyncio.ensure_future(collect()), asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({collector, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not collector.done():
+            collector.cancel()
+            state.batcher.cancel(reply.seq)
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    if collector.cancelled():
+        return Response(status_code=499)  # nobody reads it: the client closed the connection
+    kind, value = collector.result()
+    if kind == "error":
+        raise value
+    return JSONResponse(reply.whole("".join(pieces), FINISH[value]))
+
+
+# -- errors of routing and bugs -----------------------------------------------------------------------------------
+async def http_error(request: HTTPRequest, exc: HTTPException) -> Response:
+    message = {404: f"no route {request.url.path}", 405: f"method {request.method} is not allowed on "
+               f"{request.url.path}"}.get(exc.status_code, str(exc.detail))
+    server_state(request).metrics.request("other", exc.status_code)
+    return error_response(APIError(message, status=exc.status_code))
+
+
+async def server_error(request: HTTPRequest, exc: Exception) -> Response:
+    log.exception("rocmforge: internal error on %s", request.url.path, exc_info=exc)
+    server_state(request).metrics.request("other", 500)
+    return error_response(APIError(f"internal server error: {type(exc).__name__}", status=500))
 
 
 class SequenceStream(StreamingResponse):

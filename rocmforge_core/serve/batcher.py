@@ -10,8 +10,9 @@ Prefill steps come in power-of-two sizes only, so the set of step shapes stays s
 
 Admission reserves the KV blocks a request can reach (prompt + max_tokens, capped by the context), so a running
 sequence never finds the cache full: requests wait in a bounded queue instead, and beyond it ``submit`` answers
-503. Sampling per sequence follows ``Engine.generate`` step for step (same history, same ``(seed, step)`` draw),
-so a request gives the same tokens whether it runs alone, batched, or through ``rocmforge run``.
+503. Each request is an engine ``Sequence`` (engine/sequence.py), the one ``Engine.generate`` runs: the same
+penalty history, ``(seed, step)`` draw and stopping rules, so a request gives the same tokens whether it runs
+alone, batched, or through ``rocmforge run``.
 
 Sequences talk to the HTTP side only through their ``sink`` (called from this thread with ``("text", str)``,
 ``("done", finish_reason)`` or ``("error", APIError)``); the HTTP side calls ``cancel`` from its own thread.
@@ -24,11 +25,9 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
-from rocmforge_core.engine import SamplingParams
-from rocmforge_core.engine.stop import StopStrings
+from rocmforge_core.engine import SamplingParams, sequence
 from rocmforge_core.serve.errors import APIError
 
 log = logging.getLogger("rocmforge.serve")
@@ -37,40 +36,23 @@ FINISH = {"eos": "stop", "stop": "stop", "length": "length", "context": "length"
 _ids = itertools.count(1)
 
 
-@dataclass(eq=False)
-class Sequence:
-    """One request's generation. ``max_tokens`` is already capped so prompt + max_tokens fits the context."""
-    prompt_ids: list[int]
-    max_tokens: int
-    sampling: SamplingParams
-    sink: Callable[[tuple], None]
-    stop: list[str] = field(default_factory=list)
-    eog_ids: frozenset[int] = frozenset()
-    decoder: object = None  # the tokenizer's StreamDecoder (add(id) -> str, flush() -> str)
-    id: int = field(default_factory=lambda: next(_ids))
-    ids: list[int] = field(default_factory=list)  # generated tokens, without an end-of-generation token
-    finish_reason: str = ""  # engine terms: eos, stop, length, context; "cancelled" when the client left
-    slot: int | None = None
-    prefilled: int = 0  # prompt tokens already in the KV cache
-    next_token: int | None = None  # sampled, not yet fed to the model
-    reserved: int = 0  # KV blocks held for this sequence at admission
-    cancelled: bool = False
-    submitted: float = field(default_factory=time.monotonic)
-    first_token_at: float | None = None
+class Sequence(sequence.Sequence):
+    """One request's generation: the engine's sequence (tokens, sampling state, stopping rules, text) plus what is
+    the server's: its event sink, slot, prefill progress, KV reservation, cancellation and timing. ``max_tokens``
+    is already capped so prompt + max_tokens fits the context."""
 
-    def __post_init__(self):
-        self.sampling = self.sampling.with_seed()
-        n = self.sampling.penalty_last_n
-        self.history = deque(self.prompt_ids[-n:] if n else [], maxlen=n)
-        self.stops = StopStrings(self.stop)
-        p = self.sampling
-        self.penalized = bool(n) and (p.repeat_penalty != 1.0 or p.presence_penalty != 0.0
-                                      or p.frequency_penalty != 0.0)
-
-    @property
-    def pos(self) -> int:
-        """Position of ``next_token`` (prompt, then every generated token but the last)."""
-        return len(self.prompt_ids) + len(self.ids) - 1
+    def __init__(self, prompt_ids: list[int], max_tokens: int, sampling: SamplingParams, sink: Callable[[tuple], None],
+                 stop: Iterable[str] = (), eog_ids: Iterable[int] = (), decoder=None):
+        super().__init__(prompt_ids, max_tokens=max_tokens, sampling=sampling, stop=stop, eog_ids=eog_ids,
+                         decoder=decoder, on_text=lambda text: self.emit(("text", text)))
+        self.sink = sink
+        self.id = next(_ids)
+        self.slot: int | None = None
+        self.prefilled = 0  # prompt tokens already in the KV cache
+        self.reserved = 0  # KV blocks held for this sequence at admission
+        self.cancelled = False
+        self.submitted = time.monotonic()
+        self.first_token_at: float | None = None
 
     def emit(self, event: tuple) -> None:
         try:
@@ -109,16 +91,17 @@ class Batcher:
         return -(-n_tokens // self.cache.block_size)
 
     def submit(self, seq: Sequence) -> None:
-        """Queue ``seq``; APIError 400 if it can never fit the cache, 503 if the queue is full."""
+        """Queue ``seq``, bounded by the engine's context as ``generate`` is; APIError 400 if it can never fit the
+        cache, 503 if the queue is full."""
         need = self.blocks_needed(len(seq.prompt_ids) + seq.max_tokens)
         if need > self.capacity_blocks:
             raise APIError(f"the request needs {need * self.cache.block_size} tokens of KV cache (prompt plus "
                            f"max_tokens) but the server holds {self.capacity_blocks * self.cache.block_size}; "
                            "lower max_tokens", param="max_tokens")
-        if seq.max_tokens == 0:  # nothing to compute
-            seq.finish_reason = "length"
-            seq.emit(("done", "length"))
+        if seq.finished:  # max_tokens 0: nothing to compute
+            seq.emit(("done", seq.finish_reason))
             return
+        seq.n_ctx = self.engine.n_ctx
         with self._cond:
             if self._stopping:
                 raise APIError("the server is shutting down", status=503)
@@ -206,15 +189,15 @@ class Batcher:
             self._finish(seq, "cancelled")
 
     def _decode(self) -> None:
-        batch = [s for s in self.running if s.next_token is not None and not s.cancelled]
+        batch = [s for s in self.running if s.ids and not s.cancelled]  # prompt read, a token to feed
         if not batch:
             return
-        logits = self.engine.step([s.next_token for s in batch], [s.slot for s in batch], [s.pos for s in batch],
-                                  range(len(batch)), "decode")
+        result = self.engine.step([s.ids[-1] for s in batch], [s.slot for s in batch],
+                                  [s.position for s in batch], range(len(batch)), "decode", [s.row() for s in batch])
         if self.metrics:
             self.metrics.decode_step(len(batch))
-        for row, seq in enumerate(batch):
-            self._accept(seq, self._sample(seq, logits, row))
+        for seq, token in zip(batch, result.tokens):
+            self._accept(seq, token)
 
     def _prefill(self) -> None:
         pending = sum(len(s.prompt_ids) - s.prefilled for s in self.running if not s.cancelled)
@@ -224,7 +207,7 @@ class Batcher:
         # compiles) every call site once per shape, so arbitrary prompt lengths would keep adding shapes, each
         # costing time and memory, for the life of the server.
         budget = 1 << (min(pending, self.prefill_chunk).bit_length() - 1)
-        tokens, slots, positions, rows, done = [], [], [], [], []
+        tokens, slots, positions, rows, sampling, done = [], [], [], [], [], []
         for seq in self.running:
             if budget == 0:
                 break
@@ -236,52 +219,31 @@ class Batcher:
             slots += [seq.slot] * (end - start)
             positions += range(start, end)
             rows.append(len(tokens) - 1)
+            sampling.append(seq.row())
             done.append((seq, end == len(seq.prompt_ids), len(rows) - 1))
             seq.prefilled = end
             budget -= end - start
-        rows += rows[-1:] * ((1 << (len(rows) - 1).bit_length()) - len(rows))  # pad by repeating the last row
-        logits = self.engine.step(tokens, slots, positions, rows, "prefill")
+        pad = (1 << (len(rows) - 1).bit_length()) - len(rows)  # pad by repeating the last row
+        rows, sampling = rows + rows[-1:] * pad, sampling + sampling[-1:] * pad
+        result = self.engine.step(tokens, slots, positions, rows, "prefill", sampling)
         if self.metrics:
             self.metrics.add("prompt_tokens", len(tokens))
         for seq, complete, row in done:
             if complete:
                 seq.first_token_at = time.monotonic()
-                self._accept(seq, self._sample(seq, logits, row))
-
-    def _sample(self, seq: Sequence, logits, row: int) -> int:
-        # without penalties the history changes nothing: leaving it out saves a host-to-device copy per row
-        history = seq.history if seq.penalized else ()
-        return self.engine.sample(logits, row, history, seq.sampling, len(seq.ids))
+                self._accept(seq, result.tokens[row])
 
     def _accept(self, seq: Sequence, token: int) -> None:
-        """A sampled token: end the sequence or emit its text and queue it for the next decode step."""
-        seq.next_token = None
-        if token in seq.eog_ids:
-            return self._finish(seq, "eos")
-        seq.ids.append(token)
-        seq.history.append(token)
-        if self.metrics:
+        """A token sampled for the sequence in a step: end the sequence if that token does."""
+        finished = seq.accept(token)
+        if self.metrics and seq.finish_reason != "eos":  # an end-of-generation token is not generated text
             self.metrics.generated(1)
-        if seq.decoder is not None:
-            text = seq.stops.feed(seq.decoder.add(token))
-            if text:
-                seq.emit(("text", text))
-            if seq.stops.stopped:
-                return self._finish(seq, "stop")
-        if len(seq.ids) >= seq.max_tokens:
-            return self._finish(seq, "length")
-        if seq.pos >= self.engine.n_ctx:  # the cache has no slot for this token
-            return self._finish(seq, "context")
-        seq.next_token = token
+        if finished:
+            self._finish(seq, seq.finish_reason)
 
     def _finish(self, seq: Sequence, reason: str, error: APIError | None = None) -> None:
-        if reason not in ("cancelled", "error") and seq.decoder is not None and not seq.stops.stopped:
-            tail = seq.stops.feed(seq.decoder.flush()) + seq.stops.flush()
-            if tail:
-                seq.emit(("text", tail))
         with self._cond:
             seq.finish_reason = reason
-            seq.next_token = None
             if seq in self.running:
                 self.running.remove(seq)
                 self.reserved_blocks -= seq.reserved

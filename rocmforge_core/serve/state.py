@@ -58,15 +58,14 @@ class ServerState:
             self.batcher.run()
 
     def _load(self) -> None:
-        from rocmforge_core.cli.run import configure_threads, pick_backend
         from rocmforge_core.engine import Engine, Model
+        from rocmforge_core.engine.backend_setup import configure_threads, pick_backend
         from rocmforge_core.serve.batcher import Batcher
 
         o = self.options
         try:
             configure_threads(o.threads)  # per calling thread (numba): this one runs the model
-            backend = o.backend or (None if o.profile else pick_backend(None))  # a profile names its default
-            model = Model(o.model, backend=backend, profile=o.profile)
+            model = Model(o.model, backend=pick_backend(o.backend, o.profile), profile=o.profile)
             engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel, kv_tokens=o.kv_size)
             tokenizer = model.tokenizer
             batcher = Batcher(engine, max_queue=o.max_queue, prefill_chunk=o.prefill_chunk, metrics=self.metrics)

@@ -179,10 +179,10 @@ def test_prefill_steps_come_in_few_shapes(model, monkeypatch):
         shapes = []
         real_step = engine.step
 
-        def recording(tokens, slots, positions, out_rows, phase):
+        def recording(tokens, slots, positions, out_rows, phase, sampling=None):
             if phase == "prefill":
                 shapes.append((len(tokens), len(out_rows)))
-            return real_step(tokens, slots, positions, out_rows, phase)
+            return real_step(tokens, slots, positions, out_rows, phase, sampling)
 
         monkeypatch.setattr(engine, "step", recording)
         log = Log()
@@ -207,10 +207,10 @@ def test_admission_waits_for_kv_blocks(model, monkeypatch):
         batches = []
         real_step = engine.step
 
-        def recording(tokens, slots, positions, out_rows, phase):
+        def recording(tokens, slots, positions, out_rows, phase, sampling=None):
             if phase == "decode":
                 batches.append(len(tokens))
-            return real_step(tokens, slots, positions, out_rows, phase)
+            return real_step(tokens, slots, positions, out_rows, phase, sampling)
 
         monkeypatch.setattr(engine, "step", recording)
         log = Log()
