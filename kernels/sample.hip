@@ -114,7 +114,7 @@ extern "C" __global__ void __launch_bounds__(RF_SAMPLE_THREADS)
     }
 
     // Radix select of the k-th largest key, 8 bits at a time from the top.
-    const int k = min(top_k, V);
+    const int k = top_k > 0 ? min(top_k, V) : V;  // unbounded: the call's candidates bound is V itself
     if (tid == 0) { sel_prefix = 0u; sel_mask = 0u; sel_remaining = k; }
     for (int shift = 24; shift >= 0; shift -= 8) {
         for (int i = tid; i < 256; i += blockDim.x) hist256[i] = 0;

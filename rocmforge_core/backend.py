@@ -32,6 +32,9 @@ class DeviceInfo:
 class Backend(ABC):
     name: str = ""
     is_host: bool = False  # tensors are numpy arrays in host memory
+    # Runs the ops' numpy references on exact f32 weights: the slow oracle, the last of the fallbacks, and what
+    # cost estimates count weights for at 4 bytes an element.
+    oracle: bool = False
 
     def available(self) -> Verdict:
         """Whether this backend can run here, and if not, why (no runtime, no device, unsupported arch)."""

@@ -14,6 +14,7 @@ from rocmforge_core.hookspecs import hookimpl
 
 class ReferenceBackend(HostBackend):
     name = "reference"
+    oracle = True
 
     def devices(self) -> list[DeviceInfo]:
         return [DeviceInfo("numpy", "host", 0, 1)]

@@ -215,6 +215,11 @@ class Registry:
                                    f"installed: {', '.join(sorted(self.architectures)) or 'none'}")
         return self.architectures[name]
 
+    def fallbacks(self) -> tuple[str, ...]:
+        """The host backends, which any placement may fall back on: fast ones first (by name), the oracle last."""
+        host = [n for n, b in self.backends.items() if b.is_host]
+        return tuple(sorted(host, key=lambda n: (self.backends[n].oracle, n)))
+
     def kernels_for(self, sig: Signature, backend: str | None = None) -> list[Candidate]:
         """Every kernel of ``sig.op`` (on ``backend`` if given) with its verdict, capable ones first, then by
         priority (higher first), backend name and kernel name (unique): deterministic, independent of load

@@ -7,6 +7,7 @@ it is installed, else the numpy "reference" backend. Sampling follows llama.cpp'
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -22,7 +23,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="generate text from a prompt", description=__doc__.split("\n\n")[1])
     add_model_options(p)
     p.add_argument("--prompt", required=True, help="the prompt text")
-    p.add_argument("--chat", action="store_true", help="wrap the prompt as a user message in the model's chat template")
+    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                   help="wrap the prompt as a user message in the model's chat template (default: when the model "
+                        "has one); --no-chat continues the prompt as plain text")
     p.add_argument("--system", help="system message (with --chat)")
     p.add_argument("--max-tokens", type=int, default=128, metavar="N", help="tokens to generate at most (128)")
     p.add_argument("--temperature", type=float, default=DEFAULTS.temperature, metavar="T", help="0 = greedy (0.8)")
@@ -94,7 +97,11 @@ def run(args) -> int:
     try:
         engine = Engine(model, n_ctx=args.ctx_size)
         tok = model.tokenizer
-        if args.chat:
+        chat = args.chat if args.chat is not None else tok.vocab.chat_template is not None
+        if args.chat and tok.vocab.chat_template is None:
+            print("rocmforge: note: the model has no chat template; using a built-in one for its architecture",
+                  file=sys.stderr)
+        if chat:
             messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
                        [{"role": "user", "content": args.prompt}]
             prompt_ids = tok.encode(tok.apply_chat_template(messages), add_special=False, special=True)
@@ -105,7 +112,7 @@ def run(args) -> int:
                                   presence_penalty=args.presence_penalty,
                                   frequency_penalty=args.frequency_penalty, seed=args.seed)
         out = sys.stdout
-        if not args.json and not args.chat:
+        if not args.json and not chat:
             out.write(args.prompt)
             out.flush()
 
@@ -119,10 +126,20 @@ def run(args) -> int:
     finally:
         model.close()
     s = gen.stats
+    empty = not gen.ids and args.max_tokens > 0  # nothing came out: say why, and fail
     if args.json:
         print(json.dumps({"model": str(model.path), "backend": s.backend, "prompt_ids": gen.prompt_ids,
                           "generated_ids": gen.ids, "text": gen.text, "finish_reason": gen.finish_reason,
                           "timings": s.as_dict(), "fallbacks": model.planner.events}, indent=2))
+    if empty:
+        piece = tok.decode([gen.stop_token]) if gen.stop_token is not None else ""
+        hint = "; --no-chat continues the prompt as text" if chat else "; try --chat"
+        fell = f"; kernels replaced during the run: {', '.join(e['kernel'] for e in model.planner.events)}" \
+            if model.planner.events else ""
+        print(f"rocmforge: error: generated no tokens: the model ended the text at once with its end-of-generation "
+              f"token {gen.stop_token} {piece!r}{hint}, or --ignore-eos{fell}", file=sys.stderr)
+        return 1
+    if args.json:
         return 0
     out.write("\n")
     out.flush()

@@ -11,18 +11,23 @@ from rocmforge_core.registry import get_registry
 
 def pick_backend(requested: str | None, profile=None) -> str | None:
     """The backend to prefer: the one requested; else none when a profile is given (the profile names its
-    default); else "cpu" when it can run here, else the numpy "reference" backend, with a note on stderr."""
+    default); else the first fast host backend (cpu) that can run here, else the numpy oracle ("reference"),
+    with a note on stderr saying why."""
     if requested:
         return requested
     if profile:
         return None
-    cpu = get_registry().backends.get("cpu")
-    if cpu is not None and cpu.available():
-        return "cpu"
-    reason = "is not installed" if cpu is None else f"cannot run here ({cpu.available().reason})"
-    print(f"rocmforge: note: the cpu backend {reason}; using the slow numpy reference backend "
-          "(pip install rocmforge-cpu-simd, or make install)", file=sys.stderr)
-    return "reference"
+    registry = get_registry()
+    fallbacks = registry.fallbacks()
+    fast = [n for n in fallbacks if not registry.backends[n].oracle]
+    for name in fast:
+        if registry.backends[name].available():
+            return name
+    reasons = "; ".join(f"{n} cannot run here ({registry.backends[n].available().reason})" for n in fast)
+    oracle = fallbacks[-1] if fallbacks else "reference"
+    print(f"rocmforge: note: {reasons or 'the cpu backend is not installed'}; using the slow numpy {oracle} "
+          "backend (pip install rocmforge-cpu-simd, or make install)", file=sys.stderr)
+    return oracle
 
 
 def configure_threads(threads: int | None) -> None:

@@ -29,7 +29,7 @@ class Speed:
 NOMINAL = {
     "device": Speed(flops=30e12, bytes_per_s=1.5e12, launch_s=8e-6, copy_bytes_per_s=20e9, copy_latency_s=15e-6),
     "host": Speed(flops=200e9, bytes_per_s=30e9, launch_s=3e-6),
-    "reference": Speed(flops=50e9, bytes_per_s=10e9, launch_s=20e-6),
+    "oracle": Speed(flops=50e9, bytes_per_s=10e9, launch_s=20e-6),
 }
 
 
@@ -50,7 +50,8 @@ class CostModel:
     def speed(self, backend: str) -> Speed:
         be = self.registry.backends.get(backend)
         hints = getattr(be, "cost_hints", None)
-        kind = "reference" if backend == "reference" else "host" if be is None or be.is_host else "device"
+        kind = "host" if be is None or be.is_host else "device"
+        kind = "oracle" if be is not None and be.oracle else kind
         return Speed(**{**NOMINAL[kind].__dict__, **(hints or {})})
 
     def op(self, site: Site, kernel: Kernel) -> Cost:
@@ -59,7 +60,8 @@ class CostModel:
             if seconds is not None:
                 return Cost(seconds, True)
         speed = self.speed(kernel.backend)
-        flops, nbytes = work(site.sig, self.registry, dequantized=kernel.backend == "reference")
+        be = self.registry.backends.get(kernel.backend)
+        flops, nbytes = work(site.sig, self.registry, dequantized=be is not None and be.oracle)
         return Cost(max(flops / speed.flops, nbytes / speed.bytes_per_s) + speed.launch_s, False)
 
     def copy(self, nbytes: int, source: str, dest: str) -> Cost:

@@ -36,7 +36,6 @@ from rocmforge_core.scheduler.rules import Origin
 from rocmforge_core.program import Site
 from rocmforge_core.scheduler.sites import availability
 
-FALLBACKS = ("cpu", "reference")
 HOST = "host"
 READBACK = -100  # Copy.source_site of the step result's read-back
 
@@ -112,15 +111,15 @@ class Placer:
 
     # -- which backends may run a site --------------------------------------------------------------------
     def _chain(self, *preferred: str) -> tuple[str, ...]:
-        """The given backends (``auto``: every available one, devices first) followed by cpu and reference,
-        keeping the installed backends that can run here."""
+        """The given backends (``auto``: every available one, devices first) followed by the host fallbacks (the
+        oracle last), keeping the installed backends that can run here."""
         if preferred == (AUTO,):
             names = sorted(self.registry.backends, key=lambda n: (self.registry.backends[n].is_host,
-                                                                   n == "reference", n))
+                                                                   self.registry.backends[n].oracle, n))
             return (AUTO,) + tuple(n for n in names if self.usable(n))
         for name in preferred:
             self.registry.backend(name)  # an unknown name is an error, with an install hint
-        chain = [n for n in dict.fromkeys(preferred + FALLBACKS) if self.usable(n)]
+        chain = [n for n in dict.fromkeys(preferred + self.registry.fallbacks()) if self.usable(n)]
         if not chain:
             raise PluginError(f"none of the backends {', '.join(preferred)} can run here")
         return tuple(chain)
@@ -139,7 +138,7 @@ class Placer:
             return self.profile.ops[site.op]
         if split is not None:
             gpu = split.on_gpu(index, site, *span)
-            host = "cpu" if "cpu" in self.registry.backends else "reference"
+            host = next((n for n in self.registry.fallbacks() if self.usable(n)), "reference")
             return Origin((self.profile.gpu_backend if gpu else host,), "offload", self.profile.offload_where,
                           split.describe())
         return self.default

@@ -19,7 +19,7 @@ def short_ref(testdata):
 def test_run_json_reproduces_llama_cpp_greedy(smollm2_path, short_ref, capsys):
     n = 8
     assert all(t[0][1] - t[1][1] > 0.06 for t in short_ref["greedy_step_top5"][:n])  # no tie within tolerance
-    rc = main(["run", "--prompt", short_ref["text"], "--temperature", "0", "--max-tokens", str(n),
+    rc = main(["run", "--prompt", short_ref["text"], "--no-chat", "--temperature", "0", "--max-tokens", str(n),
                "--backend", "reference", "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
@@ -31,8 +31,8 @@ def test_run_json_reproduces_llama_cpp_greedy(smollm2_path, short_ref, capsys):
 
 
 def test_run_streams_prompt_and_continuation(smollm2_path, short_ref, capsys):
-    rc = main(["run", "--model", str(smollm2_path), "--prompt", short_ref["text"], "--temperature", "0",
-               "--max-tokens", "3", "--backend", "reference", "--stop", "\n"])
+    rc = main(["run", "--model", str(smollm2_path), "--prompt", short_ref["text"], "--no-chat", "--temperature",
+               "0", "--max-tokens", "3", "--backend", "reference", "--stop", "\n"])
     captured = capsys.readouterr()
     assert rc == 0
     assert captured.out.startswith(short_ref["text"] + " Paris")
@@ -86,3 +86,14 @@ def test_threads_option_reaches_host_backends(capsys):
         assert cpu.threads == 1
     finally:
         configure_threads(None)
+
+
+def test_a_run_that_generates_no_tokens_fails_and_says_why(smollm2_path, monkeypatch, capsys):
+    """Every token an end-of-generation token: the first one ends the text, and run exits 1 naming it."""
+    from rocmforge_core.tokenizer import Tokenizer
+    monkeypatch.setattr(Tokenizer, "eog_ids", property(lambda self: frozenset(range(self.n_vocab))))
+    rc = main(["run", "--model", str(smollm2_path), "--prompt", "Hello", "--no-chat", "--temperature", "0",
+               "--max-tokens", "4", "--backend", "reference"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "generated no tokens" in err and "end-of-generation token" in err and "--chat" in err

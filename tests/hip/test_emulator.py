@@ -192,7 +192,7 @@ def _q4k_products(registry):
     rng = np.random.default_rng(4)
     hip = registry.backend("hip")
     fmt = registry.format("Q4_K")
-    w = hip.upload_weight(fmt.random_weight(rng, "w", (300, 1024)), fmt)
+    w = hip.upload_weight(fmt.random_weight(rng, "w", (300, 1024)))
     matmul = next(k for k in registry.kernels if k.backend == "hip" and k.op == "matmul").fn
     rmsnorm = next(k for k in registry.kernels if k.backend == "hip" and k.op == "rmsnorm").fn
     outs = []

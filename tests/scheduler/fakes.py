@@ -83,7 +83,8 @@ def _host(value):
 
 class GPUPlugin:
     """Kernels for every op on "gpu", refusing the given formats (any op reading a weight of that type) and ops.
-    ``fail`` maps an op to a function(call number) -> "raise" | "nan" | None, to make kernels fail on demand."""
+    ``fail`` maps an op to a function(call number) -> "raise" | "nan" | "huge" | None, to make kernels fail on
+    demand ("huge": finite values 1e20 times too large, which only a later op turns into NaN)."""
 
     def __init__(self, refuse_formats=(), refuse_ops=(), fail=None, name="gpu"):
         self.backend = FakeGPU()
@@ -110,6 +111,8 @@ class GPUPlugin:
             out = reference(*(_host(a) for a in args), **params)
             if mode == "nan":
                 out = np.full_like(out, np.nan)
+            elif mode == "huge":
+                out = out * np.float32(1e20)
             return DevArray(out)
         name = self.backend.name
         return Kernel(op, name, f"{name}.{op}", run, self.supports)

@@ -13,6 +13,7 @@ from gguf import GGMLQuantizationType as T
 
 from rocmforge_core.cli.explain import explain
 from rocmforge_core.engine import Engine, Model, SamplingParams
+from rocmforge_core.engine.executor import NonFiniteError
 from rocmforge_core.scheduler import KernelFailure
 
 from .fakes import CPUPlugin, GPUPlugin
@@ -85,6 +86,32 @@ def test_kernel_failing_mid_generation_is_replaced_and_text_is_unchanged(make_re
     assert len([r for r in caplog.records if "gpu." + op in r.getMessage()]) == len(events)
     # The replacement keeps being used: the failing kernel is not called again for that signature.
     assert placed(model)[events[0]["site"]] in ("cpu", "reference")
+
+
+def test_the_first_kernel_whose_output_went_bad_is_blamed_not_the_one_that_made_nan(make_registry, tiny, cpu_run):
+    """A norm returning finite but wrong values makes attention's scores overflow: the re-checked step holds each
+    output to the reference on the same inputs and replaces the norm, not attention."""
+    gpu = GPUPlugin(fail={"rmsnorm": lambda n: "huge" if n >= 30 else None})
+    model = Model(tiny, backend="gpu", registry=make_registry(gpu=gpu, cpu=CPUPlugin()))
+    logits, gen = run(model)
+    assert gen.ids == cpu_run[1]
+    kernels = {e["kernel"] for e in model.planner.events}
+    assert kernels == {"gpu.rmsnorm"}
+    assert "far from the reference" in model.planner.events[0]["problem"]
+
+
+def test_logits_the_reference_also_makes_non_finite_name_the_first_site(make_registry, tiny):
+    """When every kernel agrees with its reference and the logits are still NaN (here a NaN in a norm weight), the
+    step raises NonFiniteError naming the first site whose output went non-finite."""
+    model = Model(tiny, backend="cpu", registry=make_registry(cpu=CPUPlugin()))
+    name, weights = "blk.1.ffn_norm.weight", model.weights
+    raw = np.array(weights.host(name).data, copy=True)
+    raw.view(np.float32).reshape(-1)[3] = np.nan
+    weights._host[name] = weights.host(name).with_data(raw, "")
+    for key in [k for k in weights._resident if k[1] == name]:
+        del weights._resident[key]
+    with pytest.raises(NonFiniteError, match=r"blk\.1\.ffn_norm \(prefill\) was the first site"):
+        run(model)
 
 
 def test_strict_turns_a_fallback_into_an_error(make_registry, tiny):
