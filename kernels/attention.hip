@@ -146,12 +146,11 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
         run_max = new_max;
     }
     if (!valid) return;
-    if (gridDim.y == 1) {
-        const float inv = 1.0f / run_sum;
+    if (gridDim.y == 1) {  // a division, as the merge of splits does: one split and many give the same result
 #pragma unroll
         for (int i = 0; i < RF_DV_LANE; ++i) {
             const int d = lane + i * RF_WAVE;
-            if (d < RF_DV) out[(long long)item * RF_DV + d] = acc[i] * inv;
+            if (d < RF_DV) out[(long long)item * RF_DV + d] = acc[i] / run_sum;
         }
     } else {
         float* pp = part + ((long long)blockIdx.y * m * hq + item) * (RF_DV + 2);

@@ -13,7 +13,7 @@ extern "C" __global__ void rf_scale(const float* __restrict__ x, float* __restri
     if (i < n) out[i] = x[i] * s;
 }
 
-// kind 0: silu(gate) * up; kind 1: gelu_tanh(gate) * up. With xq (one row, n % 32 == 0) the result is also
+// kind 0: silu(gate) * up; kind 1: gelu_tanh(gate) * up. With xq (rows of n % 32 == 0 elements) the result is also
 // quantized for the next product (rf_q8_store), saving that product a launch.
 extern "C" __global__ void rf_activation(const float* __restrict__ gate, const float* __restrict__ up,
                                          float* __restrict__ out, long long n, int kind, int8_t* __restrict__ xq,
@@ -35,7 +35,7 @@ extern "C" __global__ void rf_activation(const float* __restrict__ gate, const f
     if (xq) rf_q8_store(r, i, n, xq, xd);
 }
 
-// One block per row: out = x / sqrt(mean(x^2) + eps) * w. With xq (one row, d % 32 == 0) the result is also
+// One block per row: out = x / sqrt(mean(x^2) + eps) * w. With xq (d % 32 == 0, rows of a decode batch) the result is also
 // quantized for the next products (rf_q8_store), saving them a launch. The host sizes the block so that each
 // thread holds at most RF_NORM_PER elements where it can: they stay in registers between the two passes, and
 // every load is issued up front (a loop of dependent round trips to memory made this kernel 5 us long).
@@ -46,6 +46,10 @@ extern "C" __global__ void __launch_bounds__(1024)
     rf_grid_begin();
     const float* xr = x + (long long)blockIdx.x * d;
     float* o = out + (long long)blockIdx.x * d;
+    if (xq) {  // this row's 8-bit copy
+        xq += (long long)blockIdx.x * d;
+        xd += (long long)blockIdx.x * (d / 32);
+    }
     const int nt = blockDim.x;
     if (d <= RF_NORM_PER * nt) {
         float v[RF_NORM_PER], g[RF_NORM_PER];
@@ -145,7 +149,8 @@ extern "C" __global__ void rf_to_f16(const float* __restrict__ x, uint16_t* __re
     if (i < n) out[i] = rf_float_to_half(x[i]);
 }
 
-// x f32[k] (k % 32 == 0) to 8 bits per 32 elements (rf_q8_store), for the integer-dot decode products.
+// x f32[k] (k % 32 == 0; the rows of a batch end to end) to 8 bits per 32 elements (rf_q8_store), for the
+// integer-dot decode products.
 extern "C" __global__ void rf_quantize_q8(const float* __restrict__ x, int8_t* __restrict__ xq, float* __restrict__ xd,
                                           int k) {
     rf_grid_begin();

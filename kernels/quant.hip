@@ -40,165 +40,180 @@ extern "C" __global__ void rf_rows_f16(const uint8_t* __restrict__ w, const int3
     rf_rows_impl<true>(w, ids, out, n_rows, k, row_bytes);
 }
 
-// out[j, row] = x[j, :] . w[row, :] for j < M (decode: M = 1). A block of RF_MV_WAVES waves takes
-// RF_MV_WAVES / split rows; the `split` waves of a row share its groups of 8 elements, lane by lane, so that
-// neighbouring lanes read neighbouring bytes. Small matrices use split > 1 to keep enough loads in flight.
+// Products of a few rows of x (decode: one per sequence of the batch, m <= 64) with w: out[j, row] = x[j] . w[row].
+// A block of RF_MV_WAVES waves takes RF_MV_WAVES / split rows of w; the `split` waves of a row share its chunks
+// lane by lane, so that neighbouring lanes read neighbouring bytes. x's rows go in passes of RF_MV_ROWS, each pass
+// keeping one accumulator per row, so the weight row is read from memory once and from the cache by later passes.
+// Batch invariance: row j of x gets the same arithmetic in the same order whatever m is and wherever j sits in the
+// batch (one kernel for every m; the same unrolled code for every accumulator; split depends on n and k alone), so
+// a sequence decoded in a batch gets bit for bit the logits it gets alone.
 #define RF_MV_WAVES 4
 #define RF_MV_UNROLL 4
-template <int M>
+#define RF_MV_ROWS 8
+
 __device__ __forceinline__ void rf_matvec_group(const float* __restrict__ x, const uint8_t* __restrict__ wr, int gi,
-                                                int k, float* acc) {
+                                                int k, int mr, float* acc) {
     float v[8];
     rf_dequant8(wr + (gi / (RF_QK / 8)) * RF_TS, gi % (RF_QK / 8), v);
 #pragma unroll
-    for (int j = 0; j < M; ++j) {
-        const float4* xp = (const float4*)(x + (long long)j * k + 8 * gi);
-        const float4 a = xp[0], b = xp[1];
-        acc[j] += v[0] * a.x + v[1] * a.y + v[2] * a.z + v[3] * a.w + v[4] * b.x + v[5] * b.y + v[6] * b.z +
-                  v[7] * b.w;
+    for (int j = 0; j < RF_MV_ROWS; ++j) {
+        if (j < mr) {
+            const float4* xp = (const float4*)(x + (long long)j * k + 8 * gi);
+            const float4 a = xp[0], b = xp[1];
+            acc[j] += v[0] * a.x + v[1] * a.y + v[2] * a.z + v[3] * a.w + v[4] * b.x + v[5] * b.y + v[6] * b.z +
+                      v[7] * b.w;
+        }
     }
 }
 
-template <int M>
-__device__ __forceinline__ void rf_matvec_impl(const float* __restrict__ x, const uint8_t* __restrict__ w,
-                                               float* __restrict__ out, int n, int k, long long row_bytes,
-                                               int split) {
-    rf_grid_begin();
-    __shared__ float part[RF_MV_WAVES][M];
+// Sums each pass's accumulators over the wave and over the `split` waves of a row; lane 0 of the row's first
+// wave gets the totals of rows [0, mr) in acc. part: RF_MV_WAVES x RF_MV_ROWS floats of shared memory.
+__device__ __forceinline__ void rf_matvec_reduce(float* acc, int mr, int split, float (*part)[RF_MV_ROWS]) {
     const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE;
-    const int row = blockIdx.x * (RF_MV_WAVES / split) + wave / split, piece = wave % split;
-    float acc[M];
 #pragma unroll
-    for (int j = 0; j < M; ++j) acc[j] = 0.0f;
-    if (row < n) {
-        const uint8_t* wr = w + (long long)row * row_bytes;
-        const int groups = k / 8;
-        const int step = RF_WAVE * split;
-        int gi = piece * RF_WAVE + lane;
-        // Unrolled so that the loads of RF_MV_UNROLL groups are issued before their arithmetic.
-        for (; gi + (RF_MV_UNROLL - 1) * step < groups; gi += RF_MV_UNROLL * step) {
-#pragma unroll
-            for (int u = 0; u < RF_MV_UNROLL; ++u) rf_matvec_group<M>(x, wr, gi + u * step, k, acc);
-        }
-        for (; gi < groups; gi += step) rf_matvec_group<M>(x, wr, gi, k, acc);
-    }
-#pragma unroll
-    for (int j = 0; j < M; ++j) acc[j] = rf_wave_sum(acc[j]);
-    if (split == 1) {
-        if (row < n && lane == 0) {
-#pragma unroll
-            for (int j = 0; j < M; ++j) out[(long long)j * n + row] = acc[j];
-        }
-        return;
-    }
+    for (int j = 0; j < RF_MV_ROWS; ++j)
+        if (j < mr) acc[j] = rf_wave_sum(acc[j]);
+    if (split == 1) return;
+    __syncthreads();  // the previous pass may still read part
     if (lane == 0) {
 #pragma unroll
-        for (int j = 0; j < M; ++j) part[wave][j] = acc[j];
+        for (int j = 0; j < RF_MV_ROWS; ++j) part[wave][j] = acc[j];
     }
     __syncthreads();
-    if (piece == 0 && lane < M && row < n) {
-        float s = 0.0f;
-        for (int p = 0; p < split; ++p) s += part[wave + p][lane];
-        out[(long long)lane * n + row] = s;
+    if (wave % split == 0 && lane == 0) {
+#pragma unroll
+        for (int j = 0; j < RF_MV_ROWS; ++j) {
+            float t = acc[j];
+            for (int p = 1; p < split; ++p) t += part[wave + p][j];
+            acc[j] = t;
+        }
     }
 }
 
-#define RF_MATVEC(M)                                                                                          \
-    extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)                                      \
-        rf_matvec_##M(const float* __restrict__ x, const uint8_t* __restrict__ w, float* __restrict__ out,   \
-                      int n, int k, long long row_bytes, int split) {                                         \
-        rf_matvec_impl<M>(x, w, out, n, k, row_bytes, split);                                                 \
+// Float activations: every format's device code (rf_dequant8).
+extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
+    rf_matvec(const float* __restrict__ x, const uint8_t* __restrict__ w, float* __restrict__ out, int m, int n, int k,
+              long long row_bytes, int split) {
+    rf_grid_begin();
+    __shared__ float part[RF_MV_WAVES][RF_MV_ROWS];
+    const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE;
+    const int row = blockIdx.x * (RF_MV_WAVES / split) + wave / split, piece = wave % split;
+    const uint8_t* wr = w + (long long)row * row_bytes;
+    const int groups = k / 8, step = RF_WAVE * split;
+    for (int j0 = 0; j0 < m; j0 += RF_MV_ROWS) {
+        const int mr = min(RF_MV_ROWS, m - j0);
+        const float* xj = x + (long long)j0 * k;
+        float acc[RF_MV_ROWS];
+#pragma unroll
+        for (int j = 0; j < RF_MV_ROWS; ++j) acc[j] = 0.0f;
+        if (row < n) {
+            int gi = piece * RF_WAVE + lane;
+            // Unrolled so that the loads of RF_MV_UNROLL groups are issued before their arithmetic.
+            for (; gi + (RF_MV_UNROLL - 1) * step < groups; gi += RF_MV_UNROLL * step) {
+#pragma unroll
+                for (int u = 0; u < RF_MV_UNROLL; ++u) rf_matvec_group(xj, wr, gi + u * step, k, mr, acc);
+            }
+            for (; gi < groups; gi += step) rf_matvec_group(xj, wr, gi, k, mr, acc);
+        }
+        rf_matvec_reduce(acc, mr, split, part);
+        if (piece == 0 && lane == 0 && row < n) {
+#pragma unroll
+            for (int j = 0; j < RF_MV_ROWS; ++j)
+                if (j < mr) out[(long long)(j0 + j) * n + row] = acc[j];
+        }
     }
-RF_MATVEC(1)
-RF_MATVEC(2)
-RF_MATVEC(3)
-RF_MATVEC(4)
-RF_MATVEC(5)
-RF_MATVEC(6)
-RF_MATVEC(7)
-RF_MATVEC(8)
+}
 
 #if defined(RF_HAS_DOT8_Q8)
-// Decode product (one row of x) for formats with an integer dot, x already quantized to 8 bits per 32 elements
-// (rf_quantize_q8: xq bytes, xd scales): each group of 8 weights costs two dp4a instead of eight conversions and
-// multiplies. Each wave takes one row (split == 1) or a 1/split share of one; `block` numbers this block's rows.
-// With `total`, also total[row] = out[row] + residual[row]: the residual add that follows attn_output and
-// ffn_down, without a launch of its own.
+// Decode products for formats with an integer dot, x already quantized to 8 bits per 32 elements (rf_quantize_q8
+// or a neighbour's q8 output: xq bytes, xd scales, rows end to end): each group of 8 weights costs two dp4a instead
+// of eight conversions and multiplies. `block` numbers this block's rows of w. With `total`, also
+// total[j, row] = out[j, row] + residual[j, row]: the residual add that follows attn_output and ffn_down.
 __device__ __forceinline__ void rf_matvec_q8_rows(const int8_t* __restrict__ xq, const float* __restrict__ xd,
-                                                  const uint8_t* __restrict__ w, float* __restrict__ out, int n,
+                                                  const uint8_t* __restrict__ w, float* __restrict__ out, int m, int n,
                                                   int k, long long row_bytes, int split, int block,
                                                   const float* __restrict__ residual, float* __restrict__ total) {
-    __shared__ float part[RF_MV_WAVES];
+    __shared__ float part[RF_MV_WAVES][RF_MV_ROWS];
     const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE, piece = wave % split;
     const int row = block * (RF_MV_WAVES / split) + wave / split;
-    float acc = 0.0f;
-#if defined(RF_CHUNK)
-    // The format's own unit (RF_CHUNK elements, a whole block or a pair of sub-blocks): one wide read of its
-    // quants and one scale decode per chunk instead of per 8 elements.
-    const int chunks = k / RF_CHUNK, cstep = RF_WAVE * split;
-    if (row < n) {
-        const uint8_t* wr = w + (long long)row * row_bytes;
-#pragma unroll 4
-        for (int ci = piece * RF_WAVE + lane; ci < chunks; ci += cstep) {
-            const int blk = ci / (RF_QK / RF_CHUNK);
-            acc += rf_dot_chunk_q8(wr + (long long)blk * RF_TS, ci % (RF_QK / RF_CHUNK), xq + blk * RF_QK,
-                                   xd + blk * (RF_QK / 32));
-        }
-    }
-#else
-    const int groups = k / 8, step = RF_WAVE * split;
-    if (row < n) {
-        const uint8_t* wr = w + (long long)row * row_bytes;
-        int gi = piece * RF_WAVE + lane;
-        for (; gi + (RF_MV_UNROLL - 1) * step < groups; gi += RF_MV_UNROLL * step) {
+    const uint8_t* wr = w + (long long)row * row_bytes;
+    for (int j0 = 0; j0 < m; j0 += RF_MV_ROWS) {
+        const int mr = min(RF_MV_ROWS, m - j0);
+        const int8_t* xqj = xq + (long long)j0 * k;
+        const float* xdj = xd + (long long)j0 * (k / 32);
+        float acc[RF_MV_ROWS];
 #pragma unroll
-            for (int u = 0; u < RF_MV_UNROLL; ++u) {
-                const int g = gi + u * step;
-                const int2 q = *(const int2*)(xq + 8 * g);
-                acc += xd[g >> 2] * rf_dot8_q8(wr + (g / (RF_QK / 8)) * RF_TS, g % (RF_QK / 8), q.x, q.y);
+        for (int j = 0; j < RF_MV_ROWS; ++j) acc[j] = 0.0f;
+#if defined(RF_CHUNK)
+        // The format's own unit (RF_CHUNK elements, a whole block or a pair of sub-blocks): one wide read of its
+        // quants and one scale decode per chunk instead of per 8 elements.
+        const int chunks = k / RF_CHUNK, cstep = RF_WAVE * split;
+        if (row < n) {
+#pragma unroll 2
+            for (int ci = piece * RF_WAVE + lane; ci < chunks; ci += cstep) {
+                const int blk = ci / (RF_QK / RF_CHUNK), c = ci % (RF_QK / RF_CHUNK);
+                const uint8_t* b = wr + (long long)blk * RF_TS;
+#pragma unroll
+                for (int j = 0; j < RF_MV_ROWS; ++j)
+                    if (j < mr)
+                        acc[j] += rf_dot_chunk_q8(b, c, xqj + (long long)j * k + blk * RF_QK,
+                                                  xdj + (long long)j * (k / 32) + blk * (RF_QK / 32));
             }
         }
-        for (; gi < groups; gi += step) {
-            const int2 q = *(const int2*)(xq + 8 * gi);
-            acc += xd[gi >> 2] * rf_dot8_q8(wr + (gi / (RF_QK / 8)) * RF_TS, gi % (RF_QK / 8), q.x, q.y);
+#else
+        const int groups = k / 8, step = RF_WAVE * split;
+        if (row < n) {
+#pragma unroll 2
+            for (int g = piece * RF_WAVE + lane; g < groups; g += step) {
+                const uint8_t* b = wr + (g / (RF_QK / 8)) * RF_TS;
+#pragma unroll
+                for (int j = 0; j < RF_MV_ROWS; ++j) {
+                    if (j < mr) {
+                        const int2 q = *(const int2*)(xqj + (long long)j * k + 8 * g);
+                        acc[j] += xdj[(long long)j * (k / 32) + (g >> 2)] * rf_dot8_q8(b, g % (RF_QK / 8), q.x, q.y);
+                    }
+                }
+            }
         }
-    }
 #endif
-    acc = rf_wave_sum(acc);
-    if (split > 1) {
-        if (lane == 0) part[wave] = acc;
-        __syncthreads();
-        for (int p = 1; p < split; ++p) acc += part[wave + p];
-    }
-    if (piece == 0 && lane == 0 && row < n) {
-        out[row] = acc;
-        if (total) total[row] = acc + residual[row];
+        rf_matvec_reduce(acc, mr, split, part);
+        if (piece == 0 && lane == 0 && row < n) {
+#pragma unroll
+            for (int j = 0; j < RF_MV_ROWS; ++j) {
+                if (j < mr) {
+                    const long long o = (long long)(j0 + j) * n + row;
+                    out[o] = acc[j];
+                    if (total) total[o] = acc[j] + residual[o];
+                }
+            }
+        }
     }
 }
 
 extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
     rf_matvec_q8(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w,
-                 float* __restrict__ out, int n, int k, long long row_bytes, int split,
+                 float* __restrict__ out, int m, int n, int k, long long row_bytes, int split,
                  const float* __restrict__ residual, float* __restrict__ total) {
     rf_grid_begin();
-    rf_matvec_q8_rows(xq, xd, w, out, n, k, row_bytes, split, blockIdx.x, residual, total);
+    rf_matvec_q8_rows(xq, xd, w, out, m, n, k, row_bytes, split, blockIdx.x, residual, total);
 }
 
 // Up to three products of the same x in one launch (q, k and v; gate and up): blocks [0, b1) take w0, [b1, b2)
-// w1, [b2, ...) w2. Small products apart leave most of the GPU idle and each pays a launch in the chain.
+// w1, [b2, ...) w2, each with its own split (so each gets the arithmetic it gets when launched alone). Small
+// products apart leave most of the GPU idle and each pays a launch in the chain.
 extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
-    rf_matvec_q8_multi(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w0,
-                       float* __restrict__ out0, int n0, const uint8_t* __restrict__ w1, float* __restrict__ out1,
-                       int n1, int b1, const uint8_t* __restrict__ w2, float* __restrict__ out2, int n2, int b2,
-                       int k, long long row_bytes, int split) {
+    rf_matvec_q8_multi(const int8_t* __restrict__ xq, const float* __restrict__ xd, int m, int k, long long row_bytes,
+                       const uint8_t* __restrict__ w0, float* __restrict__ out0, int n0, int s0,
+                       const uint8_t* __restrict__ w1, float* __restrict__ out1, int n1, int s1, int b1,
+                       const uint8_t* __restrict__ w2, float* __restrict__ out2, int n2, int s2, int b2) {
     rf_grid_begin();
     const int b = blockIdx.x;
     if (b >= b2) {
-        rf_matvec_q8_rows(xq, xd, w2, out2, n2, k, row_bytes, split, b - b2, nullptr, nullptr);
+        rf_matvec_q8_rows(xq, xd, w2, out2, m, n2, k, row_bytes, s2, b - b2, nullptr, nullptr);
     } else if (b >= b1) {
-        rf_matvec_q8_rows(xq, xd, w1, out1, n1, k, row_bytes, split, b - b1, nullptr, nullptr);
+        rf_matvec_q8_rows(xq, xd, w1, out1, m, n1, k, row_bytes, s1, b - b1, nullptr, nullptr);
     } else {
-        rf_matvec_q8_rows(xq, xd, w0, out0, n0, k, row_bytes, split, b, nullptr, nullptr);
+        rf_matvec_q8_rows(xq, xd, w0, out0, m, n0, k, row_bytes, s0, b, nullptr, nullptr);
     }
 }
 #endif

@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
                    help="requests waiting for a slot at most; more get 503 (64)")
     p.add_argument("--prefill-chunk", type=int, default=256, metavar="N",
                    help="prompt tokens per prefill step at most, so long prompts do not stall streams (256)")
+    p.add_argument("--no-warm-up", action="store_true",
+                   help="serve at once instead of compiling kernels and capturing every decode batch size first")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -54,7 +56,7 @@ def run(args) -> int:
     state = ServerState(ServeOptions(model=model, backend=args.backend, profile=args.profile, ctx_size=args.ctx_size,
                                      parallel=args.parallel, kv_size=args.kv_size, api_key=args.api_key,
                                      max_queue=args.max_queue, prefill_chunk=args.prefill_chunk,
-                                     threads=args.threads))
+                                     threads=args.threads, warm_up=not args.no_warm_up))
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:

@@ -23,7 +23,7 @@ import numpy as np
 from rocmforge_core.engine import sequence
 from rocmforge_core.engine.executor import Bound, Executor
 from rocmforge_core.engine.kv_cache import KVCache
-from rocmforge_core.engine.sampling import RowSampling, SamplingParams
+from rocmforge_core.engine.sampling import GREEDY, RowSampling, SamplingParams
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.ops import arg_info, sample
 from rocmforge_core.program import (BLOCK_TABLES, HISTORY, OUT_ROWS, POSITIONS, SAMPLE_CONTROLS, SAMPLE_PARAMS,
@@ -32,6 +32,24 @@ from rocmforge_core.program import (BLOCK_TABLES, HISTORY, OUT_ROWS, POSITIONS, 
 DEFAULT_CTX = 4096  # as llama.cpp: the cache holds this many tokens unless asked for more
 MAX_STEPS = 32  # step shapes kept bound (a server's prefill sizes are powers of two: a handful)
 DECODE_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64)  # decode batch sizes a capturing backend runs (padded up to)
+PREFILL_CHUNK = 256  # prompt tokens per prefill step at most
+# Steps of up to this many rows compute each row as they would alone (batch invariance: the hip kernels' decode
+# products and attention splits, docs/ENGINE.md); longer prefill pieces run alone in their step.
+PACK_ROWS = 64
+
+
+def prefill_pieces(n: int, chunk: int = PREFILL_CHUNK) -> list[tuple[int, int]]:
+    """The (start, end) pieces an n-token prompt is prefilled in, the same whoever runs it (``generate`` alone,
+    the server's batcher among other sequences), so its KV cache and first token come out the same: runs of at
+    most ``chunk`` tokens, each longer than PACK_ROWS a power of two (a few step shapes) that runs alone."""
+    pieces, start = [], 0
+    while start < n:
+        size = min(chunk, n - start)
+        if size > PACK_ROWS:
+            size = 1 << (size.bit_length() - 1)
+        pieces.append((start, start + size))
+        start += size
+    return pieces
 
 
 class ContextLengthError(RocmforgeError):
@@ -118,8 +136,12 @@ class _Shape:
 
 class Engine:
     def __init__(self, model, *, n_ctx: int | None = None, max_seqs: int = 1, block_size: int = 16,
-                 kv_dtype: str = "f32", kv_tokens: int | None = None):
-        """``kv_tokens``: KV cache shared by all sequences, in tokens (default: room for max_seqs x n_ctx)."""
+                 kv_dtype: str = "f32", kv_tokens: int | None = None, prefill_chunk: int = PREFILL_CHUNK):
+        """``kv_tokens``: KV cache shared by all sequences, in tokens (default: room for max_seqs x n_ctx).
+        ``prefill_chunk``: prompt tokens per prefill step at most (see prefill_pieces)."""
+        if prefill_chunk < 1:
+            raise RocmforgeError(f"the prefill chunk must be at least 1 token, got {prefill_chunk}")
+        self.prefill_chunk = prefill_chunk
         cfg = model.config
         trained = cfg.context_length
         if n_ctx is not None and n_ctx < 2:
@@ -157,7 +179,7 @@ class Engine:
             raise ValueError("step: sampling needs one entry per output row")
         ends: dict[int, int] = {}  # per sequence, the positions the step needs room for
         for slot, pos in zip(slots, positions):
-            if pos >= ends.get(slot, 0):
+            if pos >= ends.get(slot, 0) and slot != self.cache.pad_slot:  # padding rows own no blocks
                 ends[slot] = pos + 1
         for slot, end in ends.items():
             self.cache.reserve(slot, end)
@@ -255,6 +277,23 @@ class Engine:
             return self.executor.run_from(bound, start, list(out["values"]))
         return run
 
+    def warm_up(self, sampling: Sequence[SamplingParams] = (GREEDY, SamplingParams(seed=0))) -> int:
+        """Run, once, a decode step of every batch size the cache's sequence slots can make (the DECODE_BUCKETS up
+        to max_seqs) for each way of sampling in ``sampling`` (greedy and the default chain: the candidate bounds
+        most requests have), and one prefill step of PACK_ROWS tokens, all on the cache's padding slot: kernels are
+        compiled and decode steps captured before the first request needs them. Returns the steps run."""
+        pad, runs = self.cache.pad_slot, 0
+        sizes = [b for b in DECODE_BUCKETS if b < self.cache.max_seqs] + [self.cache.max_seqs]
+        if not self.pads_decode:
+            sizes = sizes[-1:]
+        for params in sampling:
+            for n in sizes:
+                self.step([0] * n, [pad] * n, [0] * n, range(n), "decode", [RowSampling(params)] * n).tokens
+                runs += 1
+        n = min(PACK_ROWS, self.n_ctx)
+        self.step([0] * n, [pad] * n, range(n), [n - 1], "prefill").tokens
+        return runs + 1
+
     def logits_to_host(self, logits) -> np.ndarray:
         return self.executor._to_host(logits)
 
@@ -302,7 +341,11 @@ class Engine:
         slot = self.add_sequence()
         try:
             t0 = time.perf_counter()
-            token = self.prefill(slot, seq.prompt_ids, sampling=seq.row()).tokens[-1]
+            ids = seq.prompt_ids
+            for start, end in prefill_pieces(len(ids), self.prefill_chunk):
+                result = self.step(ids[start:end], [slot] * (end - start), range(start, end), [end - start - 1],
+                                   "prefill", [seq.row()])
+            token = result.tokens[0]
             t1 = time.perf_counter()
             while not seq.finished and not seq.accept(token):
                 token = self.step([seq.ids[-1]], [slot], [seq.position], [0], "decode", [seq.row()]).tokens[0]

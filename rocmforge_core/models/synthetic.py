@@ -32,7 +32,8 @@ class TinyConfig:
     sliding_window: int = 0    # gemma3
     tied_output: bool = True
     rope_freqs: bool = False    # llama 3 style per-dimension frequency factors
-    dtype: str = "F32"          # stored type of the matrices: F32 or F16 (norms and biases stay F32)
+    dtype: str = "F32"          # stored type of the matrices: F32, F16, or a type whose format can quantize (Q8_0,
+                                # Q4_0, ...: the token embedding too); norms and biases stay F32
     extra: dict = field(default_factory=dict)  # more metadata, keys without the "<arch>." prefix
 
 
@@ -65,8 +66,17 @@ def write_model(path: str | Path, arch: str, config: TinyConfig | None = None, s
     for key, value in c.extra.items():
         _add(writer, f"{arch}.{key}", value)
     stored = {}
+    quantized = c.dtype not in ("F32", "F16")
+    if quantized:
+        from rocmforge_core.registry import get_registry
+        fmt = get_registry().format(c.dtype)
     for name, value in tensors.items():
         if name in omit:
+            continue
+        if quantized and value.ndim == 2:
+            raw = fmt.quantize(value)
+            writer.add_tensor(name, raw, raw_shape=raw.shape, raw_dtype=gguf.GGMLQuantizationType(fmt.ggml_type))
+            stored[name] = fmt.dequantize(raw).reshape(value.shape)
             continue
         if c.dtype == "F16" and value.ndim == 2:
             value = value.astype(np.float16)

@@ -4,8 +4,10 @@ running batch at every step.
 Each iteration (1) frees cancelled sequences, (2) admits waiting requests while a sequence slot is free and the
 KV cache can hold their prompt plus their token budget, (3) runs one decode step over every sequence that is
 generating (one token each, over the paged KV cache, each with its own sampling parameters and seed), and
-(4) runs one prefill step of at most ``prefill_chunk`` prompt tokens, taken in arrival order from sequences still
-reading their prompt, so a long prompt is spread over several iterations instead of stalling running streams.
+(4) runs one prefill step of at most the engine's ``prefill_chunk`` prompt tokens, taken in arrival order from
+sequences still reading their prompt, so a long prompt is spread over several iterations instead of stalling
+running streams. Each prompt is read in its own pieces (``engine.prefill_pieces``), long ones alone in their step,
+short ones sharing a step: exactly the pieces ``rocmforge run`` reads it in, so batching changes no result.
 Prefill steps come in power-of-two sizes only, so the set of step shapes stays small and fixed.
 
 Admission reserves the KV blocks a request can reach (prompt + max_tokens, capped by the context), so a running
@@ -28,6 +30,7 @@ from collections import deque
 from typing import Callable, Iterable
 
 from rocmforge_core.engine import SamplingParams, sequence
+from rocmforge_core.engine.engine import PACK_ROWS, prefill_pieces
 from rocmforge_core.serve.errors import APIError
 
 log = logging.getLogger("rocmforge.serve")
@@ -62,13 +65,11 @@ class Sequence(sequence.Sequence):
 
 
 class Batcher:
-    def __init__(self, engine, *, max_queue: int = 64, prefill_chunk: int = 256, metrics=None):
-        if prefill_chunk < 1:
-            raise ValueError("prefill_chunk must be >= 1")
+    def __init__(self, engine, *, max_queue: int = 64, metrics=None):
         self.engine = engine
         self.cache = engine.cache
         self.max_queue = max_queue
-        self.prefill_chunk = prefill_chunk
+        self.prefill_chunk = engine.prefill_chunk
         self.metrics = metrics
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -200,21 +201,20 @@ class Batcher:
             self._accept(seq, token)
 
     def _prefill(self) -> None:
-        pending = sum(len(s.prompt_ids) - s.prefilled for s in self.running if not s.cancelled)
-        if not pending:
+        """One prefill step: the next piece of the first sequence still reading its prompt when that piece is long
+        (it runs alone), else the next short pieces of as many sequences as fit in PACK_ROWS rows, in arrival
+        order. Pieces are each prompt's own (engine.prefill_pieces), so it comes out as ``rocmforge run`` makes
+        it. Steps come in power-of-two numbers of tokens and rows (padding rows write only the cache's padding
+        slot): the planner places every call site once per shape, so arbitrary sizes would keep adding shapes."""
+        reading = [s for s in self.running if not s.cancelled and s.prefilled < len(s.prompt_ids)]
+        if not reading:
             return
-        # Steps of a power-of-two number of tokens (and of logits rows): the planner places (and a JIT backend
-        # compiles) every call site once per shape, so arbitrary prompt lengths would keep adding shapes, each
-        # costing time and memory, for the life of the server.
-        budget = 1 << (min(pending, self.prefill_chunk).bit_length() - 1)
         tokens, slots, positions, rows, sampling, done = [], [], [], [], [], []
-        for seq in self.running:
-            if budget == 0:
-                break
-            start = seq.prefilled
-            if seq.cancelled or start >= len(seq.prompt_ids):
-                continue
-            end = min(len(seq.prompt_ids), start + budget)
+        for seq in reading:
+            start, end = next(p for p in prefill_pieces(len(seq.prompt_ids), self.prefill_chunk)
+                              if p[0] == seq.prefilled)
+            if tokens and (end - start > PACK_ROWS or len(tokens) + end - start > PACK_ROWS):
+                break  # a long piece runs alone; short ones share a step up to PACK_ROWS rows
             tokens += seq.prompt_ids[start:end]
             slots += [seq.slot] * (end - start)
             positions += range(start, end)
@@ -222,12 +222,15 @@ class Batcher:
             sampling.append(seq.row())
             done.append((seq, end == len(seq.prompt_ids), len(rows) - 1))
             seq.prefilled = end
-            budget -= end - start
+            if end - start > PACK_ROWS:
+                break
+        pad = (1 << (len(tokens) - 1).bit_length()) - len(tokens)
+        tokens, slots, positions = tokens + [0] * pad, slots + [self.cache.pad_slot] * pad, positions + [0] * pad
         pad = (1 << (len(rows) - 1).bit_length()) - len(rows)  # pad by repeating the last row
         rows, sampling = rows + rows[-1:] * pad, sampling + sampling[-1:] * pad
         result = self.engine.step(tokens, slots, positions, rows, "prefill", sampling)
         if self.metrics:
-            self.metrics.add("prompt_tokens", len(tokens))
+            self.metrics.add("prompt_tokens", len(tokens) - pad)
         for seq, complete, row in done:
             if complete:
                 seq.first_token_at = time.monotonic()

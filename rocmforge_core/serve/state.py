@@ -27,6 +27,7 @@ class ServeOptions:
     max_queue: int = 64             # requests waiting for admission at most; beyond: 503
     prefill_chunk: int = 256        # prompt tokens per prefill step at most
     max_body_bytes: int = 8 << 20   # request bodies larger than this get 413
+    warm_up: bool = True            # run every decode batch size once before serving (Engine.warm_up)
 
 
 class ServerState:
@@ -66,9 +67,14 @@ class ServerState:
         try:
             configure_threads(o.threads)  # per calling thread (numba): this one runs the model
             model = Model(o.model, backend=pick_backend(o.backend, o.profile), profile=o.profile)
-            engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel, kv_tokens=o.kv_size)
+            engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel, kv_tokens=o.kv_size,
+                            prefill_chunk=o.prefill_chunk)
             tokenizer = model.tokenizer
-            batcher = Batcher(engine, max_queue=o.max_queue, prefill_chunk=o.prefill_chunk, metrics=self.metrics)
+            if o.warm_up:  # compile kernels and capture every decode batch size before /health says ok
+                start = time.perf_counter()
+                steps = engine.warm_up()
+                log.info("rocmforge: warmed up %d step shapes in %.1f s", steps, time.perf_counter() - start)
+            batcher = Batcher(engine, max_queue=o.max_queue, metrics=self.metrics)
             self.model, self.engine, self.tokenizer, self.batcher = model, engine, tokenizer, batcher
             log.info("rocmforge: serving %s on %s (%d parallel, context %d)", self.model_id,
                      model.planner.preferred, o.parallel, engine.n_ctx)

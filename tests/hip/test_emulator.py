@@ -104,6 +104,9 @@ test_captured_neighbours_share_launches_and_match_eager = gpu.test_captured_neig
 test_all_finite = gpu.test_all_finite
 test_out_of_memory_is_reported = gpu.test_out_of_memory_is_reported
 test_whole_model_logits_match_reference = gpu.test_whole_model_logits_match_reference
+test_a_sequence_decoded_in_any_batch_gets_the_logits_it_gets_alone = (
+    gpu.test_a_sequence_decoded_in_any_batch_gets_the_logits_it_gets_alone)
+test_served_requests_answer_as_each_does_alone = gpu.test_served_requests_answer_as_each_does_alone
 test_backend_works_from_another_thread = gpu.test_backend_works_from_another_thread
 
 

@@ -257,6 +257,95 @@ def test_whole_model_logits_match_reference(hip, tmp_path, arch, dtype):
     assert nmse(logits["hip"], logits["reference"]) < 1e-8
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3", "gemma3"])
+@pytest.mark.parametrize("dtype", ["F16", "Q8_0", "Q4_0"])
+def test_a_sequence_decoded_in_any_batch_gets_the_logits_it_gets_alone(hip, tmp_path, arch, dtype):
+    """Batch invariance: five sequences decoded together (batches of 3 to 5, padded to captured sizes, one
+    sequence joining late and one leaving early) give, bit for bit, the logits and greedy tokens each gets decoded
+    alone, so batched serving answers as a single stream does, whatever the margins between tokens."""
+    from rocmforge_core.engine import Engine
+    from rocmforge_core.engine.model import Model
+    from rocmforge_core.models.synthetic import TinyConfig, write_model
+
+    config = TinyConfig(dtype=dtype, sliding_window=8 if arch == "gemma3" else 0)
+    path = tmp_path / f"{arch}-{dtype}.gguf"
+    write_model(path, arch, config, seed=5)
+    rng = np.random.default_rng(2)
+    prompts = [[int(t) for t in rng.integers(0, config.vocab_size, n)] for n in (3, 9, 5, 14, 6)]
+    steps, late, early = 7, 4, 0  # prompt 4 joins after 2 batched steps; prompt 0 stops after 4 steps
+    model = Model(path, backend="hip")
+    engine = Engine(model, n_ctx=64, max_seqs=len(prompts))
+
+    def decode_alone(ids, n):
+        slot = engine.add_sequence()
+        token = engine.prefill(slot, ids).tokens[-1]
+        rows, tokens = [], []
+        for i in range(n):
+            tokens.append(token)
+            step = engine.step([token], [slot], [len(ids) + i], [0], "decode")
+            rows.append(engine.logits_to_host(step.logits)[0])
+            token = step.tokens[0]
+        engine.free_sequence(slot)
+        return np.stack(rows), tokens
+
+    alone = [decode_alone(ids, steps - (2 if i == late else 0) - (3 if i == early else 0))
+             for i, ids in enumerate(prompts)]
+    slots = [engine.add_sequence() for _ in prompts]
+    nxt = {i: engine.prefill(slots[i], ids).tokens[-1] for i, ids in enumerate(prompts) if i != late}
+    done = {i: 0 for i in nxt}
+    got = {i: [] for i in range(len(prompts))}
+    for t in range(steps):
+        if t == 2:
+            nxt[late], done[late] = engine.prefill(slots[late], prompts[late]).tokens[-1], 0
+        batch = [i for i in sorted(nxt) if done[i] < len(alone[i][1])]
+        step = engine.step([nxt[i] for i in batch], [slots[i] for i in batch],
+                           [len(prompts[i]) + done[i] for i in batch], range(len(batch)), "decode")
+        logits = engine.logits_to_host(step.logits)
+        for row, i in enumerate(batch):
+            assert nxt[i] == alone[i][1][done[i]], (arch, dtype, i, t)
+            got[i].append(logits[row])
+            nxt[i], done[i] = step.tokens[row], done[i] + 1
+    for i, (rows, _) in enumerate(alone):
+        np.testing.assert_array_equal(np.stack(got[i]), rows, err_msg=f"{arch} {dtype} sequence {i}")
+    model.close()
+
+
+def test_served_requests_answer_as_each_does_alone(hip, tmp_path):
+    """The server's batcher on hip: requests with prompts of 3 to 150 tokens (long ones read in pieces, short ones
+    sharing prefill steps), greedy and seeded sampling, penalties, 6 requests in 4 slots, give the tokens each gets
+    from Engine.generate alone."""
+    import threading
+    from rocmforge_core.engine import Engine, SamplingParams
+    from rocmforge_core.engine.model import Model
+    from rocmforge_core.models.synthetic import TinyConfig, write_model
+    from rocmforge_core.serve.batcher import Batcher, Sequence
+
+    config = TinyConfig(dtype="Q8_0")
+    path = tmp_path / "served.gguf"
+    write_model(path, "llama", config, seed=8)
+    rng = np.random.default_rng(4)
+    prompts = [[int(t) for t in rng.integers(0, config.vocab_size, n)] for n in (3, 150, 7, 70, 12, 5)]
+    kinds = [SamplingParams(temperature=0), SamplingParams(temperature=0.9, seed=11),
+             SamplingParams(temperature=0, frequency_penalty=1.0), SamplingParams(temperature=1.2, top_k=8, seed=3)]
+    model = Model(path, backend="hip")
+    engine = Engine(model, n_ctx=200, max_seqs=4, prefill_chunk=64)
+    alone = [engine.generate(p, max_tokens=10, sampling=kinds[i % 4]).ids for i, p in enumerate(prompts)]
+    batcher = Batcher(engine)
+    finished = threading.Semaphore(0)
+    seqs = [Sequence(p, 10, kinds[i % 4], lambda ev: ev[0] != "text" and finished.release())
+            for i, p in enumerate(prompts)]
+    threading.Thread(target=batcher.run, daemon=True).start()
+    try:
+        for s in seqs:
+            batcher.submit(s)
+        for _ in seqs:
+            assert finished.acquire(timeout=120)
+    finally:
+        batcher.stop()
+    assert [s.ids for s in seqs] == alone
+    model.close()
+
+
 def test_backend_works_from_another_thread(hip):
     # The driver's current context is per thread; a server runs the engine in a thread of its own.
     import threading

@@ -50,7 +50,7 @@ class Log:
 
 def run_batcher(model, **kwargs):
     engine = Engine(model, max_seqs=kwargs.pop("max_seqs", 4), n_ctx=kwargs.pop("n_ctx", 256),
-                    kv_tokens=kwargs.pop("kv_tokens", None))
+                    kv_tokens=kwargs.pop("kv_tokens", None), prefill_chunk=kwargs.pop("prefill_chunk", 256))
     batcher = Batcher(engine, **kwargs)
     batcher.start()
     return engine, batcher

@@ -18,11 +18,11 @@ from rocmforge_core.registry import get_registry
 from rocmforge_rocm_hip import sources
 from rocmforge_rocm_hip.runtime import F32, F64, I32, I64, PTR
 
-MATVEC_MAX_M = 8     # batches up to this many rows use the matrix-vector kernel
-BLAS_MIN_M = 32      # from this many rows a quantized weight's product goes to the vendor BLAS where there is one
+MATVEC_MAX_M = 64    # batches up to this many rows (a decode batch) use the batch-invariant matrix-vector kernels
 EXACT_FORMATS = ("F32", "F16", "BF16")  # held to 1e-7: the f16 BLAS path would round the activations too much
 SAMPLE_MAX_TOP_K = 1024
 ATTENTION_SPLIT = 32  # positions per split when few queries attend to a long cache (one wave step each)
+DECODE_SPLIT = 256  # positions per split of a decode batch's attention, whatever the batch or the cache
 THREADS = 256
 
 
@@ -52,25 +52,31 @@ def _format(arg) -> tuple[object, str]:
     return fmt, ""
 
 
-def _split(n: int, k: int) -> int:
+def _split(n: int, k: int, chunk: int = 0, wave: int = 32) -> int:
     """Waves sharing one row of a decode product (1, 2 or 4): enough waves in flight to keep memory busy, at least
-    2k in all. Measured on the H100 (Q4_0, groups of 8, weights streamed from memory): a 2048 x 8192 product
-    (ffn_down) took 7.7 us with 4 waves per row against 13.1 with one; 2048 x 2048 3.1 us with 2 against 4.1."""
+    2k in all, and no wave without a chunk of its own (``chunk``: elements a lane takes at once, 0 for groups of 8).
+    A function of the weight's shape alone, so a product gets the same arithmetic alone, merged with its
+    neighbours, or in any batch. Measured on the H100 (Q4_0, groups of 8, weights streamed from memory): a
+    2048 x 8192 product (ffn_down) took 7.7 us with 4 waves per row against 13.1 with one; 2048 x 2048 3.1 us with
+    2 against 4.1."""
     split = 1
     while split < 4 and n * split < 2 * k:
         split *= 2
+    while chunk and split > 1 and k // chunk < wave * split:
+        split //= 2
     return split
 
 
 @dataclass
 class Product:
-    """One decode product out = x . w (x quantized to xq, xd), waiting to be launched (HipBackend.defer);
-    with ``total``, the residual add that follows it as well: total = out + residual."""
+    """One decode product out = x . w for the m rows of x (quantized to xq, xd), waiting to be launched
+    (HipBackend.defer); with ``total``, the residual add that follows it as well: total = out + residual."""
     unit: object
     xq: object
     xd: object
     w: object
     out: object
+    m: int
     n: int
     k: int
     row_bytes: int
@@ -80,33 +86,33 @@ class Product:
     def joins(self, other: "Product", pending: int) -> bool:
         """Whether ``other`` can share a launch with this one and the others pending: same input, same kernel."""
         return (pending < 3 and self.total is None and other.xq is self.xq and other.unit == self.unit
-                and other.k == self.k)
+                and other.k == self.k and other.m == self.m)
+
+    def split(self, wave: int) -> int:
+        return _split(self.n, self.k, sources.chunk_size(self.unit.fmt_source), wave)
 
     @staticmethod
     def launch(be, products: list["Product"]) -> None:
         """One launch for products of one input: rf_matvec_q8, or rf_matvec_q8_multi for two or three."""
         p0 = products[0]
         wave = be.runtime.info.wave_size
-        split = _split(sum(p.n for p in products), p0.k)
-        chunk = sources.chunk_size(p0.unit.fmt_source)  # elements a lane takes at once, or 0: groups of 8
-        while chunk and split > 1 and p0.k // chunk < wave * split:  # no wave without a chunk of its own
-            split //= 2
-        per = 4 // split  # rows per block
         threads = (4 * wave,)
-        head = [(p0.xq.ptr, PTR), (p0.xd.ptr, PTR)]
-        tail = [(p0.k, I32), (p0.row_bytes, I64), (split, I32)]
         if len(products) == 1:
-            be.launch(p0.unit, "rf_matvec_q8", (_blocks(p0.n, per),), threads,
-                      head + [(_ptr(p0.w), PTR), (p0.out.ptr, PTR), (p0.n, I32)] + tail
-                      + [(_ptr(p0.residual), PTR), (_ptr(p0.total), PTR)])
+            split = p0.split(wave)
+            be.launch(p0.unit, "rf_matvec_q8", (_blocks(p0.n, 4 // split),), threads,
+                      [(p0.xq.ptr, PTR), (p0.xd.ptr, PTR), (_ptr(p0.w), PTR), (p0.out.ptr, PTR), (p0.m, I32),
+                       (p0.n, I32), (p0.k, I32), (p0.row_bytes, I64), (split, I32), (_ptr(p0.residual), PTR),
+                       (_ptr(p0.total), PTR)])
             return
         segments, start = [], 0
         for i in range(3):
             p = products[min(i, len(products) - 1)]
             n = p.n if i < len(products) else 0  # an absent third segment: no rows, no blocks
-            segments += [(_ptr(p.w), PTR), (p.out.ptr, PTR), (n, I32)] + ([(start, I32)] if i else [])
-            start += _blocks(n, per)
-        be.launch(p0.unit, "rf_matvec_q8_multi", (start,), threads, head + segments + tail)
+            split = p.split(wave)
+            segments += [(_ptr(p.w), PTR), (p.out.ptr, PTR), (n, I32), (split, I32)] + ([(start, I32)] if i else [])
+            start += _blocks(n, 4 // split)
+        be.launch(p0.unit, "rf_matvec_q8_multi", (start,), threads,
+                  [(p0.xq.ptr, PTR), (p0.xd.ptr, PTR), (p0.m, I32), (p0.k, I32), (p0.row_bytes, I64)] + segments)
 
 
 @dataclass
@@ -231,30 +237,31 @@ class HipOps:
                         (_row_bytes(fmt, k), I64)])
         return out
 
-    def _quantized(self, x, k: int):
-        """x (one row) as 8-bit values and per-32 scales, reused while the backend's q8_cache holds x (the
+    def _quantized(self, x, m: int, k: int):
+        """x (m rows of k) as 8-bit values and per-32 scales, reused while the backend's q8_cache holds x (the
         kernel that produced x may have made them, see _q8_outputs)."""
         cached = self.be.q8_cache
-        if cached is not None and cached[0]() is x._block and cached[1] == (x.ptr, k):
+        if cached is not None and cached[0]() is x._block and cached[1] == (x.ptr, m * k):
             return cached[2], cached[3]
-        xq, xd = self._q8_buffers(x, k)
-        self.be.launch(sources.ELEMENTWISE, "rf_quantize_q8", (_blocks(k),), (THREADS,),
-                       [(x.ptr, PTR), (xq.ptr, PTR), (xd.ptr, PTR), (k, I32)])
+        xq, xd = self._q8_buffers(x, m * k)
+        self.be.launch(sources.ELEMENTWISE, "rf_quantize_q8", (_blocks(m * k),), (THREADS,),
+                       [(x.ptr, PTR), (xq.ptr, PTR), (xd.ptr, PTR), (m * k, I32)])
         return xq, xd
 
-    def _q8_buffers(self, x, k: int):
-        xq, xd = self.be.empty((k,), "u8"), self.be.empty((k // 32,), "f32")
-        self.be.q8_cache = (weakref.ref(x._block), (x.ptr, k), xq, xd)
+    def _q8_buffers(self, x, size: int):
+        xq, xd = self.be.empty((size,), "u8"), self.be.empty((size // 32,), "f32")
+        self.be.q8_cache = (weakref.ref(x._block), (x.ptr, size), xq, xd)
         return xq, xd
 
-    def _q8_outputs(self, out) -> list:
-        """Kernel arguments (xq, xd) asking a kernel that writes one row ``out`` to quantize it as well, for the
-        integer-dot products that usually follow (q/k/v after a norm, ffn_down after the activation); null
-        pointers when the row does not qualify."""
+    def _q8_outputs(self, out, rows: int | None = None) -> list:
+        """Kernel arguments (xq, xd) asking a kernel that writes ``out`` (``rows`` rows, default its leading
+        dimensions) to quantize it as well, for the integer-dot products that usually follow (q/k/v after a norm,
+        ffn_down after the activation); null pointers when out is no decode batch of rows of whole 32s."""
         k = out.shape[-1] if out.shape else 0
-        if out.size != k or k % 32:
+        rows = out.size // max(k, 1) if rows is None else rows
+        if not k or k % 32 or rows > MATVEC_MAX_M:
             return [(0, PTR), (0, PTR)]
-        xq, xd = self._q8_buffers(out, k)
+        xq, xd = self._q8_buffers(out, out.size)
         return [(xq.ptr, PTR), (xd.ptr, PTR)]
 
     def embedding(self, table, ids):
@@ -273,26 +280,24 @@ class HipOps:
         unit = sources.quant_unit(fmt)
         out = self.be.empty((m, n), "f32")
         args = [(x.ptr, PTR), (_ptr(w), PTR), (out.ptr, PTR)]
-        blas = self.be.blas if m >= BLAS_MIN_M and fmt.name not in EXACT_FORMATS else None
-        if blas is not None:
-            w16 = self.rows(w, None, n, k, f16=True)
-            x16 = self.be.empty((m, k), "f16")
-            self.be.launch(sources.ELEMENTWISE, "rf_to_f16", (_blocks(m * k),), (THREADS,),
-                           [(x.ptr, PTR), (x16.ptr, PTR), (m * k, I64)])
-            blas.gemm_f16(m, n, k, x16.ptr, w16.ptr, out.ptr)
-        elif m == 1 and k % 32 == 0 and sources.has_dot8_q8(fmt):
-            xq, xd = self._quantized(x, k)
-            product = Product(unit, xq, xd, w, out, n, k, _row_bytes(fmt, k))
+        blas = self.be.blas if m > MATVEC_MAX_M and fmt.name not in EXACT_FORMATS else None
+        if m <= MATVEC_MAX_M and k % 32 == 0 and sources.has_dot8_q8(fmt):
+            xq, xd = self._quantized(x, m, k)
+            product = Product(unit, xq, xd, w, out, m, n, k, _row_bytes(fmt, k))
             if self.be.capturing:
                 self.be.defer(product)
             else:
                 Product.launch(self.be, [product])
         elif m <= MATVEC_MAX_M:
             split = _split(n, k)
-            rows_per_block = 4 // split
-            self.be.launch(unit, f"rf_matvec_{m}", (_blocks(n, rows_per_block),),
-                           (4 * self.be.runtime.info.wave_size,),
-                           args + [(n, I32), (k, I32), (_row_bytes(fmt, k), I64), (split, I32)])
+            self.be.launch(unit, "rf_matvec", (_blocks(n, 4 // split),), (4 * self.be.runtime.info.wave_size,),
+                           args + [(m, I32), (n, I32), (k, I32), (_row_bytes(fmt, k), I64), (split, I32)])
+        elif blas is not None:
+            w16 = self.rows(w, None, n, k, f16=True)
+            x16 = self.be.empty((m, k), "f16")
+            self.be.launch(sources.ELEMENTWISE, "rf_to_f16", (_blocks(m * k),), (THREADS,),
+                           [(x.ptr, PTR), (x16.ptr, PTR), (m * k, I64)])
+            blas.gemm_f16(m, n, k, x16.ptr, w16.ptr, out.ptr)
         else:
             self.be.launch(unit, "rf_matmul_tiled", (_blocks(n, 64), _blocks(m, 64)), (256,),
                            args + [(m, I32), (n, I32), (k, I32), (_row_bytes(fmt, k), I64)])
@@ -314,10 +319,16 @@ class HipOps:
         wave = self.be.runtime.info.wave_size
         items = m * hq
         context = mb * bs
-        splits = 1
-        if items < 1024 and context > ATTENTION_SPLIT:  # few queries, long cache: spread positions over blocks
-            splits = min(64, math.ceil(context / ATTENTION_SPLIT))
-        split_len = math.ceil(math.ceil(context / splits) / wave) * wave
+        if m <= MATVEC_MAX_M:
+            # A decode batch: splits of a fixed length, so a token's softmax is summed in the same pieces in any
+            # batch and for any cache size (batch invariance); splits past its position exit at once.
+            split_len = DECODE_SPLIT
+            splits = max(1, math.ceil(context / split_len))
+        else:
+            splits = 1
+            if items < 1024 and context > ATTENTION_SPLIT:  # few queries, long cache: spread positions over blocks
+                splits = min(64, math.ceil(context / ATTENTION_SPLIT))
+            split_len = math.ceil(math.ceil(context / splits) / wave) * wave
         out = self.be.empty((m, hq, dv), "f32")
         part = self.be.empty((splits, items, dv + 2), "f32") if splits > 1 else None
         self.be.launch(unit, "rf_attention", (_blocks(items, 4), splits), (4 * wave,),
@@ -326,8 +337,7 @@ class HipOps:
                           (float(scale), F32), (int(window), I32), (float(softcap), F32), (split_len, I32)]
                        + own)
         if splits > 1:
-            flat = out.reshape(1, m * hq * dv)
-            q8 = self._q8_outputs(flat) if dv % 32 == 0 else [(0, PTR), (0, PTR)]
+            q8 = self._q8_outputs(out.reshape(m, hq * dv)) if dv % 32 == 0 else [(0, PTR), (0, PTR)]
             self.be.launch(unit, "rf_attention_combine", (_blocks(items * dv),), (THREADS,),
                            [(part.ptr, PTR), (out.ptr, PTR), (items, I32), (splits, I32)] + q8
                            + [(positions.ptr, PTR), (hq, I32), (split_len, I32)])
