@@ -49,6 +49,11 @@ def main(out_path: str) -> None:
             token_us += us * (16 if name != "output" else 1)
             token_bytes += nbytes * (16 if name != "output" else 1)
             if name == "ffn_gate":
+                for m in (8, 32, 64):  # a decode batch: the weight is read once for all its rows
+                    xb = hip.from_host(rng.standard_normal((m, k)).astype(np.float32))
+                    us = timed(hip, lambda: kernels["matmul"].fn(xb, w))
+                    rows.append({"kernel": f"matvec m={m} {fmt_name} {name} {n}x{k}", "us": us,
+                                 "GB/s": nbytes / us / 1e3})
                 xp = hip.from_host(rng.standard_normal((512, k)).astype(np.float32))
                 us = timed(hip, lambda: kernels["matmul"].fn(xp, w))
                 rows.append({"kernel": f"matmul m=512 {fmt_name} {n}x{k}", "us": us,
@@ -71,13 +76,16 @@ def main(out_path: str) -> None:
         v = hip.from_host(rng.standard_normal((m, hkv, d)).astype(np.float32))
         us = timed(hip, lambda: kernels["attention"].fn(q, k, v, kc, vc, tables, sid, pos, scale=0.125))
         rows.append({"kernel": f"attention ctx={ctx} m={m}", "us": us})
-    logits = hip.from_host((rng.standard_normal(128256) * 3).astype(np.float32))
-    hist = hip.from_host(rng.integers(0, 128256, 64).astype(np.int32))
-    params = dict(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, typical_p=1.0, repeat_penalty=1.1,
-                  presence_penalty=0.0, frequency_penalty=0.0, seed=1, step=0)
-    rows.append({"kernel": "sample top_k=40 vocab=128256", "us": timed(hip, lambda: kernels["sample"].fn(logits, hist, **params))})
-    rows.append({"kernel": "sample greedy vocab=128256",
-                 "us": timed(hip, lambda: kernels["sample"].fn(logits, hist, **{**params, "temperature": 0.0}))})
+    from rocmforge_core.ops import sample as spec
+    for n_rows in (1, 32):
+        logits = hip.from_host((rng.standard_normal((n_rows, 128256)) * 3).astype(np.float32))
+        for label, params in (("top_k=40", {}), ("greedy", {"temperature": 0.0})):
+            batch = [{**spec.DEFAULTS, "repeat_penalty": 1.1, **params, "seed": r, "history": list(range(64))}
+                     for r in range(n_rows)]
+            args = [hip.from_host(a) for a in spec.pack(batch, 64)]
+            bound = spec.candidates(batch, 128256)
+            rows.append({"kernel": f"sample {label} {n_rows} rows vocab=128256",
+                         "us": timed(hip, lambda: kernels["sample"].fn(logits, *args, candidates=bound))})
     x = hip.from_host(rng.standard_normal((1, 2048)).astype(np.float32))
     wn = hip.from_host(rng.standard_normal(2048).astype(np.float32))
     rows.append({"kernel": "rmsnorm 1x2048", "us": timed(hip, lambda: kernels["rmsnorm"].fn(x, wn, eps=1e-5))})
@@ -96,8 +104,9 @@ def main(out_path: str) -> None:
 
 
 def decode_breakdown(hip) -> list[dict]:
-    """Where a decode step of the synthetic llama-1b Q4_0 goes: the whole engine step (host work, input writes,
-    graph replay, wait) against the replay of the captured graph alone."""
+    """Where a decode step of the synthetic llama-1b Q4_K_M goes, for batches of 1 to 64 sequences: the whole
+    engine step (input writes, graph replay with sampling, reading the token ids) against the device time of the
+    replay alone; and a 512-token prefill step."""
     import tempfile
     import time
     from pathlib import Path
@@ -107,52 +116,37 @@ def decode_breakdown(hip) -> list[dict]:
     from rocmforge_core.engine.model import Model
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        model = Model(write_synthetic("llama-1b:Q4_0", Path(tmp)), backend="hip")
-        engine = Engine(model, n_ctx=600)
-        slot = engine.add_sequence()
-        for pos in range(3):  # eager, then capture, then replay
-            engine.step([1], [slot], [pos], [0], "decode")
-        hip.synchronize()
-        start = time.perf_counter()
-        for pos in range(3, 103):
-            engine.step([1], [slot], [pos], [0], "decode")
-            hip.synchronize()
-        step_us = (time.perf_counter() - start) * 1e4
-        _, run = engine._steps[("decode", 1, 1)]
-        start = time.perf_counter()
-        for _ in range(100):
-            run()
-            hip.synchronize()
-        replay_us = (time.perf_counter() - start) * 1e4
-        device_us = hip.runtime.elapsed_ms(lambda: [run() for _ in range(20)]) * 1e3 / 20
-        # prefill of 512 tokens: wall time of the eager step against the device time of the same step replayed
-        # from a capture (the difference is host time: planning, launches from Python)
+        model = Model(write_synthetic("llama-1b:Q4_K_M", Path(tmp)), backend="hip")
+        engine = Engine(model, n_ctx=640, max_seqs=64)
+        slots = [engine.add_sequence() for _ in range(64)]
+        for m in (1, 8, 32, 64):
+            batch = slots[:m]
+            for pos in range(3):  # eager and captured, then replayed
+                engine.step([1] * m, batch, [pos] * m, range(m), "decode").tokens
+            start = time.perf_counter()
+            for pos in range(3, 53):
+                engine.step([1] * m, batch, [pos] * m, range(m), "decode").tokens
+            step_us = (time.perf_counter() - start) * 1e6 / 50
+            shape = next(s for s in engine._shapes.values() if s.key[:2] == ("decode", m))
+            device_us = hip.runtime.elapsed_ms(lambda: [shape.runner() for _ in range(20)]) * 1e3 / 20
+            rows.append({"kernel": f"decode step m={m} llama-1b Q4_K_M: engine.step", "us": step_us,
+                         "tok/s": m / step_us * 1e6})
+            rows.append({"kernel": f"decode step m={m} llama-1b Q4_K_M: device time", "us": device_us,
+                         "tok/s": m / device_us * 1e6})
+        for s in slots:
+            engine.free_sequence(s)
         n = 512
-        engine.free_sequence(slot)
-        slot2 = engine.add_sequence()
+        slot = engine.add_sequence()
         ids = list(range(1, n + 1))
-        engine.step(ids, [slot2] * n, range(n), [n - 1], "prefill")
-        hip.synchronize()
+        for _ in range(3):  # eager, captured on its second use, replayed
+            engine.step(ids, [slot] * n, range(n), [n - 1], "prefill").tokens
         start = time.perf_counter()
-        engine.step(ids, [slot2] * n, range(n), [n - 1], "prefill")
-        hip.synchronize()
-        prefill_wall = (time.perf_counter() - start) * 1e6
-        batch = engine._new_batch(n, 1)
-        for tensor, values in ((batch.tokens, ids), (batch.positions, range(n)), (batch.seq_ids, [slot2] * n),
-                               (batch.out_rows, [n - 1])):
-            hip.write(tensor, np.asarray(values, dtype=np.int32))
-        try:
-            graph = hip.capture(lambda: engine.forward.run(batch, engine.cache, "prefill"))
-            graph()
-            prefill_device = hip.runtime.elapsed_ms(lambda: [graph() for _ in range(5)]) * 1e3 / 5
-        except Exception as exc:  # report, and keep the other figures
-            print(f"prefill capture failed: {type(exc).__name__}: {exc}")
-            prefill_device = float("nan")
-        rows.append({"kernel": f"prefill step {n} tokens llama-1b Q4_0: engine.step + wait", "us": prefill_wall})
-        rows.append({"kernel": f"prefill step {n} tokens llama-1b Q4_0: device time (replayed)", "us": prefill_device})
-        rows.append({"kernel": "decode step llama-1b Q4_0: engine.step + wait", "us": step_us})
-        rows.append({"kernel": "decode step llama-1b Q4_0: graph replay + wait", "us": replay_us})
-        rows.append({"kernel": "decode step llama-1b Q4_0: device time of replays", "us": device_us})
+        engine.step(ids, [slot] * n, range(n), [n - 1], "prefill").tokens
+        rows.append({"kernel": f"prefill step {n} tokens llama-1b Q4_K_M: engine.step",
+                     "us": (time.perf_counter() - start) * 1e6})
+        shape = next(s for s in engine._shapes.values() if s.key[:2] == ("prefill", n))
+        rows.append({"kernel": f"prefill step {n} tokens llama-1b Q4_K_M: device time",
+                     "us": hip.runtime.elapsed_ms(lambda: [shape.runner() for _ in range(5)]) * 1e3 / 5})
         model.close()
     return rows
 
