@@ -146,18 +146,18 @@ __device__ __forceinline__ void rf_matvec_q8_rows(const int8_t* __restrict__ xq,
         for (int j = 0; j < RF_MV_ROWS; ++j) acc[j] = 0.0f;
 #if defined(RF_CHUNK)
         // The format's own unit (RF_CHUNK elements, a whole block or a pair of sub-blocks): one wide read of its
-        // quants and one scale decode per chunk instead of per 8 elements.
+        // quants and one scale decode per chunk (rf_chunk_load), then a dot with each row of x (rf_chunk_dot).
         const int chunks = k / RF_CHUNK, cstep = RF_WAVE * split;
         if (row < n) {
 #pragma unroll 2
             for (int ci = piece * RF_WAVE + lane; ci < chunks; ci += cstep) {
                 const int blk = ci / (RF_QK / RF_CHUNK), c = ci % (RF_QK / RF_CHUNK);
-                const uint8_t* b = wr + (long long)blk * RF_TS;
+                const rf_chunk_w cw = rf_chunk_load(wr + (long long)blk * RF_TS, c);
 #pragma unroll
                 for (int j = 0; j < RF_MV_ROWS; ++j)
                     if (j < mr)
-                        acc[j] += rf_dot_chunk_q8(b, c, xqj + (long long)j * k + blk * RF_QK,
-                                                  xdj + (long long)j * (k / 32) + blk * (RF_QK / 32));
+                        acc[j] += rf_chunk_dot(cw, c, xqj + (long long)j * k + blk * RF_QK,
+                                               xdj + (long long)j * (k / 32) + blk * (RF_QK / 32));
             }
         }
 #else

@@ -25,6 +25,7 @@ extern "C" __global__ void rf_probe_chunk(const uint8_t* __restrict__ blocks, co
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= chunks) return;
     const long long b = c / (RF_QK / RF_CHUNK);
-    out[c] = rf_dot_chunk_q8(blocks + b * RF_TS, c % (RF_QK / RF_CHUNK), xq + b * RF_QK, xd + b * (RF_QK / 32));
+    const int cc = c % (RF_QK / RF_CHUNK);
+    out[c] = rf_chunk_dot(rf_chunk_load(blocks + b * RF_TS, cc), cc, xq + b * RF_QK, xd + b * (RF_QK / 32));
 }
 #endif

@@ -150,7 +150,7 @@ def test_every_unit_builds(emu, hip):
                                       "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "MXFP4"])
 def test_format_device_code_decodes_like_the_reference(emu, hip, fmt_name):
     """Each format's rf_dequant8 reproduces the format's reference dequantization bit for bit on random blocks, its
-    rf_dot8_q8 each group's dot with 8-bit activations, its rf_dot_chunk_q8 each chunk's (tests/hip/format_probe.hip,
+    rf_dot8_q8 each group's dot with 8-bit activations, its rf_chunk_load + rf_chunk_dot each chunk's (tests/hip/format_probe.hip,
     built without floating-point contraction)."""
     fmt = emu.format(fmt_name)
     path = sources.format_source(fmt)

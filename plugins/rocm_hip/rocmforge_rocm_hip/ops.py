@@ -22,7 +22,7 @@ MATVEC_MAX_M = 64    # batches up to this many rows (a decode batch) use the bat
 EXACT_FORMATS = ("F32", "F16", "BF16")  # held to 1e-7: the f16 BLAS path would round the activations too much
 SAMPLE_MAX_TOP_K = 1024
 ATTENTION_SPLIT = 32  # positions per split when few queries attend to a long cache (one wave step each)
-DECODE_SPLIT = 256  # positions per split of a decode batch's attention, whatever the batch or the cache
+DECODE_SPLIT = 64  # positions per split of a decode batch's attention at least
 THREADS = 256
 
 
@@ -320,10 +320,11 @@ class HipOps:
         items = m * hq
         context = mb * bs
         if m <= MATVEC_MAX_M:
-            # A decode batch: splits of a fixed length, so a token's softmax is summed in the same pieces in any
-            # batch and for any cache size (batch invariance); splits past its position exit at once.
-            split_len = DECODE_SPLIT
-            splits = max(1, math.ceil(context / split_len))
+            # A decode batch: splits of a length fixed by the cache's size alone, so a token's softmax is summed in
+            # the same pieces in any batch (batch invariance): 64 positions, or more for caches over 4096 so that
+            # there are at most 64 splits; splits past a token's position exit at once.
+            split_len = max(DECODE_SPLIT, 1 << (math.ceil(context / 64) - 1).bit_length())
+            splits = math.ceil(context / split_len)
         else:
             splits = 1
             if items < 1024 and context > ATTENTION_SPLIT:  # few queries, long cache: spread positions over blocks

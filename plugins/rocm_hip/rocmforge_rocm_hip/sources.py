@@ -74,7 +74,7 @@ def has_dot8_q8(fmt) -> bool:
 
 
 def chunk_size(path: str) -> int:
-    """Elements per rf_dot_chunk_q8 call (RF_CHUNK) when a format's device code (at ``path``) has one, else 0:
+    """Elements per rf_chunk_load/rf_chunk_dot chunk (RF_CHUNK) when a format's device code (at ``path``) has one, else 0:
     its decode products then take whole chunks per lane."""
     match = re.search(r"^#define RF_CHUNK (\d+)", _text(path), re.M)
     return int(match.group(1)) if match else 0

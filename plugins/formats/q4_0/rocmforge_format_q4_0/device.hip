@@ -28,20 +28,35 @@ __device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g
     return rf_f16_at(b) * (float)(sq - 8 * sx);
 }
 
-// Dot of the whole block (RF_CHUNK elements, c is 0) with its 32 signed 8-bit activations xq (16-byte aligned)
-// scaled by xd[0]: the decode product's unit (kernels/quant.hip).
+// The decode product's unit (kernels/quant.hip): the whole block (RF_CHUNK elements, c is 0), read and unpacked
+// once (rf_chunk_load), then dotted with the 32 signed 8-bit activations xq (16-byte aligned) of each row of a
+// batch, scaled by xd[0] (rf_chunk_dot).
 #define RF_CHUNK 32
-__device__ __forceinline__ float rf_dot_chunk_q8(const uint8_t* __restrict__ b, int c, const int8_t* __restrict__ xq,
-                                                 const float* __restrict__ xd) {
+struct rf_chunk_w {
+    int lo[4], hi[4];  // elements 0-15 and 16-31, four a word
+    float d;
+};
+__device__ __forceinline__ rf_chunk_w rf_chunk_load(const uint8_t* __restrict__ b, int c) {
+    rf_chunk_w w;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const uint32_t q = rf_u32_a2(b + 2 + 4 * i);
+        w.lo[i] = (int)(q & 0x0F0F0F0Fu);
+        w.hi[i] = (int)((q >> 4) & 0x0F0F0F0Fu);
+    }
+    w.d = rf_f16_at(b);
+    return w;
+}
+__device__ __forceinline__ float rf_chunk_dot(const rf_chunk_w& w, int c, const int8_t* __restrict__ xq,
+                                              const float* __restrict__ xd) {
     const int4 xa = *(const int4*)xq, xb = *(const int4*)(xq + 16);  // elements 0-15, 16-31
-    const uint32_t w[4] = {rf_u32_a2(b + 2), rf_u32_a2(b + 6), rf_u32_a2(b + 10), rf_u32_a2(b + 14)};
     const int xl[4] = {xa.x, xa.y, xa.z, xa.w}, xh[4] = {xb.x, xb.y, xb.z, xb.w};
     int sq = 0, sx = 0;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        sq = rf_dp4a((int)(w[i] & 0x0F0F0F0Fu), xl[i], sq);
-        sq = rf_dp4a((int)((w[i] >> 4) & 0x0F0F0F0Fu), xh[i], sq);
+        sq = rf_dp4a(w.lo[i], xl[i], sq);
+        sq = rf_dp4a(w.hi[i], xh[i], sq);
         sx = rf_dp4a(0x01010101, xh[i], rf_dp4a(0x01010101, xl[i], sx));
     }
-    return xd[0] * rf_f16_at(b) * (float)(sq - 8 * sx);
+    return xd[0] * w.d * (float)(sq - 8 * sx);
 }

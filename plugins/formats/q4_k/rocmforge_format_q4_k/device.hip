@@ -48,30 +48,47 @@ __device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g
 // Dot of chunk c (elements 64c .. 64c+63: sub-blocks 2c and 2c+1, the low and high nibbles of the same 32 bytes
 // of qs) with the block's 8-bit activations xq (16-byte aligned) scaled per 32 by xd: the decode product's unit
 // (kernels/quant.hip). 144-byte blocks keep the quants 16-byte aligned.
+// Read and unpacked once per chunk (rf_chunk_load), then dotted with each row of a batch (rf_chunk_dot).
 #define RF_CHUNK 64
-__device__ __forceinline__ float rf_dot_chunk_q8(const uint8_t* __restrict__ b, int c, const int8_t* __restrict__ xq,
-                                                 const float* __restrict__ xd) {
-    xq += 64 * c;
-    xd += 2 * c;
+struct rf_chunk_w {
+    int lo[8], hi[8];        // sub-block 2c and 2c+1, four quants a word
+    float a0, b0, a1, b1;    // d * scale and dmin * min of the two sub-blocks
+};
+__device__ __forceinline__ rf_chunk_w rf_chunk_load(const uint8_t* __restrict__ b, int c) {
+    rf_chunk_w w;
     const uint4 qa = *(const uint4*)(b + 16 + 32 * c), qb = *(const uint4*)(b + 32 + 32 * c);
-    const int4 x0 = *(const int4*)xq, x1 = *(const int4*)(xq + 16), x2 = *(const int4*)(xq + 32),
-               x3 = *(const int4*)(xq + 48);
     const uint32_t q[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
-    const int xl[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-    const int xh[8] = {x2.x, x2.y, x2.z, x2.w, x3.x, x3.y, x3.z, x3.w};
-    int sl = 0, sh = 0, xsl = 0, xsh = 0;
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-        sl = rf_dp4a((int)(q[i] & 0x0F0F0F0Fu), xl[i], sl);
-        sh = rf_dp4a((int)((q[i] >> 4) & 0x0F0F0F0Fu), xh[i], sh);
-        xsl = rf_dp4a(0x01010101, xl[i], xsl);
-        xsh = rf_dp4a(0x01010101, xh[i], xsh);
+        w.lo[i] = (int)(q[i] & 0x0F0F0F0Fu);
+        w.hi[i] = (int)((q[i] >> 4) & 0x0F0F0F0Fu);
     }
     int sc0, m0, sc1, m1;
     rf_k4_scale_min(b + 4, 2 * c, &sc0, &m0);
     rf_k4_scale_min(b + 4, 2 * c + 1, &sc1, &m1);
     const uint32_t dm = rf_u32_a4(b);  // d, then dmin
     const float d = rf_half_to_float((uint16_t)(dm & 0xffff)), dmin = rf_half_to_float((uint16_t)(dm >> 16));
-    return xd[0] * (d * (float)sc0 * (float)sl - dmin * (float)m0 * (float)xsl) +
-           xd[1] * (d * (float)sc1 * (float)sh - dmin * (float)m1 * (float)xsh);
+    w.a0 = d * (float)sc0;
+    w.b0 = dmin * (float)m0;
+    w.a1 = d * (float)sc1;
+    w.b1 = dmin * (float)m1;
+    return w;
+}
+__device__ __forceinline__ float rf_chunk_dot(const rf_chunk_w& w, int c, const int8_t* __restrict__ xq,
+                                              const float* __restrict__ xd) {
+    xq += 64 * c;
+    xd += 2 * c;
+    const int4 x0 = *(const int4*)xq, x1 = *(const int4*)(xq + 16), x2 = *(const int4*)(xq + 32),
+               x3 = *(const int4*)(xq + 48);
+    const int xl[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+    const int xh[8] = {x2.x, x2.y, x2.z, x2.w, x3.x, x3.y, x3.z, x3.w};
+    int sl = 0, sh = 0, xsl = 0, xsh = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        sl = rf_dp4a(w.lo[i], xl[i], sl);
+        sh = rf_dp4a(w.hi[i], xh[i], sh);
+        xsl = rf_dp4a(0x01010101, xl[i], xsl);
+        xsh = rf_dp4a(0x01010101, xh[i], xsh);
+    }
+    return xd[0] * (w.a0 * (float)sl - w.b0 * (float)xsl) + xd[1] * (w.a1 * (float)sh - w.b1 * (float)xsh);
 }

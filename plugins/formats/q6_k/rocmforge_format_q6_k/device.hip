@@ -43,12 +43,36 @@ __device__ __forceinline__ float rf_dot8_q8(const uint8_t* __restrict__ b, int g
 // Dot of chunk c (h = c / 2, j in {c % 2, c % 2 + 2}: elements 128h + 32j .. +31, whose low bits are the low and
 // high nibbles of the same 32 bytes of ql and whose high bits share 32 bytes of qh) with the block's 8-bit
 // activations xq (16-byte aligned) scaled per 32 by xd: the decode product's unit (kernels/quant.hip).
+// Read and unpacked once per chunk (rf_chunk_load), then dotted with each row of a batch (rf_chunk_dot).
 #define RF_CHUNK 64
-__device__ __forceinline__ float rf_dot_chunk_q8(const uint8_t* __restrict__ b, int c, const int8_t* __restrict__ xq,
-                                                 const float* __restrict__ xd) {
+struct rf_chunk_w {
+    int qa[2][4], qb[2][4];  // per half (l < 16, l >= 16): the quants of j and of j + 2, four a word
+    float sa[2], sb[2];      // their scales
+    float d;
+};
+__device__ __forceinline__ rf_chunk_w rf_chunk_load(const uint8_t* __restrict__ b, int c) {
+    rf_chunk_w w;
     const int h = c >> 1, j = c & 1;
     const uint8_t* ql = b + 64 * h + 32 * j;
     const uint8_t* qh = b + 128 + 32 * h;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t lo = rf_u32_a2(ql + 16 * half + 4 * i), hi = rf_u32_a2(qh + 16 * half + 4 * i);
+            w.qa[half][i] = (int)((lo & 0x0F0F0F0Fu) | (((hi >> (2 * j)) & 0x03030303u) << 4));
+            w.qb[half][i] = (int)(((lo >> 4) & 0x0F0F0F0Fu) | (((hi >> (2 * j + 4)) & 0x03030303u) << 4));
+        }
+        const int8_t* sc = (const int8_t*)b + 192 + 8 * h + half;
+        w.sa[half] = (float)sc[2 * j];
+        w.sb[half] = (float)sc[2 * j + 4];
+    }
+    w.d = rf_f16_at(b + 208);
+    return w;
+}
+__device__ __forceinline__ float rf_chunk_dot(const rf_chunk_w& w, int c, const int8_t* __restrict__ xq,
+                                              const float* __restrict__ xd) {
+    const int h = c >> 1, j = c & 1;
     const int8_t* xa = xq + 128 * h + 32 * j;  // elements of j; those of j + 2 follow 64 later
     float sum = 0.0f;
 #pragma unroll
@@ -58,17 +82,13 @@ __device__ __forceinline__ float rf_dot_chunk_q8(const uint8_t* __restrict__ b, 
         const int xl[4] = {x0.x, x0.y, x0.z, x0.w}, xh[4] = {x1.x, x1.y, x1.z, x1.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            const uint32_t lo = rf_u32_a2(ql + 16 * half + 4 * i), hi = rf_u32_a2(qh + 16 * half + 4 * i);
-            const int qa = (int)((lo & 0x0F0F0F0Fu) | (((hi >> (2 * j)) & 0x03030303u) << 4));
-            const int qb = (int)(((lo >> 4) & 0x0F0F0F0Fu) | (((hi >> (2 * j + 4)) & 0x03030303u) << 4));
-            sa = rf_dp4a(qa, xl[i], sa);
-            sb = rf_dp4a(qb, xh[i], sb);
+            sa = rf_dp4a(w.qa[half][i], xl[i], sa);
+            sb = rf_dp4a(w.qb[half][i], xh[i], sb);
             xsa = rf_dp4a(0x01010101, xl[i], xsa);
             xsb = rf_dp4a(0x01010101, xh[i], xsb);
         }
-        const int8_t* sc = (const int8_t*)b + 192 + 8 * h + half;
-        sum += xd[4 * h + j] * (float)sc[2 * j] * (float)(sa - 32 * xsa) +
-               xd[4 * h + j + 2] * (float)sc[2 * j + 4] * (float)(sb - 32 * xsb);
+        sum += xd[4 * h + j] * w.sa[half] * (float)(sa - 32 * xsa) +
+               xd[4 * h + j + 2] * w.sb[half] * (float)(sb - 32 * xsb);
     }
-    return rf_f16_at(b + 208) * sum;
+    return w.d * sum;
 }
