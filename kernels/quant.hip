@@ -129,6 +129,34 @@ extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
 // or a neighbour's q8 output: xq bytes, xd scales, rows end to end): each group of 8 weights costs two dp4a instead
 // of eight conversions and multiplies. `block` numbers this block's rows of w. With `total`, also
 // total[j, row] = out[j, row] + residual[j, row]: the residual add that follows attn_output and ffn_down.
+// MR: rows of x per pass, 1 for a single sequence (rf_matvec_q8), RF_MV_ROWS for a batch (rf_matvec_q8_batch);
+// a row's accumulator takes the same additions in the same order in both.
+template <int MR>
+__device__ __forceinline__ void rf_chunk_row(const uint8_t* __restrict__ wr, int ci, const int8_t* __restrict__ xqj,
+                                             const float* __restrict__ xdj, int k, int mr, float* acc) {
+#if defined(RF_CHUNK)
+    // The format's own unit (RF_CHUNK elements, a whole block or a pair of sub-blocks): one wide read of its quants
+    // and one scale decode per chunk (rf_chunk_load), then a dot with each row of x (rf_chunk_dot).
+    const int blk = ci / (RF_QK / RF_CHUNK), c = ci % (RF_QK / RF_CHUNK);
+    const rf_chunk_w cw = rf_chunk_load(wr + (long long)blk * RF_TS, c);
+#pragma unroll
+    for (int j = 0; j < MR; ++j)
+        if (j < mr)
+            acc[j] += rf_chunk_dot(cw, c, xqj + (long long)j * k + blk * RF_QK,
+                                   xdj + (long long)j * (k / 32) + blk * (RF_QK / 32));
+#else
+    const uint8_t* b = wr + (ci / (RF_QK / 8)) * RF_TS;
+#pragma unroll
+    for (int j = 0; j < MR; ++j) {
+        if (j < mr) {
+            const int2 q = *(const int2*)(xqj + (long long)j * k + 8 * ci);
+            acc[j] += xdj[(long long)j * (k / 32) + (ci >> 2)] * rf_dot8_q8(b, ci % (RF_QK / 8), q.x, q.y);
+        }
+    }
+#endif
+}
+
+template <int MR>
 __device__ __forceinline__ void rf_matvec_q8_rows(const int8_t* __restrict__ xq, const float* __restrict__ xd,
                                                   const uint8_t* __restrict__ w, float* __restrict__ out, int m, int n,
                                                   int k, long long row_bytes, int split, int block,
@@ -137,49 +165,32 @@ __device__ __forceinline__ void rf_matvec_q8_rows(const int8_t* __restrict__ xq,
     const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE, piece = wave % split;
     const int row = block * (RF_MV_WAVES / split) + wave / split;
     const uint8_t* wr = w + (long long)row * row_bytes;
-    for (int j0 = 0; j0 < m; j0 += RF_MV_ROWS) {
-        const int mr = min(RF_MV_ROWS, m - j0);
+#if defined(RF_CHUNK)
+    const int units = k / RF_CHUNK;  // a lane's units: chunks, or groups of 8
+#else
+    const int units = k / 8;
+#endif
+    const int step = RF_WAVE * split;
+    for (int j0 = 0; j0 < m; j0 += MR) {
+        const int mr = min(MR, m - j0);
         const int8_t* xqj = xq + (long long)j0 * k;
         const float* xdj = xd + (long long)j0 * (k / 32);
         float acc[RF_MV_ROWS];
 #pragma unroll
         for (int j = 0; j < RF_MV_ROWS; ++j) acc[j] = 0.0f;
-#if defined(RF_CHUNK)
-        // The format's own unit (RF_CHUNK elements, a whole block or a pair of sub-blocks): one wide read of its
-        // quants and one scale decode per chunk (rf_chunk_load), then a dot with each row of x (rf_chunk_dot).
-        const int chunks = k / RF_CHUNK, cstep = RF_WAVE * split;
         if (row < n) {
+            if constexpr (MR == 1) {  // loads of four units in flight
+#pragma unroll 4
+                for (int u = piece * RF_WAVE + lane; u < units; u += step) rf_chunk_row<MR>(wr, u, xqj, xdj, k, mr, acc);
+            } else {
 #pragma unroll 2
-            for (int ci = piece * RF_WAVE + lane; ci < chunks; ci += cstep) {
-                const int blk = ci / (RF_QK / RF_CHUNK), c = ci % (RF_QK / RF_CHUNK);
-                const rf_chunk_w cw = rf_chunk_load(wr + (long long)blk * RF_TS, c);
-#pragma unroll
-                for (int j = 0; j < RF_MV_ROWS; ++j)
-                    if (j < mr)
-                        acc[j] += rf_chunk_dot(cw, c, xqj + (long long)j * k + blk * RF_QK,
-                                               xdj + (long long)j * (k / 32) + blk * (RF_QK / 32));
+                for (int u = piece * RF_WAVE + lane; u < units; u += step) rf_chunk_row<MR>(wr, u, xqj, xdj, k, mr, acc);
             }
         }
-#else
-        const int groups = k / 8, step = RF_WAVE * split;
-        if (row < n) {
-#pragma unroll 2
-            for (int g = piece * RF_WAVE + lane; g < groups; g += step) {
-                const uint8_t* b = wr + (g / (RF_QK / 8)) * RF_TS;
-#pragma unroll
-                for (int j = 0; j < RF_MV_ROWS; ++j) {
-                    if (j < mr) {
-                        const int2 q = *(const int2*)(xqj + (long long)j * k + 8 * g);
-                        acc[j] += xdj[(long long)j * (k / 32) + (g >> 2)] * rf_dot8_q8(b, g % (RF_QK / 8), q.x, q.y);
-                    }
-                }
-            }
-        }
-#endif
         rf_matvec_reduce(acc, mr, split, part);
         if (piece == 0 && lane == 0 && row < n) {
 #pragma unroll
-            for (int j = 0; j < RF_MV_ROWS; ++j) {
+            for (int j = 0; j < MR; ++j) {
                 if (j < mr) {
                     const long long o = (long long)(j0 + j) * n + row;
                     out[o] = acc[j];
@@ -190,32 +201,34 @@ __device__ __forceinline__ void rf_matvec_q8_rows(const int8_t* __restrict__ xq,
     }
 }
 
-extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
-    rf_matvec_q8(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w,
-                 float* __restrict__ out, int m, int n, int k, long long row_bytes, int split,
-                 const float* __restrict__ residual, float* __restrict__ total) {
-    rf_grid_begin();
-    rf_matvec_q8_rows(xq, xd, w, out, m, n, k, row_bytes, split, blockIdx.x, residual, total);
-}
-
 // Up to three products of the same x in one launch (q, k and v; gate and up): blocks [0, b1) take w0, [b1, b2)
 // w1, [b2, ...) w2, each with its own split (so each gets the arithmetic it gets when launched alone). Small
 // products apart leave most of the GPU idle and each pays a launch in the chain.
-extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
-    rf_matvec_q8_multi(const int8_t* __restrict__ xq, const float* __restrict__ xd, int m, int k, long long row_bytes,
-                       const uint8_t* __restrict__ w0, float* __restrict__ out0, int n0, int s0,
-                       const uint8_t* __restrict__ w1, float* __restrict__ out1, int n1, int s1, int b1,
-                       const uint8_t* __restrict__ w2, float* __restrict__ out2, int n2, int s2, int b2) {
-    rf_grid_begin();
-    const int b = blockIdx.x;
-    if (b >= b2) {
-        rf_matvec_q8_rows(xq, xd, w2, out2, m, n2, k, row_bytes, s2, b - b2, nullptr, nullptr);
-    } else if (b >= b1) {
-        rf_matvec_q8_rows(xq, xd, w1, out1, m, n1, k, row_bytes, s1, b - b1, nullptr, nullptr);
-    } else {
-        rf_matvec_q8_rows(xq, xd, w0, out0, m, n0, k, row_bytes, s0, b, nullptr, nullptr);
+#define RF_MATVEC_Q8(NAME, MR)                                                                                     \
+    extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)                                          \
+        NAME(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w,        \
+             float* __restrict__ out, int m, int n, int k, long long row_bytes, int split,                      \
+             const float* __restrict__ residual, float* __restrict__ total) {                                    \
+        rf_grid_begin();                                                                                          \
+        rf_matvec_q8_rows<MR>(xq, xd, w, out, m, n, k, row_bytes, split, blockIdx.x, residual, total);           \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)                                          \
+        NAME##_multi(const int8_t* __restrict__ xq, const float* __restrict__ xd, int m, int k, long long row_bytes, \
+                     const uint8_t* __restrict__ w0, float* __restrict__ out0, int n0, int s0,                  \
+                     const uint8_t* __restrict__ w1, float* __restrict__ out1, int n1, int s1, int b1,          \
+                     const uint8_t* __restrict__ w2, float* __restrict__ out2, int n2, int s2, int b2) {        \
+        rf_grid_begin();                                                                                          \
+        const int b = blockIdx.x;                                                                                 \
+        if (b >= b2) {                                                                                            \
+            rf_matvec_q8_rows<MR>(xq, xd, w2, out2, m, n2, k, row_bytes, s2, b - b2, nullptr, nullptr);          \
+        } else if (b >= b1) {                                                                                     \
+            rf_matvec_q8_rows<MR>(xq, xd, w1, out1, m, n1, k, row_bytes, s1, b - b1, nullptr, nullptr);          \
+        } else {                                                                                                  \
+            rf_matvec_q8_rows<MR>(xq, xd, w0, out0, m, n0, k, row_bytes, s0, b, nullptr, nullptr);               \
+        }                                                                                                         \
     }
-}
+RF_MATVEC_Q8(rf_matvec_q8, 1)
+RF_MATVEC_Q8(rf_matvec_q8_batch, RF_MV_ROWS)
 #endif
 
 // out = x @ w.T for a prefill batch, x f32 [m, k]: 64x64 output tiles, the weight tile dequantized into shared

@@ -19,9 +19,10 @@ pytestmark = pytest.mark.gpu
 PROMPT = [1, 17, 300, 42, 9, 77, 123, 5, 250, 64, 3, 11]
 TOKENS = 16
 N_LAYERS = 8
-# hip and cpu kernels round differently (accumulation order, activations quantized inside quantized matmuls):
-# "equal" means this close, with the same greedy choice wherever the top two logits are clearly apart.
-ATOL = 0.05
+# hip and cpu kernels round differently (accumulation order, activations quantized to 8 bits inside quantized
+# matmuls: on hip for every call of up to 64 rows, the prompt's too, as llama.cpp does): "equal" means this close,
+# with the same greedy choice wherever the top two logits are clearly apart.
+ATOL = 0.3
 NEAR_TIE = 0.1
 
 

@@ -212,7 +212,7 @@ class HipBackend(Backend):
 
 def kernel_names(unit: Unit) -> list[str]:
     dot8 = unit.file == "quant.hip" and has_dot8_q8_source(unit.fmt_source)
-    extra = ["rf_matvec_q8", "rf_matvec_q8_multi"] if dot8 else []
+    extra = ["rf_matvec_q8", "rf_matvec_q8_multi", "rf_matvec_q8_batch", "rf_matvec_q8_batch_multi"] if dot8 else []
     return extra + {
         "elementwise.hip": ["rf_add", "rf_scale", "rf_activation", "rf_rmsnorm", "rf_rope", "rf_transpose", "rf_to_f16",
                             "rf_quantize_q8", "rf_all_finite"],

@@ -22,7 +22,7 @@ MATVEC_MAX_M = 64    # batches up to this many rows (a decode batch) use the bat
 EXACT_FORMATS = ("F32", "F16", "BF16")  # held to 1e-7: the f16 BLAS path would round the activations too much
 SAMPLE_MAX_TOP_K = 1024
 ATTENTION_SPLIT = 32  # positions per split when few queries attend to a long cache (one wave step each)
-DECODE_SPLIT = 64  # positions per split of a decode batch's attention at least
+DECODE_SPLIT = 32  # positions per split of a decode batch's attention at least (one wave step)
 THREADS = 256
 
 
@@ -93,13 +93,14 @@ class Product:
 
     @staticmethod
     def launch(be, products: list["Product"]) -> None:
-        """One launch for products of one input: rf_matvec_q8, or rf_matvec_q8_multi for two or three."""
+        """One launch for products of one input: rf_matvec_q8[_batch], or its _multi for two or three."""
         p0 = products[0]
         wave = be.runtime.info.wave_size
         threads = (4 * wave,)
+        kernel = "rf_matvec_q8" if p0.m == 1 else "rf_matvec_q8_batch"
         if len(products) == 1:
             split = p0.split(wave)
-            be.launch(p0.unit, "rf_matvec_q8", (_blocks(p0.n, 4 // split),), threads,
+            be.launch(p0.unit, kernel, (_blocks(p0.n, 4 // split),), threads,
                       [(p0.xq.ptr, PTR), (p0.xd.ptr, PTR), (_ptr(p0.w), PTR), (p0.out.ptr, PTR), (p0.m, I32),
                        (p0.n, I32), (p0.k, I32), (p0.row_bytes, I64), (split, I32), (_ptr(p0.residual), PTR),
                        (_ptr(p0.total), PTR)])
@@ -111,7 +112,7 @@ class Product:
             split = p.split(wave)
             segments += [(_ptr(p.w), PTR), (p.out.ptr, PTR), (n, I32), (split, I32)] + ([(start, I32)] if i else [])
             start += _blocks(n, 4 // split)
-        be.launch(p0.unit, "rf_matvec_q8_multi", (start,), threads,
+        be.launch(p0.unit, kernel + "_multi", (start,), threads,
                   [(p0.xq.ptr, PTR), (p0.xd.ptr, PTR), (p0.m, I32), (p0.k, I32), (p0.row_bytes, I64)] + segments)
 
 
@@ -321,7 +322,7 @@ class HipOps:
         context = mb * bs
         if m <= MATVEC_MAX_M:
             # A decode batch: splits of a length fixed by the cache's size alone, so a token's softmax is summed in
-            # the same pieces in any batch (batch invariance): 64 positions, or more for caches over 4096 so that
+            # the same pieces in any batch (batch invariance): 32 positions, or more for caches over 2048 so that
             # there are at most 64 splits; splits past a token's position exit at once.
             split_len = max(DECODE_SPLIT, 1 << (math.ceil(context / 64) - 1).bit_length())
             splits = math.ceil(context / split_len)
