@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 
-from rocmforge_core.errors import ProfileError
 from rocmforge_core.registry import get_registry
 from rocmforge_core.scheduler import reference_doc
-from rocmforge_core.scheduler.profile import Problem, check_against_sites, parse_profile, schema
+from rocmforge_core.scheduler.profile import Problem, check_against_sites, parse_profile, read_profile, schema
 
 
 def add_parser(sub) -> None:
@@ -31,12 +30,7 @@ def add_parser(sub) -> None:
 
 def run_check(args) -> int:
     registry = get_registry()
-    try:
-        with open(args.file) as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise ProfileError(f"cannot read profile {args.file}: {exc.strerror}") from None
-    profile, problems = parse_profile(text, args.file, registry)
+    profile, problems = parse_profile(read_profile(args.file), args.file, registry)
     if profile is not None and args.model:
         from rocmforge_core.engine.model import trace_file
         model = trace_file(args.model, registry)

@@ -15,6 +15,8 @@ import time
 from rocmforge_core.default_model import default_model_path
 from rocmforge_core.engine import Engine, Model, SamplingParams
 from rocmforge_core.engine.backend_setup import configure_threads, pick_backend
+from rocmforge_core.engine.sampling import SamplingError
+from rocmforge_core.errors import RocmforgeError
 
 DEFAULTS = SamplingParams()
 
@@ -92,7 +94,22 @@ def load_model(args) -> Model:
         progress.close()
 
 
+def sampling_params(args) -> SamplingParams:
+    """The sampling options, checked as the server checks a request's (before the model loads)."""
+    try:
+        return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                              typical_p=args.typical_p, repeat_penalty=args.repeat_penalty,
+                              presence_penalty=args.presence_penalty, frequency_penalty=args.frequency_penalty,
+                              seed=args.seed)
+    except SamplingError as exc:  # the message starts with the field's name: name the option instead
+        flag = "--" + exc.field.replace("_", "-")
+        raise SamplingError(exc.field, flag + str(exc).removeprefix(exc.field)) from None
+
+
 def run(args) -> int:
+    sampling = sampling_params(args)
+    if args.max_tokens < 0:
+        raise RocmforgeError(f"--max-tokens must be >= 0, got {args.max_tokens}")
     model = load_model(args)
     try:
         engine = Engine(model, n_ctx=args.ctx_size)
@@ -107,10 +124,6 @@ def run(args) -> int:
             prompt_ids = tok.encode(tok.apply_chat_template(messages), add_special=False, special=True)
         else:
             prompt_ids = tok.encode(args.prompt, add_special=True)
-        sampling = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                  min_p=args.min_p, typical_p=args.typical_p, repeat_penalty=args.repeat_penalty,
-                                  presence_penalty=args.presence_penalty,
-                                  frequency_penalty=args.frequency_penalty, seed=args.seed)
         out = sys.stdout
         if not args.json and not chat:
             out.write(args.prompt)

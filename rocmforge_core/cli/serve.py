@@ -23,11 +23,23 @@ def add_parser(sub) -> None:
     p.add_argument("--kv-size", type=int, metavar="N",
                    help="tokens of KV cache shared by all sequences (default: parallel x context); requests wait "
                         "for room when it is full")
-    p.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' on API endpoints")
+    p.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' on API endpoints (default: "
+                                                    "$ROCMFORGE_API_KEY)")
+    p.add_argument("--api-key-file", metavar="FILE", help="read the API key from FILE (kept out of the process list)")
+    p.add_argument("--allowed-hosts", metavar="NAMES", default="",
+                   help="comma-separated names the Host header may give besides the listening address and "
+                        "localhost, e.g. a reverse proxy's ('*': any; the check guards against DNS rebinding)")
     p.add_argument("--max-queue", type=int, default=64, metavar="N",
                    help="requests waiting for a slot at most; more get 503 (64)")
     p.add_argument("--prefill-chunk", type=int, default=256, metavar="N",
                    help="prompt tokens per prefill step at most, so long prompts do not stall streams (256)")
+    p.add_argument("--read-timeout", type=float, default=30.0, metavar="S",
+                   help="seconds a request's headers, and then its body, may take to arrive (30)")
+    p.add_argument("--max-connections", type=int, default=512, metavar="N",
+                   help="open connections at most; more are answered 503 and closed (512)")
+    p.add_argument("--time-limit", type=float, metavar="S",
+                   help="seconds a request may generate for at most, from admission; it then ends with "
+                        "finish_reason 'length' (default: no limit)")
     p.add_argument("--no-warm-up", action="store_true",
                    help="serve at once instead of compiling kernels and capturing every decode batch size first")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -36,10 +48,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     try:
-        import uvicorn
-
         from rocmforge_core.serve import ServeOptions, ServerState
-        from rocmforge_core.serve.server import bind, config
+        from rocmforge_core.serve.security import API_KEY_ENV, api_key, is_loopback
+        from rocmforge_core.serve.server import Server, bind
     except ImportError as exc:
         raise RocmforgeError(f"serving needs the 'serve' extra ({exc.name} is missing): "
                              "pip install 'rocmforge[serve]'") from None
@@ -48,21 +59,29 @@ def run(args) -> int:
     model = Path(args.model) if args.model else default_model_path()
     if not model.is_file():
         raise RocmforgeError(f"model file {model} does not exist")
-    for name in ("parallel", "max_queue", "prefill_chunk", "kv_size", "threads"):
+    for name in ("parallel", "max_queue", "prefill_chunk", "kv_size", "threads", "max_connections"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise RocmforgeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("read_timeout", "time_limit"):
+        value = getattr(args, name)
+        if value is not None and not 0 < value < float("inf"):
+            raise RocmforgeError(f"--{name.replace('_', '-')} must be a number of seconds > 0, got {value}")
     if not 0 <= args.port < 65536:
         raise RocmforgeError(f"--port must be in [0, 65535], got {args.port}")
+    key = api_key(args.api_key, args.api_key_file)
+    allowed = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
     state = ServerState(ServeOptions(model=model, backend=args.backend, profile=args.profile, ctx_size=args.ctx_size,
-                                     parallel=args.parallel, kv_size=args.kv_size, api_key=args.api_key,
+                                     parallel=args.parallel, kv_size=args.kv_size, api_key=key,
                                      max_queue=args.max_queue, prefill_chunk=args.prefill_chunk,
-                                     threads=args.threads, warm_up=not args.no_warm_up))
+                                     threads=args.threads, warm_up=not args.no_warm_up, host=args.host,
+                                     allowed_hosts=allowed, read_timeout=args.read_timeout,
+                                     max_connections=args.max_connections, time_limit=args.time_limit))
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
         raise RocmforgeError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s")  # rocmforge's own loggers
-    server = uvicorn.Server(config(state, args.log_level))
+    server = Server(state, args.log_level)
 
     def stop_if_load_fails() -> None:
         state.loaded.wait()
@@ -72,6 +91,9 @@ def run(args) -> int:
     threading.Thread(target=stop_if_load_fails, daemon=True).start()
     host, port = sock.getsockname()[:2]
     print(f"rocmforge: listening on http://{host}:{port} (model {state.model_id} loading)", file=sys.stderr)
+    if key is None and not is_loopback(args.host):
+        print(f"rocmforge: warning: {args.host} is reachable from other machines and no API key is set: anyone who "
+              f"can reach it can use this server (--api-key-file FILE or ${API_KEY_ENV})", file=sys.stderr)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: the normal way to stop a server

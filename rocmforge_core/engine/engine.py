@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from rocmforge_core.engine import sequence
-from rocmforge_core.engine.executor import Bound, Executor
+from rocmforge_core.engine.executor import Bound, Executor, SamplerRefusedLogits
 from rocmforge_core.engine.kv_cache import KVCache
 from rocmforge_core.engine.sampling import GREEDY, RowSampling, SamplingParams
 from rocmforge_core.errors import RocmforgeError
@@ -200,13 +200,16 @@ class Engine:
         shape.inputs.fill(self.model.backend, {TOKENS: tokens, POSITIONS: positions, SEQ_IDS: slots,
                                                OUT_ROWS: out_rows, HISTORY: history, SAMPLE_PARAMS: params,
                                                SAMPLE_CONTROLS: controls})
-        values = shape.runner()
         bound = shape.bound
-        logits = values[bound.logits_slot]
         fallbacks = self.model.plan.fallbacks
-        if not self.executor._finite(logits):
+        try:
+            values = shape.runner()
+            finite = self.executor._finite(values[bound.logits_slot])
+        except SamplerRefusedLogits:
+            finite = False
+        if not finite:
             values = self.executor.run_checked(bound)
-            logits = values[bound.logits_slot]
+        logits = values[bound.logits_slot]
         if self.model.plan.fallbacks != fallbacks:
             self._shapes.clear()  # a bound or captured step would replay the kernel that failed
         return StepResult(self, logits, values[bound.tokens_slot], n_out)

@@ -11,12 +11,15 @@ Guarding the run (the engine's, not the scheduler's: the planner only answers wh
 - A step whose logits are not all finite runs again with every output checked against the op's numpy reference
   on the same inputs: the first kernel whose output is non-finite where the reference's is not, or far from it,
   is failed over the same way. Re-running is safe: a step only rewrites the cache slots of its own tokens. If
-  the logits are still not finite, ``NonFiniteError`` names the first site whose output went non-finite.
+  the logits are still not finite, ``NonFiniteError`` names the first site whose output went non-finite. A
+  sampler that raises on non-finite logits is not failed over (it is not at fault, and replacing every sampler
+  would leave none for the steps after): the step goes to the checked run instead.
 - A kernel with state (the KV cache) replaced by one of another backend takes the state along.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,6 +35,10 @@ DIAGNOSTIC_NMSE = 1e-2  # an op this far from its reference on its own inputs co
 
 class NonFiniteError(RocmforgeError):
     """A step's logits stayed non-finite after every failing kernel was replaced."""
+
+
+class SamplerRefusedLogits(Exception):
+    """A sampler raised on non-finite logits: the step must be re-run checked (``run_checked``)."""
 
 
 def resident_signature(weights, site: Site, backend) -> ops.Signature:
@@ -169,6 +176,7 @@ class Executor:
             try:
                 values[j] = call.fn(*args, **call.params)
             except Exception as exc:
+                self._blame_the_logits(call, args)
                 values[j] = self._fail_over(bound, call, args, f"raised {type(exc).__name__}: {exc}")
                 # Later calls may read a result from another backend now: finish the step the careful way.
                 return self._finish(bound, values, j + 1)
@@ -196,11 +204,16 @@ class Executor:
             try:
                 out = call.fn(*args, **call.params)
             except Exception as exc:
+                self._blame_the_logits(call, args)
                 return self._fail_over(bound, call, args, f"raised {type(exc).__name__}: {exc}")
             problem = self._problem(call, args, out) if check else ""
             if not problem:
                 return out
             return self._fail_over(bound, call, args, problem)
+
+    def _blame_the_logits(self, call: Call, args: list) -> None:
+        if call.site.op == "sample" and not self._finite(args[0]):
+            raise SamplerRefusedLogits(call.site.name)
 
     def _fail_over(self, bound: Bound, call: Call, args: list, problem: str):
         """``call``'s kernel failed: ask the planner for the next candidate and run the call on it (raising
@@ -238,7 +251,9 @@ class Executor:
     # -- checking -------------------------------------------------------------------------------------------
     def run_checked(self, bound: Bound) -> list:
         """The step again, every output held to its op's reference on the same inputs (see the module doc)."""
-        values = self._finish(bound, [None] * bound.n_slots, 0, check=True)
+        values = [None] * bound.n_slots
+        with contextlib.suppress(SamplerRefusedLogits):  # the values up to the logits are in
+            self._finish(bound, values, 0, check=True)
         logits = values[bound.logits_slot]
         if not self._finite(logits):
             raise NonFiniteError(self._first_non_finite(bound, values))

@@ -3,6 +3,8 @@ temperature, seeded draw), computed by the ``sample`` op so a GPU backend can sa
 
 from __future__ import annotations
 
+import math
+import numbers
 import secrets
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -12,12 +14,53 @@ from rocmforge_core.ops import sample
 
 
 class SamplingError(RocmforgeError):
-    """A sampling parameter is out of range."""
+    """A sampling parameter is out of range; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+# field -> (integer?, low, high, low bound excluded?): the one range check of `rocmforge run` and the server
+# (OpenAI's ranges where it has them: temperature up to 2, penalties within +-2)
+RANGES = {
+    "temperature": (False, 0.0, 2.0, False),
+    "top_k": (True, 0, 2 ** 31 - 1, False),
+    "top_p": (False, 0.0, 1.0, True),
+    "min_p": (False, 0.0, 1.0, False),
+    "typical_p": (False, 0.0, 1.0, True),
+    "repeat_penalty": (False, 0.0, 1e6, True),
+    "presence_penalty": (False, -2.0, 2.0, False),
+    "frequency_penalty": (False, -2.0, 2.0, False),
+    "penalty_last_n": (True, 0, 1 << 20, False),
+    "seed": (True, 0, 2 ** 64 - 1, False),
+}
+
+
+def check_field(field: str, value) -> None:
+    """SamplingError unless ``value`` is a number of the field's kind within its range."""
+    integer, lo, hi, lo_open = RANGES[field]
+    kind = "an integer" if integer else "a finite number"
+    ok_type = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
+    if not ok_type or not (integer or math.isfinite(value)) or value < lo or value > hi or (lo_open and value == lo):
+        interval = f"{'(' if lo_open else '['}{_bound(lo)}, {_bound(hi)}]"
+        raise SamplingError(field, f"{field} must be {kind} in {interval}, got {_shown(value)}")
+
+
+def _bound(x) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def _shown(value) -> str:
+    if isinstance(value, (str, bool, numbers.Real)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return f"a {type(value).__name__}"  # not a list or object of any size
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    temperature: float = 0.8      # <= 0: greedy
+    temperature: float = 0.8      # 0: greedy
     top_k: int = 40               # 0: off
     top_p: float = 0.95           # 1.0: off
     min_p: float = 0.05           # 0.0: off
@@ -29,18 +72,9 @@ class SamplingParams:
     seed: int | None = None       # None: a random seed, reported in the statistics
 
     def __post_init__(self):
-        checks = [
-            (self.top_k >= 0, "top_k must be >= 0"),
-            (0.0 < self.top_p <= 1.0, "top_p must be in (0, 1]"),
-            (0.0 <= self.min_p <= 1.0, "min_p must be in [0, 1]"),
-            (0.0 < self.typical_p <= 1.0, "typical_p must be in (0, 1]"),
-            (self.repeat_penalty > 0.0, "repeat_penalty must be > 0"),
-            (self.penalty_last_n >= 0, "penalty_last_n must be >= 0"),
-            (self.seed is None or 0 <= self.seed < 2 ** 64, "seed must be in [0, 2**64)"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise SamplingError(message)
+        for name in RANGES:
+            if name != "seed" or self.seed is not None:
+                check_field(name, getattr(self, name))
 
     @property
     def greedy(self) -> bool:

@@ -45,7 +45,7 @@ class Sequence:
         self.pieces: list[str] = []  # text emitted so far
         self.stop_token: int | None = None  # the end-of-generation token that ended it
         # "eos" (an end-of-generation token), "stop" (a stop string), "length" (max_tokens, also when it is 0),
-        # "context"; a server may set its own ("cancelled", "error")
+        # "context"; a server may set its own ("cancelled", "error", "time")
         self.finish_reason = "" if max_tokens else "length"
 
     @property
@@ -77,17 +77,17 @@ class Sequence:
             raise RocmforgeError(f"the sequence already finished ({self.finish_reason}); it takes no more tokens")
         if token in self.eog_ids:
             self.stop_token = token
-            return self._end("eos")
+            return self.end("eos")
         self.ids.append(token)
         self.history.append(token)
         if self.decoder is not None:
             self._emit(self.stops.feed(self.decoder.add(token)))
             if self.stops.stopped:
-                return self._end("stop")
+                return self.end("stop")
         if len(self.ids) >= self.max_tokens:
-            return self._end("length")
+            return self.end("length")
         if self.n_ctx is not None and self.position >= self.n_ctx:  # the cache has no room for this token
-            return self._end("context")
+            return self.end("context")
         return False
 
     def flush(self) -> None:
@@ -96,7 +96,8 @@ class Sequence:
         if self.decoder is not None and not self.stops.stopped:
             self._emit(self.stops.feed(self.decoder.flush()) + self.stops.flush())
 
-    def _end(self, reason: str) -> bool:
+    def end(self, reason: str) -> bool:
+        """Finish for ``reason`` (also a runner's own, e.g. a server's time limit), emitting the text held back."""
         self.finish_reason = reason
         self.flush()
         return True

@@ -140,7 +140,7 @@ def model_config(gf: "GGUFFile") -> ModelConfig:
     for k in ("attention.head_count", "attention.head_count_kv"):  # keep per-layer counts
         if isinstance(md.get(prefix + k), np.ndarray):
             extra[k] = _plain(md[prefix + k])
-    return ModelConfig(
+    config = ModelConfig(
         arch=arch,
         name=str(md.get("general.name", "")),
         n_layers=n_layers,
@@ -160,6 +160,52 @@ def model_config(gf: "GGUFFile") -> ModelConfig:
         tied_output=bool(tensors) and "output.weight" not in tensors,
         extra=extra,
     )
+    if tensors:  # a vocabulary-only file has no tensors to hold its sizes to
+        _check_against_tensors(config, gf, layers)
+    return config
+
+
+def _check_against_tensors(c: ModelConfig, gf: "GGUFFile", layers: set[int]) -> None:
+    """Hyperparameters that the tensors present contradict are a GGUFError, checked before anything is sized by
+    them (a block_count of 2**31 - 1 had the loader list every layer's tensor names: 30 s, 3.6 GB, MemoryError).
+    Per-layer values (arrays) are left to the architecture."""
+    md, tensors, prefix, where = gf.metadata, gf.tensors, c.arch + ".", gf.path.name
+
+    def fail(message: str) -> None:
+        raise GGUFError(f"{where}: {message}")
+
+    def scalar(name: str) -> bool:
+        return not isinstance(md.get(prefix + name), np.ndarray)
+
+    def shape(name: str) -> tuple[int, ...] | None:
+        info = tensors.get(name)
+        return info.shape if info is not None and len(info.shape) == 2 else None
+
+    if not layers:
+        fail(f"{quote(prefix + 'block_count')} says {c.n_layers} layers but the file holds no layer tensors (blk.N.*)")
+    if c.n_layers > max(layers) + 1:
+        fail(f"{quote(prefix + 'block_count')} says {c.n_layers} layers but the file holds tensors of layers 0 to "
+             f"{max(layers)} only")
+    if prefix + "context_length" in md and c.context_length == 0:
+        fail(f"{quote(prefix + 'context_length')} is 0: a model's context holds at least one token")
+    embd = shape("token_embd.weight")
+    if embd is not None and embd[1] != c.d_model:
+        fail(f"{quote(prefix + 'embedding_length')} is {c.d_model} but token_embd.weight holds vectors of {embd[1]}")
+    if embd is not None and prefix + "vocab_size" in md and embd[0] != c.vocab_size:
+        fail(f"{quote(prefix + 'vocab_size')} is {c.vocab_size} but token_embd.weight holds {embd[0]} tokens")
+    up = shape("blk.0.ffn_up.weight")
+    if up is not None and scalar("feed_forward_length") and up[0] != c.d_ff:
+        fail(f"{quote(prefix + 'feed_forward_length')} is {c.d_ff} but blk.0.ffn_up.weight has {up[0]} rows")
+    if not (scalar("attention.head_count") and scalar("attention.head_count_kv")):
+        return
+    if c.n_heads % c.n_kv_heads:
+        fail(f"the attention head count {c.n_heads} is not a multiple of the key/value head count {c.n_kv_heads}")
+    for tensor, heads, dim, what in (("attn_q", c.n_heads, c.head_dim, "query"),
+                                     ("attn_k", c.n_kv_heads, c.head_dim, "key"),
+                                     ("attn_v", c.n_kv_heads, c.head_dim_v, "value")):
+        found = shape(f"blk.0.{tensor}.weight")
+        if found is not None and found[0] != heads * dim:
+            fail(f"{heads} {what} heads of {dim} need {heads * dim} rows but blk.0.{tensor}.weight has {found[0]}")
 
 
 def _plain(value: Any) -> Any:

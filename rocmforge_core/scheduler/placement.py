@@ -22,6 +22,7 @@ order (priority, backend, name), so plans are stable.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from rocmforge_core import ops
@@ -35,6 +36,8 @@ from rocmforge_core.scheduler.residency import LayoutProbe
 from rocmforge_core.scheduler.rules import Origin
 from rocmforge_core.program import Site
 from rocmforge_core.scheduler.sites import availability
+
+log = logging.getLogger("rocmforge.scheduler")
 
 HOST = "host"
 READBACK = -100  # Copy.source_site of the step result's read-back
@@ -94,13 +97,7 @@ class Placer:
                 raise PluginError(f"backend {backend!r} cannot run here: {verdict.reason}")
             self.default = Origin(self._chain(backend), "option", f"--backend {backend}")
         elif self.profile.default is not None:
-            d = self.profile.default
-            for name in d.backends:
-                verdict = availability(self.registry.backends[name]) if name in self.registry.backends else None
-                if verdict is not None and not verdict:
-                    self.notes.append(f"the profile's default backend {name} cannot run here ({verdict.reason}); "
-                                      "its sites fall back")
-            self.default = Origin(self._chain(*d.backends), "default", d.where)
+            self.default = Origin(self._profile_chain(self.profile.default), "default", self.profile.default.where)
         else:
             self.default = Origin(self._chain(AUTO), "default", "no --backend and no profile default: auto")
 
@@ -108,6 +105,30 @@ class Placer:
     def input_backend(self) -> str:
         """Where the engine keeps a step's inputs (token ids, positions, block tables): the preferred backend."""
         return next(b for b in self.default.backends if b != AUTO)
+
+    def _profile_chain(self, default: Origin) -> tuple[str, ...]:
+        """The chain of the profile's default backends. As with --backend, none of them being able to run here is
+        an error, not a silent run on the host; when only some cannot, the run goes on on the others, with a
+        warning naming them."""
+        if default.backends == (AUTO,):
+            return self._chain(AUTO)
+        refused = {}
+        for name in default.backends:
+            verdict = availability(self.registry.backend(name))
+            if not verdict:
+                refused[name] = verdict.reason
+        reasons = "; ".join(f"{name}: {why}" for name, why in refused.items())
+        if len(refused) == len(default.backends):
+            names = ", ".join(default.backends)
+            raise PluginError(f"the profile's default backend{'s' * (len(refused) > 1)} {names} ({default.where}) "
+                              f"cannot run here ({reasons}); list one that can after it, e.g. default: "
+                              f"[{default.backends[0]}, cpu], or pass --backend")
+        if refused:
+            note = (f"the profile's default backend{'s' * (len(refused) > 1)} {', '.join(refused)} "
+                    f"({default.where}) cannot run here ({reasons}); using the next one listed")
+            self.notes.append(note)
+            log.warning("rocmforge: warning: %s", note)
+        return self._chain(*default.backends)
 
     # -- which backends may run a site --------------------------------------------------------------------
     def _chain(self, *preferred: str) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from rocmforge_core.program import Site
 
 SCHEMA_PATH = Path(__file__).with_name("profile_schema.json")
 AUTO = "auto"
+MAX_NODES = 10_000  # values in a profile, aliases expanded: real ones hold a few dozen
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -67,14 +68,23 @@ class Profile:
         return next((r for r in self.rules if r.matches(site)), None)
 
 
-def load_profile(path: str | Path, registry=None) -> Profile:
-    """Read and validate a profile; raises ProfileError naming file and line of every error."""
-    path = Path(path)
+def read_profile(path: str | Path) -> str:
+    """A profile's text; ProfileError when it cannot be read or is not UTF-8."""
     try:
-        text = path.read_text()
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ProfileError(f"cannot read profile {path}: {exc.strerror}") from None
-    profile, problems = parse_profile(text, str(path), registry)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ProfileError(f"profile {path} is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line} "
+                           f"(offset {exc.start})") from None
+
+
+def load_profile(path: str | Path, registry=None) -> Profile:
+    """Read and validate a profile; raises ProfileError naming file and line of every error."""
+    profile, problems = parse_profile(read_profile(path), str(path), registry)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ProfileError("invalid profile: " + "; ".join(map(str, errors)))
@@ -87,6 +97,9 @@ def parse_profile(text: str, file: str = "<profile>", registry=None) -> tuple[Pr
         loader = yaml.SafeLoader(text)
         try:
             root = loader.get_single_node()
+            expansion = _expansion_problem(root, file)
+            if expansion:
+                return None, [expansion]
             data = loader.construct_document(root) if root is not None else {}
         finally:
             loader.dispose()
@@ -94,6 +107,8 @@ def parse_profile(text: str, file: str = "<profile>", registry=None) -> tuple[Pr
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         return None, [Problem("error", file, mark.line + 1 if mark else 1, f"not valid YAML: {problem}")]
+    except RecursionError:  # the YAML library composes nested collections recursively
+        return None, [Problem("error", file, 1, "the profile nests collections too deeply")]
     data = {} if data is None else data
     lines = _LineMap(root, file)
     problems = list(lines.duplicates())
@@ -149,6 +164,42 @@ def parse_bytes(value: int | str) -> int:
 
 
 # -- validation ------------------------------------------------------------------------------------------------
+
+def _expansion_problem(root: yaml.Node | None, file: str) -> Problem | None:
+    """Aliases make the composed tree a graph: refuse one that contains itself (it never ends) or that expands to
+    more than MAX_NODES values (a "billion laughs" file), before anything walks it as a tree. One pass over the
+    distinct nodes, each expanded size computed once."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()  # nodes being expanded: the ancestors of the current one
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)] if root is not None else []
+    while stack:
+        node, children_done = stack.pop()
+        kids = _children(node)
+        if children_done:
+            open_.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(k)] for k in kids)
+            if size[id(node)] > MAX_NODES:
+                return Problem("error", file, node.start_mark.line + 1, f"YAML aliases expand the profile to more "
+                               f"than {MAX_NODES} values; write it out instead")
+            continue
+        if id(node) in size:
+            continue
+        open_.add(id(node))
+        stack.append((node, True))
+        for kid in kids:
+            if id(kid) in open_:
+                return Problem("error", file, kid.start_mark.line + 1,
+                               "a YAML alias refers to a collection that contains it: the profile would be infinite")
+            if id(kid) not in size:
+                stack.append((kid, False))
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
 
 def _schema_errors(data: Any) -> Iterable[tuple[tuple, str | None, str]]:
     """(json path, offending key or None, message) for each schema violation, deepest cause first."""

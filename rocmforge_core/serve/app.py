@@ -1,10 +1,12 @@
 """The ASGI app (starlette): OpenAI-compatible endpoints, tokenize/detokenize, health and metrics.
 
 Handlers are module-level functions; the ``ServerState`` they serve is ``request.app.state.server``, and the
-``endpoint`` decorator gives each API handler its key check, readiness check and request counting. Every handler
-answers errors as OpenAI-shaped JSON (errors.py). Generation requests become ``Sequence`` values handed to the
-batcher; the batcher's thread sends their events back into this event loop. A client that disconnects,
-mid-stream or while waiting for a whole answer, cancels its sequence at once.
+``endpoint`` decorator gives each API handler its key check, readiness check, request counting and the answer to
+a client that left (499, counted as cancelled, never logged as an error). Every handler answers errors as
+OpenAI-shaped JSON (errors.py). Generation requests become ``Sequence`` values handed to the batcher; the
+batcher's thread sends their events back into this event loop. A client that disconnects, while sending its
+body, mid-stream or while waiting for a whole answer, cancels its request at once. Around the routes: an access
+log line per request (access_log.py) and the Host check (security.py).
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ import uuid
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request as HTTPRequest
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request as HTTPRequest
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.serve import schemas, sse
+from rocmforge_core.serve.access_log import AccessLog
 from rocmforge_core.serve.batcher import FINISH, Sequence
+from rocmforge_core.serve.connections import AcceptErrors
 from rocmforge_core.serve.errors import APIError
+from rocmforge_core.serve.security import HostCheck
 from rocmforge_core.serve.state import ServerState
 
 log = logging.getLogger("rocmforge.serve")
@@ -39,7 +45,8 @@ def create_app(state: ServerState) -> Starlette:
               Route("/v1/chat/completions", chat_completions, methods=["POST"]),
               Route("/v1/completions", completions, methods=["POST"]),
               Route("/tokenize", tokenize, methods=["POST"]), Route("/detokenize", detokenize, methods=["POST"])]
-    app = Starlette(routes=routes, lifespan=lifespan,
+    middleware = [Middleware(AccessLog), Middleware(HostCheck, state=state)]  # the access log sees refusals too
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.server = state
     return app
@@ -52,6 +59,7 @@ def server_state(request: HTTPRequest) -> ServerState:
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette):
     state = app.state.server
+    asyncio.get_running_loop().set_exception_handler(AcceptErrors())
     if not state.loaded.is_set() and state.batcher is None:
         state.start_loading()
     try:
@@ -60,9 +68,13 @@ async def lifespan(app: Starlette):
         await run_in_threadpool(state.close)
 
 
+class ClientGone(Exception):
+    """The client closed its connection before its answer was complete."""
+
+
 def endpoint(name: str, *, auth: bool = True, ready: bool = True):
-    """Wrap a handler ``(request, state) -> Response``: API key check, readiness, APIError -> JSON, request
-    counting under ``name``."""
+    """Wrap a handler ``(request, state) -> Response``: API key check, readiness, APIError -> JSON, a client that
+    left -> 499, a bug -> 500 (logged once), request counting under ``name``."""
     def wrap(handler):
         @functools.wraps(handler)
         async def run(request: HTTPRequest) -> Response:
@@ -76,6 +88,10 @@ def endpoint(name: str, *, auth: bool = True, ready: bool = True):
                 response = await handler(request, state)
             except APIError as exc:
                 response = error_response(exc)
+            except ClientGone:
+                response = Response(status_code=499)  # nobody reads it
+            except Exception as exc:  # answered here, so that starlette does not log it a second time
+                response = internal_error(request, exc)
             state.metrics.request(name, response.status_code)
             return response
         return run
@@ -94,16 +110,30 @@ def check_key(state: ServerState, request: HTTPRequest) -> None:
 
 
 async def read_json(state: ServerState, request: HTTPRequest) -> dict:
-    limit = state.options.max_body_bytes
+    """The JSON object of the body: sent as application/json (a browser sends other types without asking first),
+    at most ``max_body_bytes``, whole within ``read_timeout`` seconds."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";")[0].strip().lower() != "application/json":
+        raise APIError(f"the request body must be JSON sent with 'Content-Type: application/json', got "
+                       f"{repr(ctype) if ctype else 'no content type'}", status=415)
+    o = state.options
+    limit = o.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise APIError(f"the request body is larger than {limit} bytes", status=413)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(f"the request body is larger than {limit} bytes", status=413)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(o.read_timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise APIError(f"the request body is larger than {limit} bytes", status=413)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise APIError(f"the request body did not arrive within {o.read_timeout:g} s", status=408) from None
+    except ClientDisconnect:
+        state.metrics.add("cancelled")
+        raise ClientGone from None
     return schemas.parse_json(b"".join(chunks))
 
 
@@ -207,6 +237,7 @@ async def generate(request: HTTPRequest, state: ServerState, req: schemas.Reques
                    decoder=state.tokenizer.stream())
     state.batcher.submit(seq)
     reply = Reply(req, state.model_id, seq)
+    request.state.log_detail = reply.log_detail
     if req.stream:
         return SequenceStream(stream(reply, queue), lambda: state.batcher.cancel(seq))
     return await whole(request, state, reply, queue)
@@ -230,9 +261,9 @@ async def stream(reply: "Reply", queue: asyncio.Queue):
             yield sse.event(reply.chunk({} if reply.req.kind == "chat" else reply.delta(""), FINISH[value]))
             if reply.req.include_usage:
                 yield sse.event({**reply.envelope(chunk=True), "choices": [], "usage": reply.usage()})
-            yield sse.DONE
-        else:
+        else:  # the engine failed, or the server is shutting down: the error, then the end all the same
             yield sse.event(value.body())
+        yield sse.DONE
         return
 
 
@@ -259,11 +290,12 @@ async def whole(request: HTTPRequest, state: ServerState, reply: "Reply", queue:
         watcher.cancel()
         if not collector.done():
             collector.cancel()
-            state.batcher.cancel(reply.seq)
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+            state.batcher.cancel(reply.seq)  # counted as cancelled where the batcher frees it
+        for task in (watcher, collector):  # a cancelled task is done only once it has run its cancellation
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     if collector.cancelled():
-        return Response(status_code=499)  # nobody reads it: the client closed the connection
+        raise ClientGone
     kind, value = collector.result()
     if kind == "error":
         raise value
@@ -279,8 +311,12 @@ async def http_error(request: HTTPRequest, exc: HTTPException) -> Response:
 
 
 async def server_error(request: HTTPRequest, exc: Exception) -> Response:
-    log.exception("rocmforge: internal error on %s", request.url.path, exc_info=exc)
     server_state(request).metrics.request("other", 500)
+    return internal_error(request, exc)
+
+
+def internal_error(request: HTTPRequest, exc: Exception) -> Response:
+    log.error("rocmforge: internal error on %s", request.url.path, exc_info=exc)
     return error_response(APIError(f"internal server error: {type(exc).__name__}", status=500))
 
 
@@ -321,6 +357,12 @@ class Reply:
             else "text_completion"
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
                 "system_fingerprint": "rocmforge"}
+
+    def log_detail(self) -> str:
+        """The access log's note on this request, once it is over."""
+        p, c = len(self.seq.prompt_ids), len(self.seq.ids)
+        end = self.seq.finish_reason or ("cancelled" if self.seq.cancelled else "unfinished")
+        return f"prompt {p}, completion {c} tokens, {end}"
 
     def usage(self) -> dict:
         p, c = len(self.seq.prompt_ids), len(self.seq.ids)

@@ -16,6 +16,10 @@ sequence never finds the cache full: requests wait in a bounded queue instead, a
 penalty history, ``(seed, step)`` draw and stopping rules, so a request gives the same tokens whether it runs
 alone, batched, or through ``rocmforge run``.
 
+A sequence that has held its slot for ``time_limit`` seconds ends as if it had reached max_tokens ("length").
+``drain`` (the server was told to stop) refuses new requests and ends the waiting ones at once; running ones may
+finish for a grace period, after which they end with a 503 error.
+
 Sequences talk to the HTTP side only through their ``sink`` (called from this thread with ``("text", str)``,
 ``("done", finish_reason)`` or ``("error", APIError)``); the HTTP side calls ``cancel`` from its own thread.
 """
@@ -31,11 +35,14 @@ from typing import Callable, Iterable
 
 from rocmforge_core.engine import SamplingParams, sequence
 from rocmforge_core.engine.engine import PACK_ROWS, prefill_pieces
+from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.serve.errors import APIError
 
 log = logging.getLogger("rocmforge.serve")
 
-FINISH = {"eos": "stop", "stop": "stop", "length": "length", "context": "length"}  # engine -> OpenAI names
+FINISH = {"eos": "stop", "stop": "stop", "length": "length", "context": "length",  # engine -> OpenAI names
+          "time": "length"}
+SHUTTING_DOWN = "the server is shutting down"
 _ids = itertools.count(1)
 
 
@@ -55,6 +62,7 @@ class Sequence(sequence.Sequence):
         self.reserved = 0  # KV blocks held for this sequence at admission
         self.cancelled = False
         self.submitted = time.monotonic()
+        self.deadline: float | None = None  # when the time limit ends it (set at admission)
         self.first_token_at: float | None = None
 
     def emit(self, event: tuple) -> None:
@@ -65,8 +73,9 @@ class Sequence(sequence.Sequence):
 
 
 class Batcher:
-    def __init__(self, engine, *, max_queue: int = 64, metrics=None):
+    def __init__(self, engine, *, max_queue: int = 64, metrics=None, time_limit: float | None = None):
         self.engine = engine
+        self.time_limit = time_limit
         self.cache = engine.cache
         self.max_queue = max_queue
         self.prefill_chunk = engine.prefill_chunk
@@ -76,6 +85,7 @@ class Batcher:
         self.reserved_blocks = 0
         self._cond = threading.Condition()
         self._stopping = False
+        self._drain_deadline: float | None = None  # set by ``drain``: running sequences end with 503 then
         self._thread: threading.Thread | None = None  # the one running ``run``
 
     # -- called from the HTTP side --------------------------------------------------------------------------
@@ -104,8 +114,8 @@ class Batcher:
             return
         seq.n_ctx = self.engine.n_ctx
         with self._cond:
-            if self._stopping:
-                raise APIError("the server is shutting down", status=503)
+            if self._stopping or self._drain_deadline is not None:
+                raise APIError(SHUTTING_DOWN, status=503)
             if len(self.waiting) >= self.max_queue:
                 raise APIError(f"the server is busy: {len(self.waiting)} requests are already waiting; retry "
                                "later", status=503, code="queue_full")
@@ -132,6 +142,17 @@ class Batcher:
         self._thread = threading.Thread(target=self.run, name="rocmforge-engine", daemon=True)
         self._thread.start()
 
+    def drain(self, grace: float) -> None:
+        """The server is stopping: refuse new requests, end the waiting ones now (503) and the running ones once
+        ``grace`` seconds have passed, unless they finish first."""
+        with self._cond:
+            self._drain_deadline = time.monotonic() + grace
+            for seq in self.waiting:
+                seq.finish_reason = "error"
+                seq.emit(("error", APIError(SHUTTING_DOWN, status=503)))
+            self.waiting.clear()
+            self._cond.notify()
+
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
             self._stopping = True
@@ -157,19 +178,20 @@ class Batcher:
                     break
                 self._admit()
             self._drop_cancelled()
+            self._end_overdue()
             try:
                 self._decode()
                 self._prefill()
+            except RocmforgeError as exc:  # non-finite logits, --strict: the message names the site and kernel
+                log.error("rocmforge: engine step failed: %s", exc)
+                self._fail_running(APIError(f"the engine failed: {exc}", status=500))
             except Exception as exc:  # a failing step must not take the server down: fail its sequences
                 log.exception("rocmforge: engine step failed")
-                error = APIError(f"the engine failed: {exc}", status=500)
-                for seq in list(self.running):
-                    self._finish(seq, "error", error)
-        for seq in list(self.running):
-            self._finish(seq, "error", APIError("the server is shutting down", status=503))
+                self._fail_running(APIError(f"the engine failed: {exc}", status=500))
+        self._fail_running(APIError(SHUTTING_DOWN, status=503))
         with self._cond:
             for seq in self.waiting:
-                seq.emit(("error", APIError("the server is shutting down", status=503)))
+                seq.emit(("error", APIError(SHUTTING_DOWN, status=503)))
             self.waiting.clear()
 
     def _admit(self) -> None:
@@ -180,6 +202,8 @@ class Batcher:
             if self.reserved_blocks + need > self.capacity_blocks:
                 break  # first come, first served: later requests wait behind it
             self.waiting.popleft()
+            if self.time_limit is not None:
+                seq.deadline = time.monotonic() + self.time_limit
             seq.slot = self.engine.add_sequence()
             seq.reserved = need
             self.reserved_blocks += need
@@ -188,6 +212,20 @@ class Batcher:
     def _drop_cancelled(self) -> None:
         for seq in [s for s in self.running if s.cancelled]:
             self._finish(seq, "cancelled")
+
+    def _end_overdue(self) -> None:
+        """End the sequences past their time limit (their text so far is theirs), and all of them once a drain's
+        grace period is over."""
+        now = time.monotonic()
+        if self._drain_deadline is not None and now >= self._drain_deadline:
+            self._fail_running(APIError(f"{SHUTTING_DOWN}: the answer was cut short", status=503))
+        for seq in [s for s in self.running if s.deadline is not None and now >= s.deadline]:
+            seq.end("time")
+            self._finish(seq, "time")
+
+    def _fail_running(self, error: APIError) -> None:
+        for seq in list(self.running):
+            self._finish(seq, "error", error)
 
     def _decode(self) -> None:
         batch = [s for s in self.running if s.ids and not s.cancelled]  # prompt read, a token to feed

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rocmforge_core.errors import RocmforgeError
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-         405: "invalid_request_error", 413: "invalid_request_error", 415: "invalid_request_error",
-         503: "server_overloaded", 500: "server_error"}
+         405: "invalid_request_error", 408: "invalid_request_error", 413: "invalid_request_error",
+         415: "invalid_request_error", 503: "server_overloaded", 500: "server_error"}
 
 
 class APIError(RocmforgeError):

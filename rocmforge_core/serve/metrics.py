@@ -28,7 +28,7 @@ class Metrics:
         self.requests: Counter[tuple[str, int]] = Counter()  # (endpoint, status) -> count
         self.prompt_tokens = 0      # prompt tokens run through the model (prefill)
         self.completion_tokens = 0  # tokens generated
-        self.cancelled = 0          # sequences dropped because their client went away
+        self.cancelled = 0          # requests whose client left before their answer was complete
         self.decode_steps = 0
         self.decode_rows = 0        # sequences summed over decode steps: decode_rows / decode_steps = mean batch
         self.max_decode_batch = 0
@@ -81,7 +81,7 @@ class Metrics:
         metric("generation_tokens_total", "counter", "tokens generated", [({}, self.completion_tokens)])
         metric("generation_tokens_per_second", "gauge", f"tokens generated per second over the last "
                f"{RATE_WINDOW_S:g} s", [({}, round(self.tokens_per_second(), 3))])
-        metric("cancelled_total", "counter", "sequences freed because their client disconnected or cancelled",
+        metric("cancelled_total", "counter", "requests whose client left before their answer was complete",
                [({}, self.cancelled)])
         metric("decode_steps_total", "counter", "decode steps run", [({}, self.decode_steps)])
         metric("decode_sequences_total", "counter", "sequences summed over decode steps (divide by "

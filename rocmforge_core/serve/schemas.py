@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from rocmforge_core.engine import SamplingParams
-from rocmforge_core.errors import RocmforgeError
+from rocmforge_core.engine.sampling import RANGES, SamplingError
 from rocmforge_core.serve.errors import APIError
 
 MAX_STOPS = 16
-SAMPLING_DEFAULTS = SamplingParams()
 
 
 @dataclass
@@ -48,22 +47,23 @@ def parse_json(raw: bytes) -> dict:
 
 
 def _kind(v: Any) -> str:
+    if isinstance(v, float) and not math.isfinite(v):
+        return "NaN" if math.isnan(v) else "infinity"  # JSON's NaN and 1e400 (Python reads them)
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
             int: "an integer", float: "a number"}.get(type(v), type(v).__name__)
 
 
-def _number(body: dict, name: str, lo: float, hi: float, *, integer: bool = False, lo_open: bool = False):
-    """body[name] checked to be a number (an integer if asked) within [lo, hi] (or (lo, hi]); None if absent."""
+def _integer(body: dict, name: str, lo: int, hi: int | None = None):
+    """body[name] checked to be an integer within [lo, hi] (hi None: no upper bound); None if absent."""
     v = body.get(name)
     if v is None:
         return None
-    wanted = "an integer" if integer else "a number"
-    ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok_type or (isinstance(v, float) and not math.isfinite(v)):
-        raise APIError(f"'{name}' must be {wanted}, got {_kind(v)}", param=name)
-    if v < lo or v > hi or (lo_open and v == lo):
-        low = f"({lo}" if lo_open else f"[{lo}"
-        raise APIError(f"'{name}' must be in {low}, {hi}], got {v}", param=name)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise APIError(f"'{name}' must be an integer, got {_kind(v)}", param=name)
+    if hi is None and v < lo:
+        raise APIError(f"'{name}' must be >= {lo}, got {v}", param=name)
+    if hi is not None and not lo <= v <= hi:
+        raise APIError(f"'{name}' must be in [{lo}, {hi}], got {v}", param=name)
     return v
 
 
@@ -77,22 +77,15 @@ def flag(body: dict, name: str, default: bool = False) -> bool:
 
 
 def _sampling(body: dict) -> SamplingParams:
-    values = {
-        "temperature": _number(body, "temperature", 0.0, 2.0),
-        "top_p": _number(body, "top_p", 0.0, 1.0, lo_open=True),
-        "top_k": _number(body, "top_k", 0, 2 ** 31 - 1, integer=True),
-        "min_p": _number(body, "min_p", 0.0, 1.0),
-        "typical_p": _number(body, "typical_p", 0.0, 1.0, lo_open=True),
-        "repeat_penalty": _number(body, "repeat_penalty", 0.0, 1e6, lo_open=True),
-        "presence_penalty": _number(body, "presence_penalty", -2.0, 2.0),
-        "frequency_penalty": _number(body, "frequency_penalty", -2.0, 2.0),
-        "penalty_last_n": _number(body, "penalty_last_n", 0, 1 << 20, integer=True),
-        "seed": _number(body, "seed", -(2 ** 63), 2 ** 64 - 1, integer=True),
-    }
-    if values["seed"] is not None and values["seed"] < 0:  # OpenAI seeds are signed 64-bit integers
-        values["seed"] += 2 ** 64
-    known = {f.name for f in fields(SamplingParams)}
-    return SamplingParams(**{k: v for k, v in values.items() if v is not None and k in known})
+    """The request's sampling fields, range-checked by SamplingParams (the check ``rocmforge run`` makes)."""
+    values = {name: body[name] for name in RANGES if body.get(name) is not None}
+    seed = values.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and -(2 ** 63) <= seed < 0:
+        values["seed"] = seed + 2 ** 64  # OpenAI seeds are signed 64-bit integers
+    try:
+        return SamplingParams(**values)
+    except SamplingError as exc:
+        raise APIError(str(exc), param=exc.field) from None
 
 
 def _stops(body: dict) -> list[str]:
@@ -108,10 +101,10 @@ def _stops(body: dict) -> list[str]:
 
 
 def _unsupported(body: dict) -> None:
-    n = _number(body, "n", 1, 2 ** 31 - 1, integer=True)
+    n = _integer(body, "n", 1, 2 ** 31 - 1)
     if n is not None and n != 1:
         raise APIError(f"'n' must be 1: this server returns one choice per request, got {n}", param="n")
-    best_of = _number(body, "best_of", 1, 2 ** 31 - 1, integer=True)
+    best_of = _integer(body, "best_of", 1, 2 ** 31 - 1)
     if best_of is not None and best_of != 1:
         raise APIError(f"'best_of' must be 1, got {best_of}", param="best_of")
     for name in ("logprobs", "top_logprobs", "echo", "suffix", "tools", "functions", "logit_bias"):
@@ -127,19 +120,11 @@ def _common(body: dict, kind: str) -> Request:
         raise APIError(f"'model' must be a string, got {_kind(model)}", param="model")
     name = "max_completion_tokens" if kind == "chat" and body.get("max_completion_tokens") is not None \
         else "max_tokens"  # chat's newer name wins
-    max_tokens = _number(body, name, -(2 ** 63), 2 ** 63, integer=True)
-    if max_tokens is not None and max_tokens < 0:
-        raise APIError(f"'{name}' must be >= 0, got {max_tokens}", param=name)
+    max_tokens = _integer(body, name, 0)
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise APIError(f"'stream_options' must be an object, got {_kind(options)}", param="stream_options")
-    try:
-        sampling = _sampling(body)
-    except APIError:
-        raise
-    except RocmforgeError as exc:  # SamplingParams' own range checks
-        raise APIError(str(exc)) from None
-    return Request(kind, model, max_tokens=max_tokens, sampling=sampling, stop=_stops(body),
+    return Request(kind, model, max_tokens=max_tokens, sampling=_sampling(body), stop=_stops(body),
                    stream=flag(body, "stream"), include_usage=flag(options or {}, "include_usage"),
                    ignore_eos=flag(body, "ignore_eos"))
 

@@ -28,12 +28,20 @@ class ServeOptions:
     prefill_chunk: int = 256        # prompt tokens per prefill step at most
     max_body_bytes: int = 8 << 20   # request bodies larger than this get 413
     warm_up: bool = True            # run every decode batch size once before serving (Engine.warm_up)
+    host: str = "127.0.0.1"         # the address listened on: Host headers must name it (security.py)
+    allowed_hosts: tuple[str, ...] = ()  # more names Host headers may give; "*": any
+    read_timeout: float = 30.0      # seconds for a request's headers to arrive, and again for its body
+    max_connections: int = 512      # open connections at most; more are answered 503 and closed
+    time_limit: float | None = None  # seconds a request may generate (from admission) before it ends as "length"
+    shutdown_grace: float = 5.0     # seconds running requests may finish in once the server is told to stop
 
 
 class ServerState:
     def __init__(self, options: ServeOptions):
         if options.parallel < 1:
             raise ValueError("parallel must be >= 1")
+        if options.time_limit is not None and not options.time_limit > 0:
+            raise ValueError("time_limit must be > 0 seconds")
         self.options = options
         self.metrics = Metrics()
         self.model = self.engine = self.tokenizer = self.batcher = None
@@ -74,7 +82,7 @@ class ServerState:
                 start = time.perf_counter()
                 steps = engine.warm_up()
                 log.info("rocmforge: warmed up %d step shapes in %.1f s", steps, time.perf_counter() - start)
-            batcher = Batcher(engine, max_queue=o.max_queue, metrics=self.metrics)
+            batcher = Batcher(engine, max_queue=o.max_queue, metrics=self.metrics, time_limit=o.time_limit)
             self.model, self.engine, self.tokenizer, self.batcher = model, engine, tokenizer, batcher
             log.info("rocmforge: serving %s on %s (%d parallel, context %d)", self.model_id,
                      model.planner.preferred, o.parallel, engine.n_ctx)
@@ -83,6 +91,11 @@ class ServerState:
             log.error("rocmforge: loading %s failed: %s", o.model, self.error)
         finally:
             self.loaded.set()
+
+    def drain(self) -> None:
+        """The server was told to stop: refuse new requests, give running ones ``shutdown_grace`` seconds."""
+        if self.batcher is not None:
+            self.batcher.drain(self.options.shutdown_grace)
 
     def close(self) -> None:
         if self.batcher is not None:

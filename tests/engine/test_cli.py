@@ -72,6 +72,22 @@ def test_user_errors_are_one_sentence(tmp_path, capsys):
 
 
 
+@pytest.mark.parametrize("option,value,message", [
+    ("--temperature", "nan", "--temperature must be a finite number in [0, 2], got nan"),
+    ("--temperature", "-1", "--temperature must be a finite number in [0, 2], got -1.0"),
+    ("--temperature", "1e9", "--temperature must be a finite number in [0, 2], got 1000000000.0"),
+    ("--temperature", "1e400", "--temperature must be a finite number in [0, 2], got inf"),
+    ("--top-p", "0", "--top-p must be a finite number in (0, 1], got 0.0"),
+    ("--repeat-penalty", "inf", "--repeat-penalty must be a finite number in (0, 1000000], got inf"),
+    ("--max-tokens", "-3", "--max-tokens must be >= 0, got -3"),
+])
+def test_sampling_options_are_checked_before_loading_as_the_server_checks_them(tmp_path, capsys, option, value,
+                                                                                message):
+    # the model does not exist: the options are refused before anything is loaded
+    assert main(["run", "--model", str(tmp_path / "none.gguf"), "--prompt", "x", option, value]) == 1
+    assert capsys.readouterr().err == f"rocmforge: error: {message}\n"
+
+
 def test_threads_option_reaches_host_backends(capsys):
     from rocmforge_core.cli import main
     from rocmforge_core.cli.run import configure_threads

@@ -34,6 +34,15 @@ def test_sampling_params_are_validated():
     with pytest.raises(SamplingError, match="top_k"):
         SamplingParams(top_k=-1)
     assert SamplingParams(temperature=0).greedy
+    for bad, message in [(dict(temperature=float("nan")), "temperature must be a finite number in [0, 2], got nan"),
+                         (dict(temperature=float("inf")), "got inf"), (dict(temperature=-1), "got -1"),
+                         (dict(temperature=1e9), "got 1000000000.0"), (dict(top_k=1.5), "top_k must be an integer"),
+                         (dict(top_k=True), "got True"), (dict(seed=2 ** 64), "seed must be an integer in"),
+                         (dict(presence_penalty=3), "presence_penalty must be a finite number in [-2, 2], got 3"),
+                         (dict(penalty_last_n=[1] * 10_000), "got a list")]:
+        with pytest.raises(SamplingError) as err:
+            SamplingParams(**bad)
+        assert message in str(err.value) and err.value.field == next(iter(bad))
     p = SamplingParams().with_seed()
     assert p.seed is not None and p.with_seed() is p
     assert "penalty_last_n" not in p.op_params()

@@ -142,3 +142,43 @@ def test_expert_feed_forward_length_inferred_from_the_expert_stack(tmp_path):
     c = open_gguf(write_gguf(tmp_path / "moe.gguf", kv=tiny_kv(drop=("feed_forward_length",)),
                              tensors=tensors)).config
     assert c.d_ff == 48 and c.vocab_size == TINY["vocab"]
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("block_count", 2**31 - 1, "'llama.block_count' says 2147483647 layers but the file holds tensors of layers 0 "
+                               "to 1 only"),
+    ("block_count", 3, "'llama.block_count' says 3 layers but the file holds tensors of layers 0 to 1 only"),
+    ("embedding_length", 65, "'llama.embedding_length' is 65 but token_embd.weight holds vectors of 64"),
+    ("attention.head_count", 8, "2 key heads of 8 need 16 rows but blk.0.attn_k.weight has 32"),  # head_dim 64 / 8
+    ("attention.head_count_kv", 4, "4 key heads of 16 need 64 rows but blk.0.attn_k.weight has 32"),
+    ("feed_forward_length", 97, "'llama.feed_forward_length' is 97 but blk.0.ffn_up.weight has 96 rows"),
+    ("vocab_size", 41, "'llama.vocab_size' is 41 but token_embd.weight holds 40 tokens"),
+    ("context_length", 0, "'llama.context_length' is 0: a model's context holds at least one token"),
+])
+def test_sizes_the_tensors_contradict_are_refused_before_anything_is_sized_by_them(tmp_path, key, value, message):
+    gf = open_gguf(write_tiny_model(tmp_path / "t.gguf", drop=(key,),
+                                    extra_kv={f"llama.{key}": (value, GGUFValueType.UINT32)}))
+    with pytest.raises(GGUFError) as err:
+        gf.config
+    assert str(err.value) == f"t.gguf: {message}"
+
+
+def test_key_value_heads_must_divide_the_query_heads(tmp_path):
+    from gguf_samples import tiny_kv, tiny_tensors, write_gguf
+
+    tensors = tiny_tensors(np.random.default_rng(0), f32_only=True)
+    for i in range(TINY["n_layers"]):  # 3 key/value heads of 16: consistent rows, 4 query heads
+        tensors[f"blk.{i}.attn_k.weight"] = tensors[f"blk.{i}.attn_v.weight"] = (np.zeros((48, 64), np.float32), 0)
+    kv = tiny_kv(drop=("attention.head_count_kv",)) | {"llama.attention.head_count_kv": (3, GGUFValueType.UINT32)}
+    with pytest.raises(GGUFError, match="the attention head count 4 is not a multiple of the key/value head count 3"):
+        open_gguf(write_gguf(tmp_path / "t.gguf", kv=kv, tensors=tensors)).config
+
+
+def test_a_huge_block_count_fails_fast_when_loading(tmp_path):
+    """2**31 - 1 layers took 30 s and 3.6 GB before a MemoryError: the architecture listed every layer's tensors."""
+    from rocmforge_core.engine import Model
+
+    kv = {"llama.block_count": (2**31 - 1, GGUFValueType.UINT32)}
+    path = write_tiny_model(tmp_path / "t.gguf", drop=("block_count",), extra_kv=kv)
+    with pytest.raises(GGUFError, match="says 2147483647 layers"):
+        Model(path, backend="reference")

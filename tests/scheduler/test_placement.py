@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from rocmforge_core.errors import UnsupportedError
+from rocmforge_core.errors import PluginError, UnsupportedError
+from rocmforge_core.ops import no
 from rocmforge_core.scheduler.placement import Placer
 from rocmforge_core.scheduler.profile import parse_profile
 
@@ -107,3 +110,17 @@ def test_gpu_memory_budget_places_what_fits(make_registry):
     prof = profile(reg, f"default: gpu\ngpu_memory: {V * D + 2 * per_layer + 10}\ncontext: 1\n")
     step = Placer(reg, None, prof).place(sites)
     assert step.split.gpu_layers == {2, 3} and step.split.head and not step.split.front
+
+
+def test_a_profile_default_that_cannot_run_here_is_an_error_as_backend_is(make_registry, caplog):
+    gpu = GPUPlugin()
+    reg = make_registry(gpu=gpu, cpu=CPUPlugin())
+    gpu.backend.available = lambda: no("no fake device here")
+    with pytest.raises(PluginError, match=r"the profile's default backend gpu \(p\.yaml:1\) cannot run here "
+                                          r"\(gpu: no fake device here\); list one that can after it"):
+        Placer(reg, None, profile(reg, "default: gpu\n"))
+    # A fallback listed in the profile is used, and the run says so.
+    caplog.set_level(logging.WARNING, logger="rocmforge.scheduler")
+    placer = Placer(reg, None, profile(reg, "default: [gpu, cpu]\n"))
+    assert set(backends(placer.place(model_sites(1))).values()) == {"cpu"}
+    assert "default backend gpu (p.yaml:1) cannot run here" in caplog.text and placer.notes

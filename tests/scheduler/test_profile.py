@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,42 @@ def test_profile_check_against_a_model(reg, tmp_path, capsys):
         f"{path}:10: warning: rule (op matmul, name /ffn_down/) -> cpu is shadowed by the rule (op matmul) -> gpu "
         "at line 8: it can never match",
         f"{path}: valid (3 rules, 4 warnings)"]
+
+
+# -- hostile files ---------------------------------------------------------------------------------------------
+LAUGHS = "\n".join(["l0: &l0 [cpu, cpu, cpu, cpu, cpu, cpu, cpu, cpu, cpu, cpu]"]
+                   + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 9)]
+                   + ["rules:", "  - op: matmul", "    backend: *l8"]) + "\n"  # 10**9 values once expanded
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("default: &a [cpu, *a]\n", 1, "a YAML alias refers to a collection that contains it"),
+    ("rules:\n  - &r\n    op: matmul\n    backend: cpu\n    why: *r\n", 2, "a YAML alias refers to a collection"),
+    (LAUGHS, 4, "YAML aliases expand the profile to more than 10000 values"),
+])
+def test_self_referencing_and_exploding_aliases_are_refused_at_once(tmp_path, text, line, message):
+    """Both hung `profile check` (and `run --profile`) before: the checks walked the alias graph as a tree."""
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    r = subprocess.run([sys.executable, "-c", "import sys; from rocmforge_core.cli import main; sys.exit(main())",
+                        "profile", "check", str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and f"{path}:{line}: error: {message}" in r.stdout, r.stdout + r.stderr
+
+
+def test_aliases_that_share_a_value_are_fine(reg):
+    prof, found = parse_profile("default: &both [gpu, cpu]\nops:\n  sample: *both\n", "p.yaml", reg)
+    assert prof is not None and not found and prof.ops["sample"].backends == ("gpu", "cpu")
+
+
+def test_deeply_nested_yaml_is_one_problem(reg):
+    found = problems(reg, "default: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert [p.message for p in found] == ["the profile nests collections too deeply"]
+
+
+def test_a_profile_that_is_not_utf8_is_one_sentence(reg, tmp_path, capsys):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("default: cpu\n# café\n".encode("latin-1"))
+    with pytest.raises(ProfileError, match=rf"^profile {path} is not UTF-8 text: byte 0xe9 at line 2 \(offset 18\)$"):
+        load_profile(path, reg)
+    with pytest.raises(ProfileError, match="is not UTF-8 text"):
+        cli("profile", "check", str(path))

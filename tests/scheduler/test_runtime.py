@@ -100,18 +100,33 @@ def test_the_first_kernel_whose_output_went_bad_is_blamed_not_the_one_that_made_
     assert "far from the reference" in model.planner.events[0]["problem"]
 
 
-def test_logits_the_reference_also_makes_non_finite_name_the_first_site(make_registry, tiny):
-    """When every kernel agrees with its reference and the logits are still NaN (here a NaN in a norm weight), the
-    step raises NonFiniteError naming the first site whose output went non-finite."""
-    model = Model(tiny, backend="cpu", registry=make_registry(cpu=CPUPlugin()))
+def nan_in_a_norm_weight(model):
     name, weights = "blk.1.ffn_norm.weight", model.weights
     raw = np.array(weights.host(name).data, copy=True)
     raw.view(np.float32).reshape(-1)[3] = np.nan
     weights._host[name] = weights.host(name).with_data(raw, "")
     for key in [k for k in weights._resident if k[1] == name]:
         del weights._resident[key]
+    return model
+
+
+def test_logits_the_reference_also_makes_non_finite_name_the_first_site(make_registry, tiny):
+    """When every kernel agrees with its reference and the logits are still NaN (here a NaN in a norm weight), the
+    step raises NonFiniteError naming the first site whose output went non-finite."""
+    model = nan_in_a_norm_weight(Model(tiny, backend="cpu", registry=make_registry(cpu=CPUPlugin())))
     with pytest.raises(NonFiniteError, match=r"blk\.1\.ffn_norm \(prefill\) was the first site"):
         run(model)
+
+
+def test_a_sampler_refusing_non_finite_logits_is_not_blamed(make_registry, tiny):
+    """Sampling (not greedy) NaN logits made the sampler raise; each sampler was failed over in turn until none was
+    left ("no kernel left to run sample"), for the rest of the run. The step goes to the checked run instead."""
+    model = nan_in_a_norm_weight(Model(tiny, backend="cpu", registry=make_registry(cpu=CPUPlugin())))
+    engine = Engine(model, n_ctx=64)
+    for _ in range(2):  # and again: the sampler is still there
+        with pytest.raises(NonFiniteError, match=r"blk\.1\.ffn_norm \(prefill\) was the first site"):
+            engine.generate(PROMPT, max_tokens=4, sampling=SamplingParams(temperature=0.8, seed=1))
+    assert not [e for e in model.planner.events if e["site"] == "sample"]
 
 
 def test_strict_turns_a_fallback_into_an_error(make_registry, tiny):
