@@ -11,11 +11,9 @@ import json
 
 from rocmforge_core.default_model import default_model_path
 from rocmforge_core.engine.backend_setup import pick_backend
-from rocmforge_core.registry import get_registry
-from rocmforge_core.scheduler import report
-from rocmforge_core.scheduler import Planner
 from rocmforge_core.engine.model import PREFILL_TRACE_TOKENS as PREFILL_TOKENS, trace_file
-
+from rocmforge_core.registry import get_registry
+from rocmforge_core.scheduler import Planner, report
 
 
 def add_parser(sub) -> None:
