@@ -21,7 +21,6 @@ TOKENS, POSITIONS, SEQ_IDS, OUT_ROWS, BLOCK_TABLES, HISTORY, SAMPLE_PARAMS, SAMP
 STEP_INPUTS = {TOKENS: "token ids", POSITIONS: "positions", SEQ_IDS: "sequence ids", OUT_ROWS: "output rows",
                BLOCK_TABLES: "block tables", HISTORY: "sampling history", SAMPLE_PARAMS: "sampling parameters",
                SAMPLE_CONTROLS: "sampling controls"}
-PHASES = ("prefill", "decode")
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 
 
@@ -111,11 +110,3 @@ class Program:
     n_out: int
     sites: list[Site] = field(default_factory=list)
     logits: int = -1
-
-    @property
-    def key(self) -> tuple:
-        return (self.phase, self.m, self.n_out, self.sites[-1].sig.param("candidates") if self.sites else None)
-
-
-def phase_of(m: int) -> str:
-    return "decode" if m == 1 else "prefill"

@@ -85,7 +85,7 @@ class Bound:
 
 
 class Executor:
-    def __init__(self, planner, backends: dict, weights, registry=None):
+    def __init__(self, planner, backends: dict, weights):
         self.planner, self.backends, self.weights = planner, backends, weights
         self.copies = 0  # activation copies between backends, all steps
 
