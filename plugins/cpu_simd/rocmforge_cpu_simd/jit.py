@@ -16,6 +16,8 @@ from llvmlite import binding as llvm, ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from rocmforge_cpu_simd import compiling
+
 # numba's OpenMP workers spin for a bounded time after each kernel (GOMP_SPINCOUNT for libgomp, numba's default
 # here, KMP_BLOCKTIME in ms for Intel/LLVM OpenMP), then sleep. A decode step runs a kernel every 10-50 us, so
 # workers that spin 0.3-0.5 ms (measured: 20000 spins) stay awake through a step and cost no wake-up (70-140 us on
@@ -75,11 +77,11 @@ def serial_and_parallel(fn, jit) -> dict:
     numba's cache key covers the function's code and closure cells but not its compile options, so two
     compilations of one function load each other's cached machine code (a "serial" kernel that opened parallel
     regions, a "parallel" one that ran on one thread). The parallel one is compiled from a copy with its own
-    qualified name, hence its own cache file."""
+    qualified name, hence its own cache file. The pair is registered for compiling.compile_twins."""
     twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
     twin.__qualname__ = fn.__qualname__ + "_parallel"
     twin.__module__ = fn.__module__
-    return {False: jit(fn), True: jit(twin, parallel=True)}
+    return compiling.register_pair({False: jit(fn), True: jit(twin, parallel=True)})
 
 
 @intrinsic
