@@ -19,7 +19,8 @@ _local = threading.local()
 _blas: ThreadpoolController | None = None  # the loaded BLAS libraries, found once (a scan of loaded libraries)
 
 
-def _one_blas_thread():
+def one_blas_thread():
+    """BLAS on one thread while the backend's own threads each run a share of the products."""
     global _blas
     if _blas is None:
         _blas = ThreadpoolController()
@@ -44,6 +45,6 @@ def tiled_sgemm(x: np.ndarray, n: int, rows_of, res: np.ndarray) -> np.ndarray:
         w = rows_of(start, stop, _buffer(stop - start, k))
         np.matmul(x, w.T, out=res[:, start:stop])
 
-    with _one_blas_thread():
+    with one_blas_thread():
         threads.map_tiles(tile, range(0, n, per_tile))
     return res
