@@ -190,6 +190,16 @@ def test_threads_follow_configure(cpu):
     assert numba.get_num_threads() == before
 
 
+@pytest.mark.parametrize("n, k", [(2048, 640), (640, 2048), (1536, 576), (49152, 576), (7, 64), (1, 8192)])
+def test_sgemm_tiles_are_even_across_workers(n, k):
+    from rocmforge_cpu_simd.gemm import TILE_BYTES, tile_rows
+    for workers in (1, 2, 3, 8):
+        rows = tile_rows(n, k, workers)
+        tiles = -(-n // rows)
+        assert rows * k * 4 <= max(TILE_BYTES, k * 4)
+        assert tiles % workers == 0 or tiles == n  # as many tiles per worker (unless rows ran out)
+
+
 def test_sgemm_leaves_blas_threads_as_they_were(registry, cpu):
     """Prefill tiles run single-threaded BLAS on the backend's own threads, only for their duration."""
     before = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]

@@ -34,11 +34,20 @@ def _buffer(rows: int, k: int) -> np.ndarray:
     return buf[:rows * k].reshape(rows, k)
 
 
+def tile_rows(n: int, k: int, workers: int) -> int:
+    """Rows per tile: at most TILE_BYTES of float32, in a number of equal tiles that is a multiple of the workers.
+    Tiles of the largest size that fits and a remainder left threads idle: gemma-3-270m's 2048-row products
+    made 3 tiles of 819, 819 and 410 rows for 2 threads."""
+    most = max(1, TILE_BYTES // (4 * k))
+    tiles = workers * -(-n // (workers * most))
+    return max(1, -(-n // tiles))
+
+
 def tiled_sgemm(x: np.ndarray, n: int, rows_of, res: np.ndarray) -> np.ndarray:
     """res[:, r0:r1] = x @ rows_of(r0, r1, buffer).T over tiles of weight rows. ``rows_of`` returns float32
     rows [r1 - r0, k], written into ``buffer`` when it has to dequantize (a thread's own)."""
     k = x.shape[1]
-    per_tile = max(1, min(TILE_BYTES // (4 * k), -(-n // threads.threads())))
+    per_tile = tile_rows(n, k, threads.threads())
 
     def tile(start: int) -> None:
         stop = min(n, start + per_tile)
