@@ -38,38 +38,48 @@ def _attend(q, k_cache, v_cache, block_tables, seq_ids, positions, scale, window
         start = max(0, pos - window + 1) if window > 0 else 0
         n = pos + 1 - start
         s = np.empty((group, n), dtype=np.float32)
+        qg = q[t, g * group:(g + 1) * group]
         for j in range(n):
             p = start + j
-            blk = block_tables[sid, p // bs]
-            slot = p % bs
+            krow = k_cache[block_tables[sid, p // bs], p % bs, g]
             for r in range(group):
+                qr = qg[r]
                 acc = np.float32(0.0)
                 for e in range(d):
-                    acc += q[t, g * group + r, e] * k_cache[blk, slot, g, e]
-                x = acc * scale
-                if softcap > 0.0:
-                    x = softcap * np.tanh(x / softcap)
-                s[r, j] = x
+                    acc += qr[e] * krow[e]
+                s[r, j] = acc * scale
+        if softcap > 0.0:
+            for r in range(group):
+                sr = s[r]
+                for j in range(n):
+                    sr[j] = softcap * np.tanh(sr[j] / softcap)
+        # the weighted values add up in a scratch block, written to out once (not read and written per key)
+        acc = np.zeros((group, dv), dtype=np.float32)
         for r in range(group):
-            h = g * group + r
-            mx = s[r, 0]
+            sr = s[r]
+            mx = sr[0]
             for j in range(1, n):
-                mx = max(mx, s[r, j])
+                mx = max(mx, sr[j])
             total = np.float32(0.0)
             for j in range(n):
-                e = exp32(s[r, j] - mx)
-                s[r, j] = e
+                e = exp32(sr[j] - mx)
+                sr[j] = e
                 total += e
             inv = np.float32(1.0) / total
-            for c in range(dv):
-                out[t, h, c] = 0.0
             for j in range(n):
-                p = start + j
-                blk = block_tables[sid, p // bs]
-                slot = p % bs
-                w = s[r, j] * inv
+                sr[j] *= inv
+        for j in range(n):
+            p = start + j
+            vrow = v_cache[block_tables[sid, p // bs], p % bs, g]
+            for r in range(group):
+                w = s[r, j]
+                ar = acc[r]
                 for c in range(dv):
-                    out[t, h, c] += w * v_cache[blk, slot, g, c]
+                    ar[c] += w * vrow[c]
+        for r in range(group):
+            o = out[t, g * group + r]
+            for c in range(dv):
+                o[c] = acc[r, c]
 
 
 # Decode steps have one task per kv head (often one): a parallel region would cost more than it spreads.
