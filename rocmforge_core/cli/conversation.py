@@ -64,5 +64,9 @@ def converse(args, model: Model, engine: Engine, template: str | None, system: s
         for name in ("prompt_tokens", "prefill_s", "generated_tokens", "decode_s", "compile_s"):
             setattr(total, name, getattr(total, name) + getattr(gen.stats, name))
         total.seed = gen.stats.seed
+    else:
+        if interactive:  # Ctrl-D leaves the cursor after the "> " prompt
+            out.write("\n")
+            out.flush()
     print(f"rocmforge: {statistics(total)}", file=sys.stderr)
     return 0
