@@ -8,7 +8,6 @@ import io
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -160,6 +159,7 @@ def test_bench_takes_llama_bench_options(capsys):
 
 
 def test_extras_install_a_backend_with_the_formats():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     plugins = {tomllib.loads(p.read_text())["project"]["name"]
