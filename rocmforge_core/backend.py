@@ -90,6 +90,16 @@ class Backend(ABC):
     def synchronize(self) -> None:
         """Wait for queued work; host backends run synchronously."""
 
+    def compile_seconds(self) -> float:
+        """Wall seconds this process has spent compiling this backend's kernels on first use (the engine reports
+        them apart from prefill and decode); 0 for backends that compile nothing at run time."""
+        return 0.0
+
+    def compile_ahead(self) -> int:
+        """Compile now what this backend would still compile on first use once every kernel has run once (variants
+        it picks between at run time); ``rocmforge warmup`` calls it. Returns the number of builds made."""
+        return 0
+
 
 class HostBackend(Backend):
     """Common memory handling of backends whose tensors are numpy arrays."""

@@ -329,7 +329,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _hint_for_backend(name: str) -> str:
-    hints = {"cpu": "rocmforge-cpu-simd", "hip": "rocmforge-rocm-hip"}
+    hints = {"cpu": "'rocmforge[cpu]'", "hip": "'rocmforge[hip]'"}
     return f"; pip install {hints[name]}" if name in hints else ""
 
 

@@ -4,7 +4,9 @@
 # on the same models with the same thread count, one right after the other, printed as one table.
 #
 #   scripts/llamacpp-anchor.sh [MODEL.gguf ...]     (default: SmolLM2-135M Q4_1 and gemma-3-270m Q4_K_M)
-#   THREADS=2 REPS=3 ANCHOR_VENV=/tmp/llamacpp-anchor/venv-cpu  (environment, with these defaults)
+#   THREADS=2 REPS=3 ROUNDS=1 ANCHOR_VENV=/tmp/llamacpp-anchor/venv-cpu  (environment, with these defaults)
+#   ROUNDS=N repeats the pair (llama.cpp, then rocmforge) N times per model, one table row per round: on a shared
+#   machine the spread between rounds says more than one round's standard deviation
 #   OURS_ENV="OMP_WAIT_POLICY=ACTIVE"   extra environment for the rocmforge run only
 #
 # llama-cpp-python is not a dependency of rocmforge: it lives in a scratch venv under /tmp, built once (about 8
@@ -16,6 +18,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 THREADS=${THREADS:-2}
 REPS=${REPS:-3}
+ROUNDS=${ROUNDS:-1}
 VENV=${ANCHOR_VENV:-/tmp/llamacpp-anchor/venv-cpu}
 PY=$ROOT/.venv/bin/python
 
@@ -87,8 +90,9 @@ for name, fn, n in (("pp512", pp, 512), ("tg128", tg, 128)):
 EOF
 )
 
-echo "date $(date -u '+%F %T') UTC, $(nproc) CPUs, threads $THREADS, reps $REPS, rocmforge env '${OURS_ENV:-}', load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "date $(date -u '+%F %T') UTC, $(nproc) CPUs, threads $THREADS, reps $REPS, rounds $ROUNDS, rocmforge env '${OURS_ENV:-}', load $(cut -d' ' -f1-3 /proc/loadavg)"
 rows=()
+for round in $(seq "$ROUNDS"); do
 for model in "$@"; do
     name=$(basename "$model" .gguf)
     llama=$("$VENV/bin/python" -c "$LLAMA_BENCH" "$model" "$THREADS" "$REPS") || {
@@ -102,10 +106,11 @@ for model in "$@"; do
 import json, sys
 r = next(r for r in json.load(sys.stdin)['results'] if r['test'] == '$test')
 print(f\"{r['avg_ts']:.1f} ± {r['stddev_ts']:.1f} {r['avg_ts'] / $lm:.2f}\")" <<<"$ours")
-        rows+=("$(printf '| %s | %s | %s | %s | %sx |' "$name" "$test" "$l" "${o% *}" "${o##* }")")
+        rows+=("$(printf '| %s | %s | %s | %s | %s | %sx |' "$round" "$name" "$test" "$l" "${o% *}" "${o##* }")")
     done
 done
-echo "| model | test | llama.cpp t/s | rocmforge cpu t/s | ratio |"
-echo "|---|---|--:|--:|--:|"
+done
+echo "| round | model | test | llama.cpp t/s | rocmforge cpu t/s | ratio |"
+echo "|---|---|---|--:|--:|--:|"
 printf '%s\n' "${rows[@]}"
 echo "load after $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%T') UTC"

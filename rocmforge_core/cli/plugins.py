@@ -20,7 +20,7 @@ from rocmforge_core.registry import describe_error, get_registry, registry_in_us
 ARRAY = "f32"  # matrix key of calls whose arguments are all plain f32 arrays (GGUF type names are upper-case)
 PROBE_ROWS, PROBE_COLS = 64, 512  # a probe weight's shape: whole blocks of every GGUF type, row groups of repackers
 NO_BACKEND = ("No backend plugin is installed: only the slow numpy `reference` backend can run models. "
-              "Install one: `pip install rocmforge-cpu-simd` (CPU) or `pip install rocmforge-rocm-hip` "
+              "Install one: `pip install 'rocmforge[cpu]'` (CPU) or `pip install 'rocmforge[hip]'` "
               "(GPUs through HIP); from a checkout, `make install` installs every plugin.")
 
 

@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from rocmforge_core.cli.run import add_model_options
+from rocmforge_core.cli.options import add_model_options, placement_profile
 from rocmforge_core.errors import RocmforgeError
 
 
@@ -70,8 +70,8 @@ def run(args) -> int:
         raise RocmforgeError(f"--port must be in [0, 65535], got {args.port}")
     key = api_key(args.api_key, args.api_key_file)
     allowed = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
-    state = ServerState(ServeOptions(model=model, backend=args.backend, profile=args.profile, ctx_size=args.ctx_size,
-                                     parallel=args.parallel, kv_size=args.kv_size, api_key=key,
+    state = ServerState(ServeOptions(model=model, backend=args.backend, profile=placement_profile(args),
+                                     ctx_size=args.ctx_size, parallel=args.parallel, kv_size=args.kv_size, api_key=key,
                                      max_queue=args.max_queue, prefill_chunk=args.prefill_chunk,
                                      threads=args.threads, warm_up=not args.no_warm_up, host=args.host,
                                      allowed_hosts=allowed, read_timeout=args.read_timeout,

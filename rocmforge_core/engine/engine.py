@@ -64,6 +64,7 @@ class Stats:
     prefill_s: float = 0.0
     generated_tokens: int = 0
     decode_s: float = 0.0
+    compile_s: float = 0.0  # kernels compiled on first use during this generation, left out of prefill_s/decode_s
     fallbacks: int = 0  # run-time kernel fallbacks (the hybrid scheduler counts them)
     copies: int = 0     # activation copies between backends during this generation
     seed: int | None = None
@@ -297,6 +298,9 @@ class Engine:
         self.step([0] * n, [pad] * n, range(n), [n - 1], "prefill").tokens
         return runs + 1
 
+    def _compile_seconds(self) -> float:
+        return sum(backend.compile_seconds() for backend in self.model.backends.values())
+
     def logits_to_host(self, logits) -> np.ndarray:
         return self.executor._to_host(logits)
 
@@ -343,19 +347,21 @@ class Engine:
         copies0 = self.executor.copies
         slot = self.add_sequence()
         try:
+            c0 = self._compile_seconds()
             t0 = time.perf_counter()
             ids = seq.prompt_ids
             for start, end in prefill_pieces(len(ids), self.prefill_chunk):
                 result = self.step(ids[start:end], [slot] * (end - start), range(start, end), [end - start - 1],
                                    "prefill", [seq.row()])
             token = result.tokens[0]
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), self._compile_seconds()
             while not seq.finished and not seq.accept(token):
                 token = self.step([seq.ids[-1]], [slot], [seq.position], [0], "decode", [seq.row()]).tokens[0]
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), self._compile_seconds()
         finally:
             self.free_sequence(slot)
-        stats.prefill_s, stats.decode_s = t1 - t0, t2 - t1
+        stats.prefill_s, stats.decode_s = t1 - t0 - (c1 - c0), t2 - t1 - (c2 - c1)
+        stats.compile_s = c2 - c0
         stats.generated_tokens = len(seq.ids)
         stats.copies = self.executor.copies - copies0
         stats.fallbacks = self.model.plan.fallbacks

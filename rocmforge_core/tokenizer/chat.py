@@ -59,7 +59,16 @@ def render_chat(template: str, messages: Sequence[Mapping[str, Any]], add_genera
         raise TemplateError(f"the chat template failed to render: {exc}") from None
 
 
+BUILTIN_TEMPLATES = ("chatml", "gemma")  # shipped as <name>.jinja beside this module
+
+
+def builtin_template(name: str) -> str:
+    """A built-in template by name (as llama.cpp's --chat-template NAME)."""
+    if name not in BUILTIN_TEMPLATES:
+        raise TemplateError(f"no built-in chat template {name!r}; built-in: {', '.join(BUILTIN_TEMPLATES)}")
+    return resources.files("rocmforge_core.tokenizer").joinpath(f"{name}.jinja").read_text(encoding="utf-8")
+
+
 def default_template(architecture: str) -> str:
     """The built-in template for a file without tokenizer.chat_template: Gemma's for gemma*, else ChatML."""
-    name = "gemma.jinja" if architecture.startswith("gemma") else "chatml.jinja"
-    return resources.files("rocmforge_core.tokenizer").joinpath(name).read_text(encoding="utf-8")
+    return builtin_template("gemma" if architecture.startswith("gemma") else "chatml")

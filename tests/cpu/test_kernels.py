@@ -126,6 +126,30 @@ def test_attention_softcap_and_window_match_reference():
     np.testing.assert_array_equal(v_cache, vc)
 
 
+@pytest.mark.parametrize("window, softcap", [(0, 0.0), (40, 0.0), (0, 5.0), (100, 3.0)])
+def test_prefill_runs_through_blas_match_reference(window, softcap):
+    """A batch mixing a long prefill run that continues a cached prefix (matrix products, several chunks), a
+    second sequence's shorter run and a decode row (both through the loop kernel), as the server batches them."""
+    rng = np.random.default_rng(window)
+    bs, hkv, hq, d = 16, 2, 8, 64
+    tables = np.arange(1, 1 + 3 * 12, dtype=np.int32).reshape(3, 12)
+    k_cache = rng.standard_normal((40, bs, hkv, d)).astype(np.float32)
+    v_cache = rng.standard_normal((40, bs, hkv, d)).astype(np.float32)
+    seq_ids = np.array([0] * 150 + [1] * 20 + [2], dtype=np.int32)
+    positions = np.concatenate([np.arange(30, 180), np.arange(20), [70]]).astype(np.int32)
+    m = len(positions)
+    q = rng.standard_normal((m, hq, d)).astype(np.float32) * 2
+    k = rng.standard_normal((m, hkv, d)).astype(np.float32)
+    v = rng.standard_normal((m, hkv, d)).astype(np.float32)
+    params = dict(scale=d ** -0.5, window=window, softcap=softcap)
+    kc, vc = k_cache.copy(), v_cache.copy()
+    expected = ops.reference("attention")(q, k, v, kc, vc, tables, seq_ids, positions, **params)
+    got = attention.attention(q, k, v, k_cache, v_cache, tables, seq_ids, positions, **params)
+    assert attention.attention_blas.runs(seq_ids, positions) == [(0, 150), (150, 170), (170, 171)]
+    assert ops.nmse(got, expected) < 1e-10
+    np.testing.assert_array_equal(k_cache, kc)
+
+
 def test_sampler_breaks_top_k_ties_like_the_reference():
     logits = np.zeros(5000, dtype=np.float32)
     logits[[10, 4000, 77]] = 3.0
@@ -164,6 +188,16 @@ def test_threads_follow_configure(cpu):
     finally:
         cpu.configure(threads=before)
     assert numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize("n, k", [(2048, 640), (640, 2048), (1536, 576), (49152, 576), (7, 64), (1, 8192)])
+def test_sgemm_tiles_are_even_across_workers(n, k):
+    from rocmforge_cpu_simd.gemm import TILE_BYTES, tile_rows
+    for workers in (1, 2, 3, 8):
+        rows = tile_rows(n, k, workers)
+        tiles = -(-n // rows)
+        assert rows * k * 4 <= max(TILE_BYTES, k * 4)
+        assert tiles % workers == 0 or tiles == n  # as many tiles per worker (unless rows ran out)
 
 
 def test_sgemm_leaves_blas_threads_as_they_were(registry, cpu):

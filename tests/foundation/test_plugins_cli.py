@@ -100,7 +100,7 @@ def test_core_alone_says_no_backend_plugin_is_installed():
     assert "No backend plugin is installed" in report["notice"]
     table = run_cli("plugins", plugins="reference")
     assert table.returncode == 0 and "No backend plugin is installed" in table.stdout
-    assert "pip install rocmforge-cpu-simd" in table.stdout
+    assert "pip install 'rocmforge[cpu]'" in table.stdout
 
 
 def test_broken_plugins_are_listed_with_their_errors_while_everything_else_works(site):

@@ -109,7 +109,7 @@ def test_capability_query_that_raises_is_a_no_with_the_reason():
 
 def test_missing_backend_and_format_errors_say_what_to_install():
     registry = reference_registry()
-    with pytest.raises(PluginError, match="pip install rocmforge-cpu-simd"):
+    with pytest.raises(PluginError, match=r"pip install 'rocmforge\[cpu\]'"):
         registry.backend("cpu")
     with pytest.raises(UnsupportedError, match="install rocmforge-format-q4-k"):
         registry.format("Q4_K")

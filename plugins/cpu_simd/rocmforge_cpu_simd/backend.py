@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 
 from rocmforge_core.backend import DeviceInfo, HostBackend
-from rocmforge_cpu_simd import threads as _threads
+from rocmforge_cpu_simd import compiling, threads as _threads
 
 
 def _cpu_model() -> str:
@@ -58,3 +58,9 @@ class CpuBackend(HostBackend):
         return [DeviceInfo(_cpu_model(), platform.machine(), _memory_bytes(), _threads.physical_cores(),
                            extra={"simd": _simd_flags(), "threads": self.threads,
                                   "logical_cpus": len(_threads.usable_cpus())})]
+
+    def compile_seconds(self) -> float:
+        return compiling.seconds()
+
+    def compile_ahead(self) -> int:
+        return compiling.compile_twins()

@@ -19,7 +19,8 @@ _local = threading.local()
 _blas: ThreadpoolController | None = None  # the loaded BLAS libraries, found once (a scan of loaded libraries)
 
 
-def _one_blas_thread():
+def one_blas_thread():
+    """BLAS on one thread while the backend's own threads each run a share of the products."""
     global _blas
     if _blas is None:
         _blas = ThreadpoolController()
@@ -33,17 +34,26 @@ def _buffer(rows: int, k: int) -> np.ndarray:
     return buf[:rows * k].reshape(rows, k)
 
 
+def tile_rows(n: int, k: int, workers: int) -> int:
+    """Rows per tile: at most TILE_BYTES of float32, in a number of equal tiles that is a multiple of the workers.
+    Tiles of the largest size that fits and a remainder left threads idle: gemma-3-270m's 2048-row products
+    made 3 tiles of 819, 819 and 410 rows for 2 threads."""
+    most = max(1, TILE_BYTES // (4 * k))
+    tiles = workers * -(-n // (workers * most))
+    return max(1, -(-n // tiles))
+
+
 def tiled_sgemm(x: np.ndarray, n: int, rows_of, res: np.ndarray) -> np.ndarray:
     """res[:, r0:r1] = x @ rows_of(r0, r1, buffer).T over tiles of weight rows. ``rows_of`` returns float32
     rows [r1 - r0, k], written into ``buffer`` when it has to dequantize (a thread's own)."""
     k = x.shape[1]
-    per_tile = max(1, min(TILE_BYTES // (4 * k), -(-n // threads.threads())))
+    per_tile = tile_rows(n, k, threads.threads())
 
     def tile(start: int) -> None:
         stop = min(n, start + per_tile)
         w = rows_of(start, stop, _buffer(stop - start, k))
         np.matmul(x, w.T, out=res[:, start:stop])
 
-    with _one_blas_thread():
+    with one_blas_thread():
         threads.map_tiles(tile, range(0, n, per_tile))
     return res

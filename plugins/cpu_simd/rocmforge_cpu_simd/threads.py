@@ -135,6 +135,15 @@ def set_threads(threads: int | None) -> int:
     return n
 
 
+BATCH_ROWS = 64  # from this many rows on, row-wise kernels (norms, activations, rope) split over the threads
+
+
+def split_rows(rows: int) -> bool:
+    """Whether a row-wise kernel over ``rows`` rows should use every thread: prefill-sized batches only (the rows
+    of a decode step are too few to pay for waking the workers)."""
+    return _count > 1 and rows >= BATCH_ROWS
+
+
 def worth_parallel(work: int) -> bool:
     """Whether a kernel of ``work`` multiply-adds that is not timed by ``run`` should use every thread."""
     return _count > 1 and work >= PARALLEL_MIN_WORK

@@ -1,5 +1,7 @@
-"""attention over the paged KV cache: one parallel task per (token, kv head) covers the kv head's whole query
-group, so each cached key and value row is read once per group; scores go through a per-task scratch row."""
+"""attention over the paged KV cache: runs of at least attention_blas.MIN_RUN consecutive positions of one
+sequence (prefill) as matrix products (attention_blas.py); the other rows (decode, small batches) in a loop
+kernel where one parallel task per (token, kv head) covers the kv head's whole query group, so each cached key
+and value row is read once per group, and scores go through a per-task scratch row."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from numba import prange
 
 from rocmforge_core.ops import Kernel, no, yes
 from rocmforge_cpu_simd import threads
-from rocmforge_cpu_simd.jit import fast, serial_and_parallel
+from rocmforge_cpu_simd.jit import exp32, fast, serial_and_parallel
+from rocmforge_cpu_simd.ops import attention_blas
 from rocmforge_cpu_simd.ops.common import f32, output
 
 
@@ -35,38 +38,48 @@ def _attend(q, k_cache, v_cache, block_tables, seq_ids, positions, scale, window
         start = max(0, pos - window + 1) if window > 0 else 0
         n = pos + 1 - start
         s = np.empty((group, n), dtype=np.float32)
+        qg = q[t, g * group:(g + 1) * group]
         for j in range(n):
             p = start + j
-            blk = block_tables[sid, p // bs]
-            slot = p % bs
+            krow = k_cache[block_tables[sid, p // bs], p % bs, g]
             for r in range(group):
+                qr = qg[r]
                 acc = np.float32(0.0)
                 for e in range(d):
-                    acc += q[t, g * group + r, e] * k_cache[blk, slot, g, e]
-                x = acc * scale
-                if softcap > 0.0:
-                    x = softcap * np.tanh(x / softcap)
-                s[r, j] = x
+                    acc += qr[e] * krow[e]
+                s[r, j] = acc * scale
+        if softcap > 0.0:
+            for r in range(group):
+                sr = s[r]
+                for j in range(n):
+                    sr[j] = softcap * np.tanh(sr[j] / softcap)
+        # the weighted values add up in a scratch block, written to out once (not read and written per key)
+        acc = np.zeros((group, dv), dtype=np.float32)
         for r in range(group):
-            h = g * group + r
-            mx = s[r, 0]
+            sr = s[r]
+            mx = sr[0]
             for j in range(1, n):
-                mx = max(mx, s[r, j])
+                mx = max(mx, sr[j])
             total = np.float32(0.0)
             for j in range(n):
-                e = np.exp(s[r, j] - mx)
-                s[r, j] = e
+                e = exp32(sr[j] - mx)
+                sr[j] = e
                 total += e
             inv = np.float32(1.0) / total
-            for c in range(dv):
-                out[t, h, c] = 0.0
             for j in range(n):
-                p = start + j
-                blk = block_tables[sid, p // bs]
-                slot = p % bs
-                w = s[r, j] * inv
+                sr[j] *= inv
+        for j in range(n):
+            p = start + j
+            vrow = v_cache[block_tables[sid, p // bs], p % bs, g]
+            for r in range(group):
+                w = s[r, j]
+                ar = acc[r]
                 for c in range(dv):
-                    out[t, h, c] += w * v_cache[blk, slot, g, c]
+                    ar[c] += w * vrow[c]
+        for r in range(group):
+            o = out[t, g * group + r]
+            for c in range(dv):
+                o[c] = acc[r, c]
 
 
 # Decode steps have one task per kv head (often one): a parallel region would cost more than it spreads.
@@ -79,10 +92,27 @@ def attention(q, k, v, k_cache, v_cache, block_tables, seq_ids, positions, *, sc
     m, hq, _ = q.shape
     res = output(out, (m, hq, v_cache.shape[3]))
     _write_cache(f32(k), f32(v), k_cache, v_cache, block_tables, seq_ids, positions)
-    parallel = m * k_cache.shape[2] >= 2 * threads.threads()
-    _ATTEND[parallel](q, k_cache, v_cache, block_tables, seq_ids, positions, np.float32(scale), int(window),
-                      np.float32(softcap or 0.0), res)
+    scale, window, softcap = np.float32(scale), int(window), np.float32(softcap or 0.0)
+    pieces = attention_blas.runs(seq_ids, positions) if m >= attention_blas.MIN_RUN else [(0, m)]
+    short = [(a, b) for a, b in pieces if b - a < attention_blas.MIN_RUN]
+    for a, b in pieces:
+        if b - a >= attention_blas.MIN_RUN:
+            attention_blas.attend_run(q, k_cache, v_cache, block_tables, seq_ids, positions, a, b, scale, window,
+                                      softcap, res)
+    if short == [(0, m)]:
+        _attend_loop(q, k_cache, v_cache, block_tables, seq_ids, positions, scale, window, softcap, res)
+    elif short:
+        rows = np.concatenate([np.arange(a, b) for a, b in short])
+        part = np.empty((len(rows),) + res.shape[1:], dtype=np.float32)
+        _attend_loop(q[rows], k_cache, v_cache, block_tables, seq_ids[rows], positions[rows], scale, window,
+                     softcap, part)
+        res[rows] = part
     return res
+
+
+def _attend_loop(q, k_cache, v_cache, block_tables, seq_ids, positions, scale, window, softcap, out) -> None:
+    parallel = q.shape[0] * k_cache.shape[2] >= 2 * threads.threads()
+    _ATTEND[parallel](q, k_cache, v_cache, block_tables, seq_ids, positions, scale, window, softcap, out)
 
 
 def _supports(sig):
