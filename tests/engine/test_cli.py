@@ -79,7 +79,7 @@ def test_user_errors_are_one_sentence(tmp_path, capsys):
     ("--temperature", "1e400", "--temperature must be a finite number in [0, 2], got inf"),
     ("--top-p", "0", "--top-p must be a finite number in (0, 1], got 0.0"),
     ("--repeat-penalty", "inf", "--repeat-penalty must be a finite number in (0, 1000000], got inf"),
-    ("--max-tokens", "-3", "--max-tokens must be >= 0, got -3"),
+    ("--max-tokens", "-3", "-n takes a number of tokens >= 0, or -1 for no limit, got -3"),
 ])
 def test_sampling_options_are_checked_before_loading_as_the_server_checks_them(tmp_path, capsys, option, value,
                                                                                 message):
