@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from rocmforge_core.backend import NUMPY_DTYPES
 from rocmforge_core.engine import sequence
 from rocmforge_core.engine.executor import Bound, Executor, SamplerRefusedLogits
 from rocmforge_core.engine.kv_cache import KVCache
@@ -103,7 +104,7 @@ class StepResult:
     @property
     def tokens(self) -> list[int]:
         if self._ids is None:
-            self._ids = [int(t) for t in self._engine.executor._to_host(self._tokens)[:self._n_out]]
+            self._ids = [int(t) for t in self._engine.executor.to_host(self._tokens)[:self._n_out]]
         return self._ids
 
 
@@ -116,8 +117,7 @@ class _Inputs:
     def fill(self, backend, values: dict) -> None:
         for key, v in values.items():
             tensor = self.tensors[key]
-            array = np.asarray(v, dtype=tensor.dtype if isinstance(tensor, np.ndarray) else
-                               np.dtype({"i32": np.int32, "i64": np.int64, "f64": np.float64}[tensor.dtype_name]))
+            array = np.asarray(v, dtype=NUMPY_DTYPES[arg_info(tensor).dtype])
             last = self.written.get(key)
             if last is None or not np.array_equal(last, array):
                 backend.write(tensor, array.reshape(tensor.shape))
@@ -126,9 +126,8 @@ class _Inputs:
 
 @dataclass
 class _Shape:
-    """One step shape: its program, inputs, bound calls, and how a step of it runs now."""
+    """One step shape: its inputs, bound calls (with the program), and how a step of it runs now."""
     key: tuple
-    program: object
     inputs: _Inputs
     bound: Bound | None = None
     runner: Callable | None = None
@@ -236,7 +235,7 @@ class Engine:
                 src = getattr(a, "src", None)
                 if src is not None and src < 0 and src not in tensors:
                     tensors[src] = be.empty(a.shape, a.dtype_name)
-        shape = _Shape(key, program, _Inputs(tensors))
+        shape = _Shape(key, _Inputs(tensors))
         shape.bound = self.executor.bind(program, tensors, cache)
         shape.runner = self._first_run(shape)
         self._shapes[key] = shape
@@ -302,7 +301,7 @@ class Engine:
         return sum(backend.compile_seconds() for backend in self.model.backends.values())
 
     def logits_to_host(self, logits) -> np.ndarray:
-        return self.executor._to_host(logits)
+        return self.executor.to_host(logits)
 
     # -- sequences --------------------------------------------------------------------------------------------
     def add_sequence(self) -> int:

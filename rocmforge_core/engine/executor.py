@@ -71,9 +71,7 @@ class Bound:
     calls: list[Call]
     n_slots: int
     slot_of: dict[int, int]  # site index -> slot of its result
-    version: int
     cache: Any
-    backends: frozenset[str]  # every backend a call of the step runs on
 
     @property
     def logits_slot(self) -> int:
@@ -92,17 +90,14 @@ class Executor:
     # -- binding --------------------------------------------------------------------------------------------
     def bind(self, program: Program, inputs: dict, cache) -> Bound:
         """``inputs``: step input id -> tensor (on the preferred backend); ``cache`` the KV cache."""
-        version = self.planner.plan.version
         calls: list[Call] = []
         slot_of: dict[int, int] = {}
         home: dict[int, str] = {}  # site index -> backend its result lives on
         copied: dict[tuple, int] = {}  # (source key, backend) -> slot of the copy
         n_slots = 0
-        used = set()
         for i, site in enumerate(program.sites):
-            choice = self._choose(site, cache)
+            choice = self.planner.choose(site.name, site.phase, site.sig, lambda name, s=site: self._resident(s, name))
             backend = self.backends[choice.backend]
-            used.add(choice.backend)
             args = []
             for a in site.args:
                 if isinstance(a, Meta):
@@ -130,13 +125,9 @@ class Executor:
             slot_of[i] = n_slots  # the result of call j lands in slot j
             home[i] = choice.backend
             n_slots += 1
-        return Bound(program, calls, n_slots, slot_of, version, cache, frozenset(used))
+        return Bound(program, calls, n_slots, slot_of, cache)
 
-    def _choose(self, site: Site, cache):
-        resident = lambda name: self._resident(site, cache, name)  # noqa: E731
-        return self.planner.choose(site.name, site.phase, site.sig, resident)
-
-    def _resident(self, site: Site, cache, backend_name: str):
+    def _resident(self, site: Site, backend_name: str):
         return resident_signature(self.weights, site, self.backends[backend_name])
 
     def _constant(self, a, backend, cache):
@@ -219,10 +210,10 @@ class Executor:
         """``call``'s kernel failed: ask the planner for the next candidate and run the call on it (raising
         KernelFailure under --strict, UnsupportedError when no candidate is left)."""
         site = call.site
-        host = [None if isinstance(a, (Matrix, Dense, Cache)) else self._to_host(v) for a, v in zip(site.args, args)]
+        host = [None if isinstance(a, (Matrix, Dense, Cache)) else self.to_host(v) for a, v in zip(site.args, args)]
         while True:
             choice = self.planner.fail(site.name, site.phase, site.sig, call.choice.kernel, problem,
-                                       lambda name: self._resident(site, bound.cache, name))
+                                       lambda name: self._resident(site, name))
             backend = self.backends[choice.backend]
             moved = [self._bound_arg(a, h, backend, bound.cache) for a, h in zip(site.args, host)]
             call = Call(call.index, site, choice.kernel.fn, backend, call.args, call.params, choice=choice)
@@ -237,12 +228,13 @@ class Executor:
         return host_value if backend.is_host else backend.from_host(host_value)
 
     def _on(self, backend, tensor):
-        if isinstance(tensor, np.ndarray) and backend.is_host or backend.owns(tensor):
+        if backend.owns(tensor):
             return tensor
         self.copies += 1
         return backend.copy_from(tensor, self._owner(tensor))
 
-    def _to_host(self, tensor):
+    def to_host(self, tensor):
+        """A tensor of any backend of the model as a numpy array (a host backend's as it is)."""
         if isinstance(tensor, np.ndarray):
             return tensor
         owner = self._owner(tensor)
@@ -262,7 +254,7 @@ class Executor:
     def _problem(self, call: Call, args: list, out) -> str:
         if call.site.op == "sample":  # a draw from bad logits is not the sampler's fault
             return ""
-        actual = self._to_host(out)
+        actual = self.to_host(out)
         expected = ops.reference(call.site.op)(*(self._reference_arg(a, h) for a, h in zip(call.site.args, args)),
                                                **call.params)
         if not np.isfinite(actual).all():
@@ -277,7 +269,7 @@ class Executor:
             return self.weights.host(a.name)
         if isinstance(a, Dense):
             return dequantize_weight(self.weights.host(a.name))
-        host = self._to_host(value)
+        host = self.to_host(value)
         return host.copy() if isinstance(host, np.ndarray) else host  # the reference writes the cache: a copy
 
     def _finite(self, tensor) -> bool:

@@ -76,7 +76,6 @@ class KVCache:
         self.k[layer] = backend.copy_from(self.k[layer], source)
         self.v[layer] = backend.copy_from(self.v[layer], source)
         self.version += 1
-        return self.k[layer]
 
     def add_sequence(self) -> int:
         """A free sequence slot (a row of the block table)."""

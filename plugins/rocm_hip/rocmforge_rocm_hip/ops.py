@@ -254,13 +254,12 @@ class HipOps:
         self.be.q8_cache = (weakref.ref(x._block), (x.ptr, size), xq, xd)
         return xq, xd
 
-    def _q8_outputs(self, out, rows: int | None = None) -> list:
-        """Kernel arguments (xq, xd) asking a kernel that writes ``out`` (``rows`` rows, default its leading
-        dimensions) to quantize it as well, for the integer-dot products that usually follow (q/k/v after a norm,
-        ffn_down after the activation); null pointers when out is no decode batch of rows of whole 32s."""
+    def _q8_outputs(self, out) -> list:
+        """Kernel arguments (xq, xd) asking a kernel that writes ``out`` to quantize it as well, for the
+        integer-dot products that usually follow (q/k/v after a norm, ffn_down after the activation); null
+        pointers when out is no decode batch (at most MATVEC_MAX_M rows) of rows of whole 32s."""
         k = out.shape[-1] if out.shape else 0
-        rows = out.size // max(k, 1) if rows is None else rows
-        if not k or k % 32 or rows > MATVEC_MAX_M:
+        if not k or k % 32 or out.size // k > MATVEC_MAX_M:
             return [(0, PTR), (0, PTR)]
         xq, xd = self._q8_buffers(out, out.size)
         return [(xq.ptr, PTR), (xd.ptr, PTR)]
