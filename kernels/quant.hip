@@ -231,6 +231,152 @@ RF_MATVEC_Q8(rf_matvec_q8, 1)
 RF_MATVEC_Q8(rf_matvec_q8_batch, RF_MV_ROWS)
 #endif
 
+#if defined(RF_HAS_MMA_S8) && defined(RF_MMA_UNIT)
+// Decode products on integer tile instructions (rf_mma_s8), for the m <= 64 rows of x quantized to 8 bits: a group
+// of S mma groups (32 lanes each) takes 16 * RT rows of w, mma group p of it the units p, p + S, ... of those
+// rows; each unit's slices are multiplied with NT tiles of 8 rows of x (at most 8 NT rows), and the per-unit
+// contributions (rf_mma_combine of exact integer sums) added in unit order; the S partial sums then go through a
+// fixed tree. Batch invariance: S depends on n and k alone, integer sums are exact and a row of x meets the same
+// float operations in the same order whatever m, RT and NT are, so one kernel serves every batch size including 1.
+#define RF_MMQ_GROUPS 8  // mma groups per block
+#define RF_MMA_SLICES (RF_MMA_UNIT / 16)
+
+template <int RT, int NT>
+__device__ __forceinline__ void rf_mmq_rows(const int8_t* __restrict__ xq, const float* __restrict__ xd,
+                                            const uint8_t* __restrict__ w, float* __restrict__ out, int m, int n,
+                                            int k, long long row_bytes, int split, int block,
+                                            const float* __restrict__ residual, float* __restrict__ total) {
+    __shared__ float part[RF_MMQ_GROUPS / 2][RT * NT * 4][32];
+    const int group = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int p = group % split, row0 = (block * (RF_MMQ_GROUPS / split) + group / split) * 16 * RT;
+    const int units = k / RF_MMA_UNIT, xb = k / 32;
+    float acc[RT][NT][4];
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+        for (int c = 0; c < NT; ++c)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[r][c][e] = 0.0f;
+    const uint8_t* wr[RT][2];
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) wr[r][h] = w + (long long)min(row0 + 16 * r + g + 8 * h, n - 1) * row_bytes;
+#pragma unroll 2
+    for (int u = p; u < units; u += split) {
+        rf_mma_w wt[RT][2];
+#pragma unroll
+        for (int r = 0; r < RT; ++r)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) wt[r][h] = rf_mma_load(wr[r][h], u, t);
+#pragma unroll
+        for (int c = 0; c < NT; ++c) {
+            const int col = 8 * c + g;  // this lane's row of x in B
+            int b[RF_MMA_SLICES];
+#pragma unroll
+            for (int i = 0; i < RF_MMA_SLICES; ++i)
+                b[i] = col < m ? *(const int*)(xq + (long long)col * k + u * RF_MMA_UNIT + 16 * i + 4 * t) : 0;
+            int xs[RF_MMA_SLICES][4];
+#pragma unroll
+            for (int i = 0; i < RF_MMA_SLICES; ++i) {
+                xs[i][0] = xs[i][1] = xs[i][2] = xs[i][3] = 0;
+#if defined(RF_MMA_XS)
+                rf_mma_s8(0x01010101, 0x01010101, b[i], xs[i]);  // every row: the sums of x's columns
+#endif
+            }
+            const float* xd0 = xd + (long long)min(8 * c + 2 * t, m - 1) * xb + u * (RF_MMA_UNIT / 32);
+            const float* xd1 = xd + (long long)min(8 * c + 2 * t + 1, m - 1) * xb + u * (RF_MMA_UNIT / 32);
+#pragma unroll
+            for (int r = 0; r < RT; ++r) {
+                int is[RF_MMA_SLICES][4];
+#pragma unroll
+                for (int i = 0; i < RF_MMA_SLICES; ++i) {
+                    is[i][0] = is[i][1] = is[i][2] = is[i][3] = 0;
+                    rf_mma_s8(wt[r][0].q[i], wt[r][1].q[i], b[i], is[i]);
+                }
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    int ie[RF_MMA_SLICES], xe[RF_MMA_SLICES];
+#pragma unroll
+                    for (int i = 0; i < RF_MMA_SLICES; ++i) {
+                        ie[i] = is[i][e];
+                        xe[i] = xs[i][e & 1];
+                    }
+                    acc[r][c][e] += rf_mma_combine(wt[r][e >> 1], ie, xe, (e & 1) ? xd1 : xd0);
+                }
+            }
+        }
+    }
+    // The tree over the split: at step s, group p (p % 2s == s) hands its sums to group p - s through part.
+    const int base = (group / split) * (split / 2);  // this row group's slots: one per sender of a step
+    for (int s = 1; s < split; s *= 2) {
+        __syncthreads();
+        if (p % (2 * s) == s) {
+#pragma unroll
+            for (int r = 0; r < RT; ++r)
+#pragma unroll
+                for (int c = 0; c < NT; ++c)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) part[base + p / 2][(r * NT + c) * 4 + e][lane] = acc[r][c][e];
+        }
+        __syncthreads();
+        if (p % (2 * s) == 0) {
+#pragma unroll
+            for (int r = 0; r < RT; ++r)
+#pragma unroll
+                for (int c = 0; c < NT; ++c)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) acc[r][c][e] += part[base + (p + s) / 2][(r * NT + c) * 4 + e][lane];
+        }
+    }
+    if (p != 0) return;
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+        for (int c = 0; c < NT; ++c)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int row = row0 + 16 * r + g + 8 * (e >> 1), col = 8 * c + 2 * t + (e & 1);
+                if (row < n && col < m) {
+                    const long long o = (long long)col * n + row;
+                    out[o] = acc[r][c][e];
+                    if (total) total[o] = acc[r][c][e] + residual[o];
+                }
+            }
+}
+
+// One launch per (RT, NT); the _multi form takes up to three products of the same x (as rf_matvec_q8_multi).
+#define RF_MMQ(RT, NT)                                                                                            \
+    extern "C" __global__ void __launch_bounds__(RF_MMQ_GROUPS * 32)                                              \
+        rf_mmq_##RT##_##NT(const int8_t* __restrict__ xq, const float* __restrict__ xd,                         \
+                           const uint8_t* __restrict__ w, float* __restrict__ out, int m, int n, int k,         \
+                           long long row_bytes, int split, const float* __restrict__ residual,                  \
+                           float* __restrict__ total) {                                                          \
+        rf_grid_begin();                                                                                          \
+        rf_mmq_rows<RT, NT>(xq, xd, w, out, m, n, k, row_bytes, split, blockIdx.x, residual, total);            \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(RF_MMQ_GROUPS * 32)                                              \
+        rf_mmq_##RT##_##NT##_multi(const int8_t* __restrict__ xq, const float* __restrict__ xd, int m, int k,    \
+                                   long long row_bytes, const uint8_t* __restrict__ w0, float* __restrict__ out0, \
+                                   int n0, int s0, const uint8_t* __restrict__ w1, float* __restrict__ out1,     \
+                                   int n1, int s1, int b1, const uint8_t* __restrict__ w2,                       \
+                                   float* __restrict__ out2, int n2, int s2, int b2) {                           \
+        rf_grid_begin();                                                                                          \
+        const int b = blockIdx.x;                                                                                 \
+        if (b >= b2) {                                                                                            \
+            rf_mmq_rows<RT, NT>(xq, xd, w2, out2, m, n2, k, row_bytes, s2, b - b2, nullptr, nullptr);            \
+        } else if (b >= b1) {                                                                                     \
+            rf_mmq_rows<RT, NT>(xq, xd, w1, out1, m, n1, k, row_bytes, s1, b - b1, nullptr, nullptr);            \
+        } else {                                                                                                  \
+            rf_mmq_rows<RT, NT>(xq, xd, w0, out0, m, n0, k, row_bytes, s0, b, nullptr, nullptr);                 \
+        }                                                                                                         \
+    }
+RF_MMQ(1, 1)
+RF_MMQ(2, 2)
+RF_MMQ(2, 4)
+RF_MMQ(2, 8)
+#endif
+
 // out = x @ w.T for a prefill batch, x f32 [m, k]: 64x64 output tiles, the weight tile dequantized into shared
 // memory 32 columns at a time (needs k % 32 == 0); each of 256 threads accumulates a 4x4 patch.
 #define RF_MM_T 64

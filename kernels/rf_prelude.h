@@ -84,6 +84,34 @@ __device__ __forceinline__ int rf_dp4a(int a, int b, int c) {
 #endif
 }
 
+// Integer tile product on a group of 32 lanes (one NVIDIA warp; half a wave64): c += A . B with A 16x16 and B
+// 16x8 signed bytes, c 16x8 int32. Lane l (g = l / 4, t = l % 4) holds four bytes of A's rows g (a0) and g + 8
+// (a1) and of B's column g (b), each at k = 4t .. 4t+3, and c's rows g (c[0], c[1]) and g + 8 (c[2], c[3]) at
+// columns 2t, 2t + 1 (PTX's mma.m16n8k16 .s8 layout). Integer sums are exact, so the tensor-core instruction and
+// the shuffle version (the emulator's, and any target without one) give identical results.
+#if defined(RF_NVIDIA) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800)
+#define RF_HAS_MMA_S8 1
+__device__ __forceinline__ void rf_mma_s8(int a0, int a1, int b, int* c) {
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(b));
+}
+#elif defined(RF_EMULATOR)
+#define RF_HAS_MMA_S8 1
+__device__ __forceinline__ void rf_mma_s8(int a0, int a1, int b, int* c) {
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+        const int r0 = __shfl(a0, 4 * g + u, 32), r1 = __shfl(a1, 4 * g + u, 32);
+        const int b0 = __shfl(b, 8 * t + u, 32), b1 = __shfl(b, 8 * t + 4 + u, 32);
+        c[0] = rf_dp4a(r0, b0, c[0]);
+        c[1] = rf_dp4a(r0, b1, c[1]);
+        c[2] = rf_dp4a(r1, b0, c[2]);
+        c[3] = rf_dp4a(r1, b1, c[3]);
+    }
+}
+#endif
+
 // Little-endian reads at 2-byte alignment: GGUF blocks (18, 22, 34, 210 bytes...) only guarantee that much.
 __device__ __forceinline__ uint16_t rf_u16(const uint8_t* p) { return *(const uint16_t*)p; }
 __device__ __forceinline__ uint32_t rf_u32_a2(const uint8_t* p) {

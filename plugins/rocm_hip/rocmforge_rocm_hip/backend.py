@@ -10,7 +10,7 @@ from rocmforge_core.formats import Weight
 from rocmforge_core.ops import Verdict, no, yes
 from rocmforge_rocm_hip.memory import NAMES, NUMPY, Arena, DeviceTensor, Pool
 from rocmforge_rocm_hip.runtime import I64, PTR, Runtime, RuntimeUnavailable, open_runtime
-from rocmforge_rocm_hip.sources import ELEMENTWISE, Unit, has_dot8_q8_source
+from rocmforge_rocm_hip.sources import ELEMENTWISE, MMQ_TILES, Unit, has_dot8_q8_source, mma_unit
 
 # AMD targets every kernel is compile-checked for in CI (tests/hip); others are refused rather than tried.
 SUPPORTED_AMD = ("gfx90a", "gfx942", "gfx1100", "gfx1201")
@@ -96,7 +96,7 @@ class HipBackend(Backend):
         fns = self._modules.get(unit)
         if fns is None:
             rt = self.runtime
-            fns = rt.load(rt.cached_binary(unit), kernel_names(unit))
+            fns = rt.load(rt.cached_binary(unit), kernel_names(unit, rt.mma_s8))
             self._modules[unit] = fns
         return fns
 
@@ -210,9 +210,12 @@ class HipBackend(Backend):
         return Graph(rt, rt.end_capture(), private)
 
 
-def kernel_names(unit: Unit) -> list[str]:
+def kernel_names(unit: Unit, mma_s8: bool = False) -> list[str]:
+    """The kernels a unit defines; ``mma_s8``: on a target with the integer tile product (Runtime.mma_s8)."""
     dot8 = unit.file == "quant.hip" and has_dot8_q8_source(unit.fmt_source)
     extra = ["rf_matvec_q8", "rf_matvec_q8_multi", "rf_matvec_q8_batch", "rf_matvec_q8_batch_multi"] if dot8 else []
+    if mma_s8 and dot8 and mma_unit(unit.fmt_source):
+        extra += [f"rf_mmq_{rt}_{nt}{multi}" for rt, nt in MMQ_TILES for multi in ("", "_multi")]
     return extra + {
         "elementwise.hip": ["rf_add", "rf_scale", "rf_activation", "rf_rmsnorm", "rf_rope", "rf_transpose", "rf_to_f16",
                             "rf_quantize_q8", "rf_all_finite"],

@@ -24,6 +24,7 @@ SAMPLE_MAX_TOP_K = 1024
 ATTENTION_SPLIT = 32  # positions per split when few queries attend to a long cache (one wave step each)
 DECODE_SPLIT = 32  # positions per split of a decode batch's attention at least (one wave step)
 THREADS = 256
+MMQ_GROUPS = 8  # mma groups (32 lanes) per rf_mmq block: RF_MMQ_GROUPS in kernels/quant.hip
 
 
 def _ptr(value) -> int:
@@ -67,6 +68,16 @@ def _split(n: int, k: int, chunk: int = 0, wave: int = 32) -> int:
     return split
 
 
+def _mmq_split(n: int, k: int, unit: int) -> int:
+    """mma groups sharing the units of 16 rows in rf_mmq (1, 2, 4 or 8): about 4096 groups in all, so that enough
+    loads are in flight to keep memory busy, and at least 8 units each. A function of the weight's shape alone (as
+    _split), which keeps a row's arithmetic the same in every batch."""
+    split, units = 1, k // unit
+    while split < MMQ_GROUPS and -(-n // 16) * split < 4096 and units >= 16 * split:
+        split *= 2
+    return split
+
+
 @dataclass
 class Product:
     """One decode product out = x . w for the m rows of x (quantized to xq, xd), waiting to be launched
@@ -88,30 +99,36 @@ class Product:
         return (pending < 3 and self.total is None and other.xq is self.xq and other.unit == self.unit
                 and other.k == self.k and other.m == self.m)
 
-    def split(self, wave: int) -> int:
-        return _split(self.n, self.k, sources.chunk_size(self.unit.fmt_source), wave)
-
     @staticmethod
     def launch(be, products: list["Product"]) -> None:
-        """One launch for products of one input: rf_matvec_q8[_batch], or its _multi for two or three."""
+        """One launch for products of one input: rf_mmq_* where the tile product exists, else rf_matvec_q8[_batch];
+        the _multi form for two or three."""
         p0 = products[0]
-        wave = be.runtime.info.wave_size
-        threads = (4 * wave,)
-        kernel = "rf_matvec_q8" if p0.m == 1 else "rf_matvec_q8_batch"
+        mma = sources.mma_unit(p0.unit.fmt_source) if be.runtime.mma_s8 else 0
+        if mma:
+            rt, nt = sources.mma_tile(p0.m)
+            kernel, threads = f"rf_mmq_{rt}_{nt}", (MMQ_GROUPS * 32,)
+            splits = [_mmq_split(p.n, p.k, mma) for p in products]
+            blocks = [_blocks(p.n, 16 * rt * (MMQ_GROUPS // s)) for p, s in zip(products, splits)]
+        else:
+            wave = be.runtime.info.wave_size
+            kernel, threads = ("rf_matvec_q8" if p0.m == 1 else "rf_matvec_q8_batch"), (4 * wave,)
+            splits = [_split(p.n, p.k, sources.chunk_size(p.unit.fmt_source), wave) for p in products]
+            blocks = [_blocks(p.n, 4 // s) for p, s in zip(products, splits)]
         if len(products) == 1:
-            split = p0.split(wave)
-            be.launch(p0.unit, kernel, (_blocks(p0.n, 4 // split),), threads,
+            be.launch(p0.unit, kernel, (blocks[0],), threads,
                       [(p0.xq.ptr, PTR), (p0.xd.ptr, PTR), (_ptr(p0.w), PTR), (p0.out.ptr, PTR), (p0.m, I32),
-                       (p0.n, I32), (p0.k, I32), (p0.row_bytes, I64), (split, I32), (_ptr(p0.residual), PTR),
+                       (p0.n, I32), (p0.k, I32), (p0.row_bytes, I64), (splits[0], I32), (_ptr(p0.residual), PTR),
                        (_ptr(p0.total), PTR)])
             return
         segments, start = [], 0
         for i in range(3):
-            p = products[min(i, len(products) - 1)]
-            n = p.n if i < len(products) else 0  # an absent third segment: no rows, no blocks
-            split = p.split(wave)
-            segments += [(_ptr(p.w), PTR), (p.out.ptr, PTR), (n, I32), (split, I32)] + ([(start, I32)] if i else [])
-            start += _blocks(n, 4 // split)
+            j = min(i, len(products) - 1)
+            p = products[j]
+            present = i < len(products)  # an absent third segment: no rows, no blocks
+            segments += [(_ptr(p.w), PTR), (p.out.ptr, PTR), (p.n if present else 0, I32), (splits[j], I32)]
+            segments += [(start, I32)] if i else []
+            start += blocks[j] if present else 0
         be.launch(p0.unit, kernel + "_multi", (start,), threads,
                   [(p0.xq.ptr, PTR), (p0.xd.ptr, PTR), (p0.m, I32), (p0.k, I32), (p0.row_bytes, I64)] + segments)
 

@@ -53,6 +53,9 @@ class Runtime(ABC):
     """One GPU through one platform: compile, load, launch, memory, stream, graphs."""
     platform: str = ""
     info: DeviceInfo
+    # Whether the kernels' integer tile product (rf_mma_s8 in rf_prelude.h) exists here: the decode products then
+    # run on it (rf_mmq_*). Must agree with the prelude's RF_HAS_MMA_S8.
+    mma_s8: bool = False
 
     # -- kernels ---------------------------------------------------------------------------------------------
     @abstractmethod

@@ -78,6 +78,7 @@ def host_compiler() -> str | None:
 
 class EmulatorRuntime(Runtime):
     platform = "emulator"
+    mma_s8 = True  # the prelude's shuffle version of rf_mma_s8
 
     def __init__(self) -> None:
         self.cxx = host_compiler()

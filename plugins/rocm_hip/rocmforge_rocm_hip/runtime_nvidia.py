@@ -103,6 +103,7 @@ class NvidiaRuntime(Runtime):
         sms = self._ok(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, self.dev))
         total = self._ok(driver.cuDeviceTotalMem(self.dev))
         self.sm = f"sm_{major}{minor}"
+        self.mma_s8 = (major, minor) >= (8, 0) and os.environ.get("ROCMFORGE_HIP_MMA", "1") != "0"
         # Overlap each kernel's launch with the previous kernel (every kernel waits in rf_grid_begin): inside a
         # captured decode step this hides most of the gap between ~200 dependent kernels.
         # ROCMFORGE_HIP_PDL=0 turns it off, to measure it.

@@ -80,6 +80,22 @@ def chunk_size(path: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+# The (RT, NT) instances of rf_mmq in kernels/quant.hip: RT tiles of 16 weight rows, NT tiles of 8 rows of x.
+MMQ_TILES = ((1, 1), (2, 2), (2, 4), (2, 8))
+
+
+def mma_tile(m: int) -> tuple[int, int]:
+    """The rf_mmq instance for m rows of x (m <= 64): the fewest tiles of 8 that hold them."""
+    return next((rt, nt) for rt, nt in MMQ_TILES if 8 * nt >= m)
+
+
+def mma_unit(path: str) -> int:
+    """Elements per tile-product unit (RF_MMA_UNIT) when a format's device code (at ``path``) has the tile-product
+    interface, else 0."""
+    match = re.search(r"^#define RF_MMA_UNIT (\d+)", _text(path), re.M)
+    return int(match.group(1)) if match else 0
+
+
 def quant_unit(fmt, exact: bool = False) -> Unit:
     return Unit("quant.hip", fmt.name, format_source(fmt), (), exact)
 

@@ -60,3 +60,28 @@ __device__ __forceinline__ float rf_chunk_dot(const rf_chunk_w& w, int c, const 
     }
     return xd[0] * w.d * (float)(sq - 8 * sx);
 }
+
+// Tile-product unit (kernels/quant.hip, rf_mmq): RF_MMA_UNIT elements of a row in slices of 16; rf_mma_load gives
+// lane t of a quad the quants at positions 16i + 4t .. +3 of every slice i as signed bytes (q), rf_mma_combine
+// turns the exact integer dot of each slice with the activations (isum; xs: the sums of the activations, for
+// formats that define RF_MMA_XS) into the unit's contribution, xd being the activations' scales per 32.
+#define RF_MMA_UNIT 32
+struct rf_mma_w {
+    int q[2];
+    float d;
+};
+__device__ __forceinline__ int rf_s8_minus(uint32_t q, uint32_t o) {  // bytewise q - o (q, o < 128), as int8s
+    return (int)(((q | 0x80808080u) - o) ^ 0x80808080u);
+}
+__device__ __forceinline__ rf_mma_w rf_mma_load(const uint8_t* __restrict__ row, int u, int t) {
+    const uint8_t* b = row + (long long)u * RF_TS;
+    const uint32_t q = rf_u32_a2(b + 2 + 4 * t);
+    rf_mma_w w;
+    w.q[0] = rf_s8_minus(q & 0x0F0F0F0Fu, 0x08080808u);
+    w.q[1] = rf_s8_minus((q >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+    w.d = rf_f16_at(b);
+    return w;
+}
+__device__ __forceinline__ float rf_mma_combine(const rf_mma_w& w, const int* isum, const int* xs, const float* xd) {
+    return w.d * (xd[0] * (float)(isum[0] + isum[1]));
+}

@@ -92,3 +92,39 @@ __device__ __forceinline__ float rf_chunk_dot(const rf_chunk_w& w, int c, const 
     }
     return xd[0] * (w.a0 * (float)sl - w.b0 * (float)xsl) + xd[1] * (w.a1 * (float)sh - w.b1 * (float)xsh);
 }
+
+// Tile-product unit (kernels/quant.hip, rf_mmq): RF_MMA_UNIT elements of a row in slices of 16; rf_mma_load gives
+// lane t of a quad the quants at positions 16i + 4t .. +3 of every slice i as signed bytes (q), rf_mma_combine
+// turns the exact integer dot of each slice with the activations (isum; xs: the sums of the activations, for
+// formats that define RF_MMA_XS) into the unit's contribution, xd being the activations' scales per 32.
+// A unit is a chunk of 64 (sub-blocks 2c and 2c + 1: the low and high nibbles of the same 32 bytes).
+#define RF_MMA_UNIT 64
+#define RF_MMA_XS 1
+struct rf_mma_w {
+    int q[4];
+    float a0, b0, a1, b1;  // d * scale and dmin * min of the two sub-blocks
+};
+__device__ __forceinline__ rf_mma_w rf_mma_load(const uint8_t* __restrict__ row, int u, int t) {
+    const int c = u & 3;
+    const uint8_t* b = row + (long long)(u >> 2) * RF_TS;
+    const uint32_t w0 = rf_u32_a4(b + 16 + 32 * c + 4 * t), w1 = rf_u32_a4(b + 32 + 32 * c + 4 * t);
+    rf_mma_w w;
+    w.q[0] = (int)(w0 & 0x0F0F0F0Fu);
+    w.q[1] = (int)(w1 & 0x0F0F0F0Fu);
+    w.q[2] = (int)((w0 >> 4) & 0x0F0F0F0Fu);
+    w.q[3] = (int)((w1 >> 4) & 0x0F0F0F0Fu);
+    int sc0, m0, sc1, m1;
+    rf_k4_scale_min(b + 4, 2 * c, &sc0, &m0);
+    rf_k4_scale_min(b + 4, 2 * c + 1, &sc1, &m1);
+    const uint32_t dm = rf_u32_a4(b);  // d, then dmin
+    const float d = rf_half_to_float((uint16_t)(dm & 0xffff)), dmin = rf_half_to_float((uint16_t)(dm >> 16));
+    w.a0 = d * (float)sc0;
+    w.b0 = dmin * (float)m0;
+    w.a1 = d * (float)sc1;
+    w.b1 = dmin * (float)m1;
+    return w;
+}
+__device__ __forceinline__ float rf_mma_combine(const rf_mma_w& w, const int* isum, const int* xs, const float* xd) {
+    return xd[0] * (w.a0 * (float)(isum[0] + isum[1]) - w.b0 * (float)(xs[0] + xs[1])) +
+           xd[1] * (w.a1 * (float)(isum[2] + isum[3]) - w.b1 * (float)(xs[2] + xs[3]));
+}

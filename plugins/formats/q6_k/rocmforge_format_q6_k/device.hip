@@ -92,3 +92,32 @@ __device__ __forceinline__ float rf_chunk_dot(const rf_chunk_w& w, int c, const 
     }
     return w.d * sum;
 }
+
+// Tile-product unit (kernels/quant.hip, rf_mmq): RF_MMA_UNIT elements of a row in slices of 16; rf_mma_load gives
+// lane t of a quad the quants at positions 16i + 4t .. +3 of every slice i as signed bytes (q), rf_mma_combine
+// turns the exact integer dot of each slice with the activations (isum; xs: the sums of the activations, for
+// formats that define RF_MMA_XS) into the unit's contribution, xd being the activations' scales per 32.
+// A unit is 32 elements (h, j) with one scale per slice.
+#define RF_MMA_UNIT 32
+struct rf_mma_w {
+    int q[2];
+    int s[2];
+    float d;
+};
+__device__ __forceinline__ rf_mma_w rf_mma_load(const uint8_t* __restrict__ row, int u, int t) {
+    const uint8_t* b = row + (long long)(u >> 3) * RF_TS;
+    const int h = (u >> 2) & 1, j = u & 3;
+    rf_mma_w w;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        const uint32_t lo = (rf_u32_a2(b + 64 * h + 32 * (j & 1) + 16 * i + 4 * t) >> (4 * (j >> 1))) & 0x0F0F0F0Fu;
+        const uint32_t hi = (rf_u32_a2(b + 128 + 32 * h + 16 * i + 4 * t) >> (2 * j)) & 0x03030303u;
+        w.q[i] = (int)(((lo | (hi << 4)) | 0x80808080u) - 0x20202020u) ^ (int)0x80808080u;  // q - 32 as int8s
+        w.s[i] = (int)(int8_t)b[192 + 8 * h + i + 2 * j];
+    }
+    w.d = rf_f16_at(b + 208);
+    return w;
+}
+__device__ __forceinline__ float rf_mma_combine(const rf_mma_w& w, const int* isum, const int* xs, const float* xd) {
+    return w.d * (xd[0] * (float)(w.s[0] * isum[0] + w.s[1] * isum[1]));
+}
