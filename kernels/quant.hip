@@ -240,6 +240,9 @@ RF_MATVEC_Q8(rf_matvec_q8_batch, RF_MV_ROWS)
 // float operations in the same order whatever m, RT and NT are, so one kernel serves every batch size including 1.
 #define RF_MMQ_GROUPS 8  // mma groups per block
 #define RF_MMA_SLICES (RF_MMA_UNIT / 16)
+#if !defined(RF_MMA_XOFF)
+#define RF_MMA_XOFF(i, t) (16 * (i) + 4 * (t))  // the unit positions of slice i held by lane t of a quad
+#endif
 
 template <int RT, int NT>
 __device__ __forceinline__ void rf_mmq_rows(const int8_t* __restrict__ xq, const float* __restrict__ xd,
@@ -262,7 +265,7 @@ __device__ __forceinline__ void rf_mmq_rows(const int8_t* __restrict__ xq, const
     for (int r = 0; r < RT; ++r)
 #pragma unroll
         for (int h = 0; h < 2; ++h) wr[r][h] = w + (long long)min(row0 + 16 * r + g + 8 * h, n - 1) * row_bytes;
-#pragma unroll 2
+#pragma unroll 4
     for (int u = p; u < units; u += split) {
         rf_mma_w wt[RT][2];
 #pragma unroll
@@ -275,7 +278,7 @@ __device__ __forceinline__ void rf_mmq_rows(const int8_t* __restrict__ xq, const
             int b[RF_MMA_SLICES];
 #pragma unroll
             for (int i = 0; i < RF_MMA_SLICES; ++i)
-                b[i] = col < m ? *(const int*)(xq + (long long)col * k + u * RF_MMA_UNIT + 16 * i + 4 * t) : 0;
+                b[i] = col < m ? *(const int*)(xq + (long long)col * k + u * RF_MMA_UNIT + RF_MMA_XOFF(i, t)) : 0;
             int xs[RF_MMA_SLICES][4];
 #pragma unroll
             for (int i = 0; i < RF_MMA_SLICES; ++i) {

@@ -69,11 +69,11 @@ def _split(n: int, k: int, chunk: int = 0, wave: int = 32) -> int:
 
 
 def _mmq_split(n: int, k: int, unit: int) -> int:
-    """mma groups sharing the units of 16 rows in rf_mmq (1, 2, 4 or 8): about 4096 groups in all, so that enough
-    loads are in flight to keep memory busy, and at least 8 units each. A function of the weight's shape alone (as
+    """mma groups sharing the units of 16 rows in rf_mmq (1, 2, 4 or 8): about 8192 groups in all, so that enough
+    loads are in flight to keep memory busy, and at least 4 units each (one unrolled pass of the unit loop). A function of the weight's shape alone (as
     _split), which keeps a row's arithmetic the same in every batch."""
     split, units = 1, k // unit
-    while split < MMQ_GROUPS and -(-n // 16) * split < 4096 and units >= 16 * split:
+    while split < MMQ_GROUPS and -(-n // 16) * split < 8192 and units >= 8 * split:
         split *= 2
     return split
 

@@ -94,12 +94,14 @@ __device__ __forceinline__ float rf_chunk_dot(const rf_chunk_w& w, int c, const 
 }
 
 // Tile-product unit (kernels/quant.hip, rf_mmq): RF_MMA_UNIT elements of a row in slices of 16; rf_mma_load gives
-// lane t of a quad the quants at positions 16i + 4t .. +3 of every slice i as signed bytes (q), rf_mma_combine
+// lane t of a quad the quants at positions RF_MMA_XOFF(i, t) .. +3 of every slice i as signed bytes (q), rf_mma_combine
 // turns the exact integer dot of each slice with the activations (isum; xs: the sums of the activations, for
 // formats that define RF_MMA_XS) into the unit's contribution, xd being the activations' scales per 32.
-// A unit is a chunk of 64 (sub-blocks 2c and 2c + 1: the low and high nibbles of the same 32 bytes).
+// A unit is a chunk of 64 (sub-blocks 2c and 2c + 1: the low and high nibbles of the same 32 bytes). Lane t reads
+// bytes 8t .. 8t+7 of the 32 at once: slices 0 and 1 are their low nibbles, 2 and 3 their high nibbles.
 #define RF_MMA_UNIT 64
 #define RF_MMA_XS 1
+#define RF_MMA_XOFF(i, t) (32 * ((i) >> 1) + 8 * (t) + 4 * ((i) & 1))
 struct rf_mma_w {
     int q[4];
     float a0, b0, a1, b1;  // d * scale and dmin * min of the two sub-blocks
@@ -107,7 +109,8 @@ struct rf_mma_w {
 __device__ __forceinline__ rf_mma_w rf_mma_load(const uint8_t* __restrict__ row, int u, int t) {
     const int c = u & 3;
     const uint8_t* b = row + (long long)(u >> 2) * RF_TS;
-    const uint32_t w0 = rf_u32_a4(b + 16 + 32 * c + 4 * t), w1 = rf_u32_a4(b + 32 + 32 * c + 4 * t);
+    const uint2 q = rf_u64_a8(b + 16 + 32 * c + 8 * t);
+    const uint32_t w0 = q.x, w1 = q.y;
     rf_mma_w w;
     w.q[0] = (int)(w0 & 0x0F0F0F0Fu);
     w.q[1] = (int)(w1 & 0x0F0F0F0Fu);

@@ -94,7 +94,8 @@ __device__ __forceinline__ float rf_chunk_dot(const rf_chunk_w& w, int c, const 
 }
 
 // Tile-product unit (kernels/quant.hip, rf_mmq): RF_MMA_UNIT elements of a row in slices of 16; rf_mma_load gives
-// lane t of a quad the quants at positions 16i + 4t .. +3 of every slice i as signed bytes (q), rf_mma_combine
+// lane t of a quad the quants at positions 16i + 4t .. +3 of every slice i as signed bytes (q; RF_MMA_XOFF may say
+// otherwise), rf_mma_combine
 // turns the exact integer dot of each slice with the activations (isum; xs: the sums of the activations, for
 // formats that define RF_MMA_XS) into the unit's contribution, xd being the activations' scales per 32.
 // A unit is 32 elements (h, j) with one scale per slice.
