@@ -305,7 +305,7 @@ __device__ __forceinline__ void rf_mmq_rows(const int8_t* __restrict__ xq, const
                         ie[i] = is[i][e];
                         xe[i] = xs[i][e & 1];
                     }
-                    acc[r][c][e] += rf_mma_combine(wt[r][e >> 1], ie, xe, (e & 1) ? xd1 : xd0);
+                    acc[r][c][e] = __fadd_rn(acc[r][c][e], rf_mma_combine(wt[r][e >> 1], ie, xe, (e & 1) ? xd1 : xd0));
                 }
             }
         }
@@ -346,6 +346,75 @@ __device__ __forceinline__ void rf_mmq_rows(const int8_t* __restrict__ xq, const
                     if (total) total[o] = acc[r][c][e] + residual[o];
                 }
             }
+}
+
+// The same products for one row of x (m = 1, a single sequence), with rf_mmq's arithmetic bit for bit: lane p of
+// the split lanes of a row of w takes group p's units (p, p + S, ...) in order, builds each slice's integer sum
+// from the four quad lanes' words of rf_mma_load with dp4a, adds rf_mma_combine of them, and the split lanes meet in
+// rf_mmq's tree. Neighbouring lanes read neighbouring units, so a row's bytes stream in whole sectors, which the
+// mma layout (16 rows per load) cannot do without a tile in shared memory.
+__device__ __forceinline__ void rf_mmv_rows(const int8_t* __restrict__ xq, const float* __restrict__ xd,
+                                            const uint8_t* __restrict__ w, float* __restrict__ out, int n, int k,
+                                            long long row_bytes, int split, int block,
+                                            const float* __restrict__ residual, float* __restrict__ total) {
+    const int lane = threadIdx.x % 32, p = lane % split;
+    const int row = (block * RF_MMQ_GROUPS + threadIdx.x / 32) * (32 / split) + lane / split;
+    const uint8_t* wr = w + (long long)min(row, n - 1) * row_bytes;
+    const int units = k / RF_MMA_UNIT;
+    float acc = 0.0f;
+#pragma unroll 4
+    for (int u = p; u < units; u += split) {
+        const int8_t* x = xq + u * RF_MMA_UNIT;
+        int is[RF_MMA_SLICES], xs[RF_MMA_SLICES];
+#pragma unroll
+        for (int i = 0; i < RF_MMA_SLICES; ++i) is[i] = xs[i] = 0;
+        rf_mma_w w0;
+#pragma unroll
+        for (int t = 0; t < 4; ++t) {
+            const rf_mma_w wt = rf_mma_load(wr, u, t);
+            if (t == 0) w0 = wt;
+#pragma unroll
+            for (int i = 0; i < RF_MMA_SLICES; ++i) {
+                const int xv = *(const int*)(x + RF_MMA_XOFF(i, t));
+                is[i] = rf_dp4a(wt.q[i], xv, is[i]);
+#if defined(RF_MMA_XS)
+                xs[i] = rf_dp4a(0x01010101, xv, xs[i]);
+#endif
+            }
+        }
+        acc = __fadd_rn(acc, rf_mma_combine(w0, is, xs, xd + u * (RF_MMA_UNIT / 32)));
+    }
+    for (int s = 1; s < split; s *= 2) {
+        const float other = __shfl_xor(acc, s, 32);  // lane + s where p % 2s == 0
+        if (p % (2 * s) == 0) acc += other;
+    }
+    if (p == 0 && row < n) {
+        out[row] = acc;
+        if (total) total[row] = acc + residual[row];
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(RF_MMQ_GROUPS * 32)
+    rf_mmv(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w,
+           float* __restrict__ out, int m, int n, int k, long long row_bytes, int split,
+           const float* __restrict__ residual, float* __restrict__ total) {
+    rf_grid_begin();
+    rf_mmv_rows(xq, xd, w, out, n, k, row_bytes, split, blockIdx.x, residual, total);
+}
+extern "C" __global__ void __launch_bounds__(RF_MMQ_GROUPS * 32)
+    rf_mmv_multi(const int8_t* __restrict__ xq, const float* __restrict__ xd, int m, int k, long long row_bytes,
+                 const uint8_t* __restrict__ w0, float* __restrict__ out0, int n0, int s0,
+                 const uint8_t* __restrict__ w1, float* __restrict__ out1, int n1, int s1, int b1,
+                 const uint8_t* __restrict__ w2, float* __restrict__ out2, int n2, int s2, int b2) {
+    rf_grid_begin();
+    const int b = blockIdx.x;
+    if (b >= b2) {
+        rf_mmv_rows(xq, xd, w2, out2, n2, k, row_bytes, s2, b - b2, nullptr, nullptr);
+    } else if (b >= b1) {
+        rf_mmv_rows(xq, xd, w1, out1, n1, k, row_bytes, s1, b - b1, nullptr, nullptr);
+    } else {
+        rf_mmv_rows(xq, xd, w0, out0, n0, k, row_bytes, s0, b, nullptr, nullptr);
+    }
 }
 
 // One launch per (RT, NT); the _multi form takes up to three products of the same x (as rf_matvec_q8_multi).

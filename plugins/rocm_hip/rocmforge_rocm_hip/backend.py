@@ -215,7 +215,8 @@ def kernel_names(unit: Unit, mma_s8: bool = False) -> list[str]:
     dot8 = unit.file == "quant.hip" and has_dot8_q8_source(unit.fmt_source)
     extra = ["rf_matvec_q8", "rf_matvec_q8_multi", "rf_matvec_q8_batch", "rf_matvec_q8_batch_multi"] if dot8 else []
     if mma_s8 and dot8 and mma_unit(unit.fmt_source):
-        extra += [f"rf_mmq_{rt}_{nt}{multi}" for rt, nt in MMQ_TILES for multi in ("", "_multi")]
+        extra += [f"rf_mm{v}{multi}" for v in ["v"] + [f"q_{rt}_{nt}" for rt, nt in MMQ_TILES]
+                  for multi in ("", "_multi")]
     return extra + {
         "elementwise.hip": ["rf_add", "rf_scale", "rf_activation", "rf_rmsnorm", "rf_rope", "rf_transpose", "rf_to_f16",
                             "rf_quantize_q8", "rf_all_finite"],

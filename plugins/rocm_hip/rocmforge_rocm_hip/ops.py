@@ -68,12 +68,12 @@ def _split(n: int, k: int, chunk: int = 0, wave: int = 32) -> int:
     return split
 
 
-def _mmq_split(n: int, k: int, unit: int) -> int:
-    """mma groups sharing the units of 16 rows in rf_mmq (1, 2, 4 or 8): about 8192 groups in all, so that enough
-    loads are in flight to keep memory busy, and at least 4 units each (one unrolled pass of the unit loop). A function of the weight's shape alone (as
-    _split), which keeps a row's arithmetic the same in every batch."""
+def _mmq_split(k: int, unit: int) -> int:
+    """Groups sharing the units of a row in rf_mmq and rf_mmv (1, 2, 4 or 8; mma groups there, lanes here): 8
+    where each gets at least two units. A function of the weight's shape alone, so that a row's arithmetic is the
+    same in every batch, also of 1 row (rf_mmv)."""
     split, units = 1, k // unit
-    while split < MMQ_GROUPS and -(-n // 16) * split < 8192 and units >= 8 * split:
+    while split < MMQ_GROUPS and units >= 4 * split:
         split *= 2
     return split
 
@@ -106,10 +106,14 @@ class Product:
         p0 = products[0]
         mma = sources.mma_unit(p0.unit.fmt_source) if be.runtime.mma_s8 else 0
         if mma:
-            rt, nt = sources.mma_tile(p0.m)
-            kernel, threads = f"rf_mmq_{rt}_{nt}", (MMQ_GROUPS * 32,)
-            splits = [_mmq_split(p.n, p.k, mma) for p in products]
-            blocks = [_blocks(p.n, 16 * rt * (MMQ_GROUPS // s)) for p, s in zip(products, splits)]
+            splits = [_mmq_split(p.k, mma) for p in products]
+            if p0.m == 1:  # rf_mmv: 32 / split rows per mma group, the same arithmetic
+                kernel, per = "rf_mmv", [MMQ_GROUPS * 32 // s for s in splits]
+            else:
+                rt, nt = sources.mma_tile(p0.m)
+                kernel, per = f"rf_mmq_{rt}_{nt}", [16 * rt * (MMQ_GROUPS // s) for s in splits]
+            threads = (MMQ_GROUPS * 32,)
+            blocks = [_blocks(p.n, r) for p, r in zip(products, per)]
         else:
             wave = be.runtime.info.wave_size
             kernel, threads = ("rf_matvec_q8" if p0.m == 1 else "rf_matvec_q8_batch"), (4 * wave,)

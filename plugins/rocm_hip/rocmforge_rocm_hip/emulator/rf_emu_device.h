@@ -162,6 +162,11 @@ inline int __float_as_int(float f) { return __builtin_bit_cast(int, f); }
 inline unsigned __float_as_uint(float f) { return __builtin_bit_cast(unsigned, f); }
 inline double __longlong_as_double(long long i) { return __builtin_bit_cast(double, i); }
 inline long long __double_as_longlong(double d) { return __builtin_bit_cast(long long, d); }
+// An addition never fused with a neighbouring multiply (the volatile keeps -ffp-contract away), as CUDA's.
+inline float __fadd_rn(float a, float b) {
+    volatile float r = a + b;
+    return r;
+}
 // Round to nearest even; NaN gives 0 and out-of-range values saturate, as cvt.rni.s32.f32 does.
 inline int __float2int_rn(float x) {
     if (x != x) return 0;
