@@ -63,7 +63,6 @@ class Stats:
     backend: str = ""
     load_s: float = 0.0
     prompt_tokens: int = 0
-    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache (not computed)
     prefill_s: float = 0.0
     generated_tokens: int = 0
     decode_s: float = 0.0
@@ -71,6 +70,7 @@ class Stats:
     fallbacks: int = 0  # run-time kernel fallbacks (the hybrid scheduler counts them)
     copies: int = 0     # activation copies between backends during this generation
     seed: int | None = None
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache (not computed)
 
     @property
     def prefill_tokens_per_s(self) -> float:

@@ -4,9 +4,9 @@ running batch at every step.
 Each iteration (1) frees cancelled sequences, (2) admits waiting requests while a sequence slot is free and the
 KV cache can hold their prompt (the part the prefix cache does not already hold), (3) runs one decode step over
 every sequence that is generating (one token each, over the paged KV cache, each with its own sampling parameters
-and seed), and (4) runs one prefill step of at most the engine's ``prefill_chunk`` prompt tokens, taken in arrival order from
-sequences still reading their prompt, so a long prompt is spread over several iterations instead of stalling
-running streams. Each prompt is read in its own pieces (``engine.prefill_pieces``), long ones alone in their step,
+and seed), and (4) runs one prefill step of at most the engine's ``prefill_chunk`` prompt tokens, taken in
+arrival order from sequences still reading their prompt, so a long prompt is spread over several iterations
+instead of stalling running streams. Each prompt is read in its own pieces (``engine.prefill_pieces``), long ones alone in their step,
 short ones sharing a step: exactly the pieces ``rocmforge run`` reads it in, so batching changes no result.
 Prefill steps come in power-of-two sizes only, so the set of step shapes stays small and fixed.
 
@@ -16,9 +16,10 @@ cross into a new one; when a decode step needs blocks and none is left (cached b
 evicted first), the youngest running sequence is preempted: its blocks are freed (and stay cached), it goes back
 to the head of the queue with its generated tokens kept, and once readmitted it prefills prompt + generated
 tokens (mostly found in the prefix cache) and samples its next token as the decode step would have. Requests
-wait in a bounded queue, and beyond it ``submit`` answers 503. Each request is an engine ``Sequence`` (engine/sequence.py), the one ``Engine.generate`` runs: the same
-penalty history, ``(seed, step)`` draw and stopping rules, so a request gives the same tokens whether it runs
-alone, batched, or through ``rocmforge run``.
+wait in a bounded queue, and beyond it ``submit`` answers 503. Each request is an engine ``Sequence``
+(engine/sequence.py), the one ``Engine.generate`` runs: the same penalty history, ``(seed, step)`` draw and
+stopping rules, so a request gives the same tokens whether it runs alone, batched, preempted, or through
+``rocmforge run``.
 
 A sequence admitted ``time_limit`` seconds ago ends as if it had reached max_tokens ("length"). ``drain`` (the
 server was told to stop) refuses new requests and ends the waiting ones that have not started at once; running
@@ -119,10 +120,6 @@ class Batcher:
     def blocks_needed(self, n_tokens: int) -> int:
         return -(-n_tokens // self.cache.block_size)
 
-    @property
-    def max_blocks_per_sequence(self) -> int:
-        return self.blocks_needed(self.max_sequence_tokens)
-
     def submit(self, seq: Sequence) -> None:
         """Queue ``seq``, bounded by the engine's context as ``generate`` is; APIError 400 if it can never fit the
         cache, 503 if the queue is full."""
@@ -169,7 +166,7 @@ class Batcher:
         ``grace`` seconds have passed, unless they finish first."""
         with self._cond:
             self._drain_deadline = time.monotonic() + grace
-            for seq in [s for s in self.waiting if not s.ids]:  # preempted ones have started: they may finish
+            for seq in [s for s in self.waiting if s.admitted_at is None]:  # preempted ones may finish too
                 self.waiting.remove(seq)
                 seq.finish_reason = "error"
                 seq.emit(("error", APIError(SHUTTING_DOWN, status=503)))

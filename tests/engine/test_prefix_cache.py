@@ -66,3 +66,12 @@ def test_a_follow_up_turn_reuses_the_conversation_on_real_models(which, request)
     shared = next(i for i, (a, b) in enumerate(zip(first + [-1], second)) if a != b)
     assert [g.ids for g in warm] == [g.ids for g in cold]
     assert warm[1].stats.cached_tokens == shared // 16 * 16 > 0
+
+
+def test_the_timings_line_counts_only_computed_prompt_tokens():
+    from rocmforge_core.cli.generation import statistics
+    from rocmforge_core.engine.engine import Stats
+
+    s = Stats("cpu", 0.2, 48, 0.5, 3, 0.3, seed=1, cached_tokens=32)
+    assert s.prefill_tokens_per_s == 32.0
+    assert "prompt 48 tokens (32 from the prefix cache) in 0.50 s (32.0 t/s)" in statistics(s)
