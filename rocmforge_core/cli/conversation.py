@@ -61,7 +61,7 @@ def converse(args, model: Model, engine: Engine, template: str | None, system: s
         out.write("\n")
         out.flush()
         messages.append({"role": "assistant", "content": gen.text})
-        for name in ("prompt_tokens", "prefill_s", "generated_tokens", "decode_s", "compile_s"):
+        for name in ("prompt_tokens", "cached_tokens", "prefill_s", "generated_tokens", "decode_s", "compile_s"):
             setattr(total, name, getattr(total, name) + getattr(gen.stats, name))
         total.seed = gen.stats.seed
     else:

@@ -35,6 +35,7 @@ def token_limit(args, engine: Engine) -> int:
 def statistics(s) -> str:
     """One line of a generation's timings; kernel compilation (first use on this machine) apart from the rest."""
     compiled = f"; compile {s.compile_s:.2f} s (first use, cached now)" if s.compile_s >= 0.01 else ""
-    return (f"{s.backend}: load {s.load_s:.2f} s{compiled}; prompt {s.prompt_tokens} tokens in {s.prefill_s:.2f} s "
-            f"({s.prefill_tokens_per_s:.1f} t/s); generated {s.generated_tokens} tokens in {s.decode_s:.2f} s "
-            f"({s.decode_tokens_per_s:.1f} t/s); seed {s.seed}")
+    cached = f" ({s.cached_tokens} from the prefix cache)" if s.cached_tokens else ""
+    return (f"{s.backend}: load {s.load_s:.2f} s{compiled}; prompt {s.prompt_tokens} tokens{cached} in "
+            f"{s.prefill_s:.2f} s ({s.prefill_tokens_per_s:.1f} t/s); generated {s.generated_tokens} tokens in "
+            f"{s.decode_s:.2f} s ({s.decode_tokens_per_s:.1f} t/s); seed {s.seed}")

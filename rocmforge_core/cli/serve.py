@@ -33,6 +33,8 @@ def add_parser(sub) -> None:
                    help="requests waiting for a slot at most; more get 503 (64)")
     p.add_argument("--prefill-chunk", type=int, default=256, metavar="N",
                    help="prompt tokens per prefill step at most, so long prompts do not stall streams (256)")
+    p.add_argument("--no-prefix-cache", action="store_true",
+                   help="compute every prompt in full instead of reusing the KV blocks of prefixes seen before")
     p.add_argument("--read-timeout", type=float, default=30.0, metavar="S",
                    help="seconds a request's headers, and then its body, may take to arrive (30)")
     p.add_argument("--max-connections", type=int, default=512, metavar="N",
@@ -73,6 +75,7 @@ def run(args) -> int:
     state = ServerState(ServeOptions(model=model, backend=args.backend, profile=placement_profile(args),
                                      ctx_size=args.ctx_size, parallel=args.parallel, kv_size=args.kv_size, api_key=key,
                                      max_queue=args.max_queue, prefill_chunk=args.prefill_chunk,
+                                     prefix_cache=not args.no_prefix_cache,
                                      threads=args.threads, warm_up=not args.no_warm_up, host=args.host,
                                      allowed_hosts=allowed, read_timeout=args.read_timeout,
                                      max_connections=args.max_connections, time_limit=args.time_limit))

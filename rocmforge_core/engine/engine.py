@@ -39,11 +39,12 @@ PREFILL_CHUNK = 256  # prompt tokens per prefill step at most
 PACK_ROWS = 64
 
 
-def prefill_pieces(n: int, chunk: int = PREFILL_CHUNK) -> list[tuple[int, int]]:
-    """The (start, end) pieces an n-token prompt is prefilled in, the same whoever runs it (``generate`` alone,
-    the server's batcher among other sequences), so its KV cache and first token come out the same: runs of at
-    most ``chunk`` tokens, each longer than PACK_ROWS a power of two (a few step shapes) that runs alone."""
-    pieces, start = [], 0
+def prefill_pieces(n: int, chunk: int = PREFILL_CHUNK, start: int = 0) -> list[tuple[int, int]]:
+    """The (start, end) pieces an n-token prompt is prefilled in from position ``start`` (its first ``start``
+    tokens' KV found in the prefix cache), the same whoever runs it (``generate`` alone, the server's batcher
+    among other sequences), so its KV cache and first token come out the same: runs of at most ``chunk`` tokens,
+    each longer than PACK_ROWS a power of two (a few step shapes) that runs alone."""
+    pieces = []
     while start < n:
         size = min(chunk, n - start)
         if size > PACK_ROWS:
@@ -69,10 +70,12 @@ class Stats:
     fallbacks: int = 0  # run-time kernel fallbacks (the hybrid scheduler counts them)
     copies: int = 0     # activation copies between backends during this generation
     seed: int | None = None
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache (not computed)
 
     @property
     def prefill_tokens_per_s(self) -> float:
-        return self.prompt_tokens / self.prefill_s if self.prefill_s else 0.0
+        """Prompt tokens computed (those of the prefix cache left out) per second."""
+        return (self.prompt_tokens - self.cached_tokens) / self.prefill_s if self.prefill_s else 0.0
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -136,9 +139,11 @@ class _Shape:
 
 class Engine:
     def __init__(self, model, *, n_ctx: int | None = None, max_seqs: int = 1, block_size: int = 16,
-                 kv_dtype: str = "f32", kv_tokens: int | None = None, prefill_chunk: int = PREFILL_CHUNK):
+                 kv_dtype: str = "f32", kv_tokens: int | None = None, prefill_chunk: int = PREFILL_CHUNK,
+                 prefix_cache: bool = True):
         """``kv_tokens``: KV cache shared by all sequences, in tokens (default: room for max_seqs x n_ctx).
-        ``prefill_chunk``: prompt tokens per prefill step at most (see prefill_pieces)."""
+        ``prefill_chunk``: prompt tokens per prefill step at most (see prefill_pieces). ``prefix_cache``: keep
+        full KV blocks named by their tokens, so a later prompt sharing the prefix skips computing it."""
         if prefill_chunk < 1:
             raise RocmforgeError(f"the prefill chunk must be at least 1 token, got {prefill_chunk}")
         self.prefill_chunk = prefill_chunk
@@ -155,7 +160,8 @@ class Engine:
                   for i in range(cfg.n_layers)]
         n_blocks = -(-kv_tokens // block_size) + 1 if kv_tokens else None  # + block 0, which no sequence owns
         self.cache = KVCache(layers, max_seqs=max_seqs, max_tokens=self.n_ctx, block_size=block_size,
-                             n_blocks=n_blocks, table_backend=model.backend, dtype=kv_dtype)
+                             n_blocks=n_blocks, table_backend=model.backend, dtype=kv_dtype,
+                             prefix_cache=prefix_cache)
         self.max_steps = MAX_STEPS
         self._shapes: OrderedDict[tuple, _Shape] = OrderedDict()  # least recently used first
         self._made_for = (model.plan.version, self.cache.version)
@@ -349,13 +355,17 @@ class Engine:
             c0 = self._compile_seconds()
             t0 = time.perf_counter()
             ids = seq.prompt_ids
-            for start, end in prefill_pieces(len(ids), self.prefill_chunk):
+            stats.cached_tokens = self.cache.match_prefix(slot, ids)
+            for start, end in prefill_pieces(len(ids), self.prefill_chunk, stats.cached_tokens):
                 result = self.step(ids[start:end], [slot] * (end - start), range(start, end), [end - start - 1],
                                    "prefill", [seq.row()])
+            self.cache.commit(slot, len(ids), seq.tokens)
             token = result.tokens[0]
             t1, c1 = time.perf_counter(), self._compile_seconds()
             while not seq.finished and not seq.accept(token):
-                token = self.step([seq.ids[-1]], [slot], [seq.position], [0], "decode", [seq.row()]).tokens[0]
+                position = seq.position
+                token = self.step([seq.ids[-1]], [slot], [position], [0], "decode", [seq.row()]).tokens[0]
+                self.cache.commit(slot, position + 1, seq.tokens)
             t2, c2 = time.perf_counter(), self._compile_seconds()
         finally:
             self.free_sequence(slot)

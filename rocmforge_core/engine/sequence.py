@@ -62,6 +62,15 @@ class Sequence:
         """Position of the newest generated token, the next one fed to the model."""
         return len(self.prompt_ids) + len(self.ids) - 1
 
+    def tokens(self, start: int, end: int) -> list[int]:
+        """The token ids at positions start .. end-1: the prompt's, then the generated ones."""
+        n = len(self.prompt_ids)
+        if end <= n:
+            return self.prompt_ids[start:end]
+        if start >= n:
+            return self.ids[start - n:end - n]
+        return self.prompt_ids[start:] + self.ids[:end - n]
+
     def row(self):
         """How a step samples this sequence's next token: its parameters, the draw's counter and, when a penalty
         is on, the recent tokens."""

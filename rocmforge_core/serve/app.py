@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request as HTTPRequest
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from rocmforge_core.errors import RocmforgeError
@@ -33,6 +33,7 @@ from rocmforge_core.serve.access_log import AccessLog
 from rocmforge_core.serve.batcher import FINISH, Sequence
 from rocmforge_core.serve.connections import AcceptErrors
 from rocmforge_core.serve.errors import APIError
+from rocmforge_core.serve.metrics import CONTENT_TYPE
 from rocmforge_core.serve.security import HostCheck
 from rocmforge_core.serve.state import ServerState
 
@@ -153,7 +154,7 @@ async def health(request: HTTPRequest) -> Response:
 async def metrics(request: HTTPRequest) -> Response:
     state = server_state(request)
     state.metrics.request("metrics", 200)  # before rendering: the answer counts itself
-    return PlainTextResponse(state.metrics.render(state), media_type="text/plain; version=0.0.4")
+    return Response(state.metrics.render(state), media_type=CONTENT_TYPE)
 
 
 @endpoint("models", ready=False)
@@ -359,14 +360,18 @@ class Reply:
                 "system_fingerprint": "rocmforge"}
 
     def log_detail(self) -> str:
-        """The access log's note on this request, once it is over."""
-        p, c = len(self.seq.prompt_ids), len(self.seq.ids)
-        end = self.seq.finish_reason or ("cancelled" if self.seq.cancelled else "unfinished")
-        return f"prompt {p}, completion {c} tokens, {end}"
+        """The access log's note on this request, once it is over: its id, tokens (prompt, of which from the
+        prefix cache, and completion), time to first token, and how it ended."""
+        seq = self.seq
+        p, c = len(seq.prompt_ids), len(seq.ids)
+        end = seq.finish_reason or ("cancelled" if seq.cancelled else "unfinished")
+        ttft = "-" if seq.first_token_at is None else f"{seq.first_token_at - seq.submitted:.3f} s"
+        return f"{self.id} prompt {p} ({seq.cached_tokens} cached), completion {c} tokens, ttft {ttft}, {end}"
 
     def usage(self) -> dict:
         p, c = len(self.seq.prompt_ids), len(self.seq.ids)
-        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+                "prompt_tokens_details": {"cached_tokens": self.seq.cached_tokens}}
 
     def first_delta(self) -> dict:
         return {"role": "assistant", "content": ""} if self.req.kind == "chat" else {"text": ""}

@@ -2,23 +2,28 @@
 running batch at every step.
 
 Each iteration (1) frees cancelled sequences, (2) admits waiting requests while a sequence slot is free and the
-KV cache can hold their prompt plus their token budget, (3) runs one decode step over every sequence that is
-generating (one token each, over the paged KV cache, each with its own sampling parameters and seed), and
-(4) runs one prefill step of at most the engine's ``prefill_chunk`` prompt tokens, taken in arrival order from
-sequences still reading their prompt, so a long prompt is spread over several iterations instead of stalling
-running streams. Each prompt is read in its own pieces (``engine.prefill_pieces``), long ones alone in their step,
+KV cache can hold their prompt (the part the prefix cache does not already hold), (3) runs one decode step over
+every sequence that is generating (one token each, over the paged KV cache, each with its own sampling parameters
+and seed), and (4) runs one prefill step of at most the engine's ``prefill_chunk`` prompt tokens, taken in
+arrival order from sequences still reading their prompt, so a long prompt is spread over several iterations
+instead of stalling running streams. Each prompt is read in its own pieces (``engine.prefill_pieces``), long ones alone in their step,
 short ones sharing a step: exactly the pieces ``rocmforge run`` reads it in, so batching changes no result.
 Prefill steps come in power-of-two sizes only, so the set of step shapes stays small and fixed.
 
-Admission reserves the KV blocks a request can reach (prompt + max_tokens, capped by the context), so a running
-sequence never finds the cache full: requests wait in a bounded queue instead, and beyond it ``submit`` answers
-503. Each request is an engine ``Sequence`` (engine/sequence.py), the one ``Engine.generate`` runs: the same
-penalty history, ``(seed, step)`` draw and stopping rules, so a request gives the same tokens whether it runs
-alone, batched, or through ``rocmforge run``.
+Admission takes the blocks of a request's prompt: first the longest chain of cached blocks holding a prefix of it
+(engine/kv_cache.py, prefix caching), then new ones for the rest. Sequences then take a block each time they
+cross into a new one; when a decode step needs blocks and none is left (cached blocks nobody references are
+evicted first), the youngest running sequence is preempted: its blocks are freed (and stay cached), it goes back
+to the head of the queue with its generated tokens kept, and once readmitted it prefills prompt + generated
+tokens (mostly found in the prefix cache) and samples its next token as the decode step would have. Requests
+wait in a bounded queue, and beyond it ``submit`` answers 503. Each request is an engine ``Sequence``
+(engine/sequence.py), the one ``Engine.generate`` runs: the same penalty history, ``(seed, step)`` draw and
+stopping rules, so a request gives the same tokens whether it runs alone, batched, preempted, or through
+``rocmforge run``.
 
-A sequence that has held its slot for ``time_limit`` seconds ends as if it had reached max_tokens ("length").
-``drain`` (the server was told to stop) refuses new requests and ends the waiting ones at once; running ones may
-finish for a grace period, after which they end with a 503 error.
+A sequence admitted ``time_limit`` seconds ago ends as if it had reached max_tokens ("length"). ``drain`` (the
+server was told to stop) refuses new requests and ends the waiting ones that have not started at once; running
+(and preempted) ones may finish for a grace period, after which they end with a 503 error.
 
 Sequences talk to the HTTP side only through their ``sink`` (called from this thread with ``("text", str)``,
 ``("done", finish_reason)`` or ``("error", APIError)``); the HTTP side calls ``cancel`` from its own thread.
@@ -35,6 +40,7 @@ from typing import Callable, Iterable
 
 from rocmforge_core.engine import SamplingParams, sequence
 from rocmforge_core.engine.engine import PACK_ROWS, prefill_pieces
+from rocmforge_core.engine.kv_cache import CacheFullError
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.serve.errors import APIError
 
@@ -48,8 +54,8 @@ _ids = itertools.count(1)
 
 class Sequence(sequence.Sequence):
     """One request's generation: the engine's sequence (tokens, sampling state, stopping rules, text) plus what is
-    the server's: its event sink, slot, prefill progress, KV reservation, cancellation and timing. ``max_tokens``
-    is already capped so prompt + max_tokens fits the context."""
+    the server's: its event sink, slot, prefill progress, cancellation and timing. ``max_tokens`` is already capped
+    so prompt + max_tokens fits the context."""
 
     def __init__(self, prompt_ids: list[int], max_tokens: int, sampling: SamplingParams, sink: Callable[[tuple], None],
                  stop: Iterable[str] = (), eog_ids: Iterable[int] = (), decoder=None):
@@ -58,12 +64,22 @@ class Sequence(sequence.Sequence):
         self.sink = sink
         self.id = next(_ids)
         self.slot: int | None = None
-        self.prefilled = 0  # prompt tokens already in the KV cache
-        self.reserved = 0  # KV blocks held for this sequence at admission
+        self.reading: list[int] = []  # what its admission prefills: the prompt, and after a preemption the tokens
+        self.start = 0  # ... from this position (the prefix found in the cache)
+        self.prefilled = 0  # ... up to this one so far
+        self.cached_tokens = 0  # prompt tokens the prefix cache held at its first admission
+        self.preemptions = 0
         self.cancelled = False
         self.submitted = time.monotonic()
+        self.admitted_at: float | None = None  # first admission
         self.deadline: float | None = None  # when the time limit ends it (set at admission)
         self.first_token_at: float | None = None
+        self.last_token_at = 0.0
+
+    @property
+    def decoding(self) -> bool:
+        """Admitted, its prefill done: a token to feed."""
+        return self.slot is not None and self.prefilled == len(self.reading)
 
     def emit(self, event: tuple) -> None:
         try:
@@ -81,8 +97,11 @@ class Batcher:
         self.prefill_chunk = engine.prefill_chunk
         self.metrics = metrics
         self.waiting: deque[Sequence] = deque()
-        self.running: list[Sequence] = []
-        self.reserved_blocks = 0
+        self.running: list[Sequence] = []  # in admission order: the last is the youngest
+        self.preemptions = 0
+        self.prefix_queries = 0  # prompt tokens looked up in the prefix cache at admission
+        self.prefix_hits = 0  # ... and found there
+        self._admit_blocked = -1  # free blocks when the head of the queue last failed to fit (-1: it did not)
         self._cond = threading.Condition()
         self._stopping = False
         self._drain_deadline: float | None = None  # set by ``drain``: running sequences end with 503 then
@@ -147,10 +166,10 @@ class Batcher:
         ``grace`` seconds have passed, unless they finish first."""
         with self._cond:
             self._drain_deadline = time.monotonic() + grace
-            for seq in self.waiting:
+            for seq in [s for s in self.waiting if s.admitted_at is None]:  # preempted ones may finish too
+                self.waiting.remove(seq)
                 seq.finish_reason = "error"
                 seq.emit(("error", APIError(SHUTTING_DOWN, status=503)))
-            self.waiting.clear()
             self._cond.notify()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -163,8 +182,8 @@ class Batcher:
 
     def stats(self) -> dict:
         with self._cond:
-            return {"waiting": len(self.waiting), "running": len(self.running),
-                    "reserved_blocks": self.reserved_blocks}
+            return {"waiting": len(self.waiting), "running": len(self.running), "preemptions": self.preemptions,
+                    "prefix_cache_queries": self.prefix_queries, "prefix_cache_hits": self.prefix_hits}
 
     # -- the engine thread ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -195,19 +214,48 @@ class Batcher:
             self.waiting.clear()
 
     def _admit(self) -> None:
-        """Move waiting sequences into the batch while a slot and their KV blocks are free (holding the lock)."""
-        while self.waiting and len(self.running) < self.cache.max_seqs:
+        """Move waiting sequences into the batch while a slot is free and the KV cache holds the blocks of what
+        they prefill, the cached prefix shared (holding the lock). First come, first served: a request that does
+        not fit yet keeps the later ones waiting, and is tried again once more blocks are free."""
+        cache = self.cache
+        while self.waiting and len(self.running) < cache.max_seqs:
+            if cache.allocator.n_free <= self._admit_blocked:
+                break
             seq = self.waiting[0]
-            need = self.blocks_needed(len(seq.prompt_ids) + seq.max_tokens)
-            if self.reserved_blocks + need > self.capacity_blocks:
-                break  # first come, first served: later requests wait behind it
+            reading = seq.prompt_ids + seq.ids  # after a preemption, the generated tokens are read again
+            slot = self.engine.add_sequence()
+            start = cache.match_prefix(slot, reading)
+            try:
+                cache.reserve(slot, len(reading))
+            except CacheFullError:
+                self.engine.free_sequence(slot)
+                self._admit_blocked = cache.allocator.n_free
+                break
+            self._admit_blocked = -1
             self.waiting.popleft()
-            if self.time_limit is not None:
-                seq.deadline = time.monotonic() + self.time_limit
-            seq.slot = self.engine.add_sequence()
-            seq.reserved = need
-            self.reserved_blocks += need
+            now = time.monotonic()
+            if seq.admitted_at is None:
+                seq.admitted_at, seq.cached_tokens = now, start
+                if self.time_limit is not None:
+                    seq.deadline = now + self.time_limit
+                if self.metrics:
+                    self.metrics.queue_time.observe(now - seq.submitted)
+            self.prefix_queries += len(reading)
+            self.prefix_hits += start
+            seq.slot, seq.reading, seq.start, seq.prefilled = slot, reading, start, start
             self.running.append(seq)
+
+    def _preempt(self, seq: Sequence) -> None:
+        """Free a running sequence's blocks and send it back to the head of the queue: readmitted, it prefills
+        its prompt and the tokens it has generated (their full blocks stay in the prefix cache meanwhile)."""
+        with self._cond:
+            self.running.remove(seq)
+            self.engine.free_sequence(seq.slot)
+            seq.slot = None
+            seq.preemptions += 1
+            self.preemptions += 1
+            self.waiting.appendleft(seq)
+        log.debug("sequence %d preempted at %d tokens", seq.id, len(seq.prompt_ids) + len(seq.ids))
 
     def _drop_cancelled(self) -> None:
         for seq in [s for s in self.running if s.cancelled]:
@@ -217,9 +265,15 @@ class Batcher:
         """End the sequences past their time limit (their text so far is theirs), and all of them once a drain's
         grace period is over."""
         now = time.monotonic()
+        with self._cond:
+            preempted = [s for s in self.waiting if s.admitted_at is not None]
         if self._drain_deadline is not None and now >= self._drain_deadline:
-            self._fail_running(APIError(f"{SHUTTING_DOWN}: the answer was cut short", status=503))
-        for seq in [s for s in self.running if s.deadline is not None and now >= s.deadline]:
+            error = APIError(f"{SHUTTING_DOWN}: the answer was cut short", status=503)
+            self._fail_running(error)
+            for seq in preempted:
+                self._finish(seq, "error", error)
+            preempted = []
+        for seq in [s for s in self.running + preempted if s.deadline is not None and now >= s.deadline]:
             seq.end("time")
             self._finish(seq, "time")
 
@@ -228,15 +282,32 @@ class Batcher:
             self._finish(seq, "error", error)
 
     def _decode(self) -> None:
-        batch = [s for s in self.running if s.ids and not s.cancelled]  # prompt read, a token to feed
+        batch = [s for s in self.running if s.decoding and not s.cancelled]
+        if not batch:
+            return
+        batch = self._make_room(batch)
         if not batch:
             return
         result = self.engine.step([s.ids[-1] for s in batch], [s.slot for s in batch],
                                   [s.position for s in batch], range(len(batch)), "decode", [s.row() for s in batch])
         if self.metrics:
             self.metrics.decode_step(len(batch))
+        now, commit = time.monotonic(), self.cache.commit
         for seq, token in zip(batch, result.tokens):
-            self._accept(seq, token)
+            commit(seq.slot, seq.position + 1, seq.tokens)  # its fed token's KV is written now
+            self._accept(seq, token, now)
+
+    def _make_room(self, batch: list[Sequence]) -> list[Sequence]:
+        """Preempt the youngest running sequences until the KV cache has a block for each sequence of the decode
+        batch that enters a new one; the batch without the preempted."""
+        cache, bs = self.cache, self.cache.block_size
+        while True:
+            need = sum(1 for s in batch if s.position >= cache.blocks_of(s.slot) * bs)
+            if need <= cache.allocator.n_free:
+                return batch
+            victim = self.running[-1]
+            self._preempt(victim)
+            batch = [s for s in batch if s is not victim]
 
     def _prefill(self) -> None:
         """One prefill step: the next piece of the first sequence still reading its prompt when that piece is long
@@ -244,22 +315,21 @@ class Batcher:
         order. Pieces are each prompt's own (engine.prefill_pieces), so it comes out as ``rocmforge run`` makes
         it. Steps come in power-of-two numbers of tokens and rows (padding rows write only the cache's padding
         slot): the planner places every call site once per shape, so arbitrary sizes would keep adding shapes."""
-        reading = [s for s in self.running if not s.cancelled and s.prefilled < len(s.prompt_ids)]
+        reading = [s for s in self.running if not s.cancelled and s.prefilled < len(s.reading)]
         if not reading:
             return
         tokens, slots, positions, rows, sampling, done = [], [], [], [], [], []
         for seq in reading:
-            start, end = next(p for p in prefill_pieces(len(seq.prompt_ids), self.prefill_chunk)
+            start, end = next(p for p in prefill_pieces(len(seq.reading), self.prefill_chunk, seq.start)
                               if p[0] == seq.prefilled)
             if tokens and (end - start > PACK_ROWS or len(tokens) + end - start > PACK_ROWS):
                 break  # a long piece runs alone; short ones share a step up to PACK_ROWS rows
-            tokens += seq.prompt_ids[start:end]
+            tokens += seq.reading[start:end]
             slots += [seq.slot] * (end - start)
             positions += range(start, end)
             rows.append(len(tokens) - 1)
             sampling.append(seq.row())
-            done.append((seq, end == len(seq.prompt_ids), len(rows) - 1))
-            seq.prefilled = end
+            done.append((seq, end, len(rows) - 1))
             if end - start > PACK_ROWS:
                 break
         pad = (1 << (len(tokens) - 1).bit_length()) - len(tokens)
@@ -269,13 +339,23 @@ class Batcher:
         result = self.engine.step(tokens, slots, positions, rows, "prefill", sampling)
         if self.metrics:
             self.metrics.add("prompt_tokens", len(tokens) - pad)
-        for seq, complete, row in done:
-            if complete:
-                seq.first_token_at = time.monotonic()
-                self._accept(seq, result.tokens[row])
+        now = time.monotonic()
+        for seq, end, row in done:
+            seq.prefilled = end
+            self.cache.commit(seq.slot, end, seq.tokens)
+            if end == len(seq.reading):
+                self._accept(seq, result.tokens[row], now)
 
-    def _accept(self, seq: Sequence, token: int) -> None:
-        """A token sampled for the sequence in a step: end the sequence if that token does."""
+    def _accept(self, seq: Sequence, token: int, now: float) -> None:
+        """A token sampled for the sequence in a step (at ``now``): end the sequence if that token does."""
+        if self.metrics:
+            if seq.first_token_at is None:
+                self.metrics.ttft.observe(now - seq.submitted)
+            else:
+                self.metrics.inter_token.observe(now - seq.last_token_at)
+        if seq.first_token_at is None:
+            seq.first_token_at = now
+        seq.last_token_at = now
         finished = seq.accept(token)
         if self.metrics and seq.finish_reason != "eos":  # an end-of-generation token is not generated text
             self.metrics.generated(1)
@@ -287,11 +367,13 @@ class Batcher:
             seq.finish_reason = reason
             if seq in self.running:
                 self.running.remove(seq)
-                self.reserved_blocks -= seq.reserved
-            seq.reserved = 0
+            elif seq in self.waiting:  # preempted
+                self.waiting.remove(seq)
             if seq.slot is not None:
                 self.engine.free_sequence(seq.slot)
                 seq.slot = None
         if self.metrics and reason == "cancelled":
             self.metrics.add("cancelled")
+        elif self.metrics and error is None:
+            self.metrics.e2e.observe(time.monotonic() - seq.submitted)
         seq.emit(("error", error) if error else ("done", reason))

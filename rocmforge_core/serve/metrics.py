@@ -1,7 +1,10 @@
-"""Server metrics in the Prometheus text exposition format (version 0.0.4).
+"""Server metrics in the Prometheus text format, written by prometheus_client.
 
-Counters are bumped by the HTTP side (requests) and the engine thread (tokens, steps); gauges (queue depth, KV
-cache use, resident memory, placement fallbacks) are read when /metrics is scraped."""
+Counters are bumped by the HTTP side (requests) and the engine thread (tokens, steps) as plain numbers; gauges
+(queue depth, KV cache use, resident memory, placement fallbacks) and the batcher's own counts (preemptions,
+prefix cache) are read when /metrics is scraped. The latency histograms (time to first token, inter-token
+latency, end-to-end request latency, queue time) are prometheus_client ``Histogram`` values that the engine
+thread observes into."""
 
 from __future__ import annotations
 
@@ -10,7 +13,16 @@ import threading
 import time
 from collections import Counter, deque
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
 RATE_WINDOW_S = 10.0  # generated tokens per second, averaged over this window
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Bucket bounds in seconds: from a small model's CPU step (ms) to a long answer on a busy server (minutes).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0,
+                   10.0, 20.0, 40.0, 80.0, 160.0, 640.0)
+REQUEST_BUCKETS = (0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0,
+                   240.0, 480.0, 960.0, 1920.0)
 
 
 def resident_bytes() -> int:
@@ -33,6 +45,18 @@ class Metrics:
         self.decode_rows = 0        # sequences summed over decode steps: decode_rows / decode_steps = mean batch
         self.max_decode_batch = 0
         self._recent: deque[tuple[float, int]] = deque()
+        self.registry = CollectorRegistry(auto_describe=False)  # one per server: tests run several in a process
+
+        def histogram(name: str, help_: str, buckets) -> Histogram:
+            return Histogram(f"rocmforge_{name}", help_, buckets=buckets, registry=self.registry)
+        self.ttft = histogram("time_to_first_token_seconds", "seconds from a request's arrival to its first "
+                              "token", LATENCY_BUCKETS)
+        self.inter_token = histogram("inter_token_latency_seconds", "seconds between two tokens of one "
+                                     "sequence", LATENCY_BUCKETS)
+        self.e2e = histogram("e2e_request_latency_seconds", "seconds from a request's arrival to its last token "
+                             "(requests that ended normally)", REQUEST_BUCKETS)
+        self.queue_time = histogram("request_queue_time_seconds", "seconds a request waited for its first "
+                                    "admission", REQUEST_BUCKETS)
 
     def request(self, endpoint: str, status: int) -> None:
         with self._lock:
@@ -61,58 +85,82 @@ class Metrics:
                 self._recent.popleft()
             return sum(n for _, n in self._recent) / RATE_WINDOW_S
 
-    def render(self, state) -> str:
+    def render(self, state) -> bytes:
         """The exposition text; ``state`` is the ServerState (its batcher and model may not be loaded yet)."""
-        out: list[str] = []
+        return generate_latest(_Scrape(self, state))
 
-        def metric(name: str, kind: str, help_: str, samples) -> None:
-            out.append(f"# HELP rocmforge_{name} {help_}")
-            out.append(f"# TYPE rocmforge_{name} {kind}")
-            for labels, value in samples:
-                label = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-                out.append(f"rocmforge_{name}{{{label}}} {value}" if label else f"rocmforge_{name} {value}")
 
-        with self._lock:
-            requests = sorted(self.requests.items())
-        metric("ready", "gauge", "1 when the model is loaded and requests are served", [({}, int(state.ready))])
-        metric("requests_total", "counter", "HTTP requests answered, by endpoint and status",
-               [({"endpoint": e, "status": str(s)}, n) for (e, s), n in requests])
-        metric("prompt_tokens_total", "counter", "prompt tokens run through the model", [({}, self.prompt_tokens)])
-        metric("generation_tokens_total", "counter", "tokens generated", [({}, self.completion_tokens)])
-        metric("generation_tokens_per_second", "gauge", f"tokens generated per second over the last "
-               f"{RATE_WINDOW_S:g} s", [({}, round(self.tokens_per_second(), 3))])
-        metric("cancelled_total", "counter", "requests whose client left before their answer was complete",
-               [({}, self.cancelled)])
-        metric("decode_steps_total", "counter", "decode steps run", [({}, self.decode_steps)])
-        metric("decode_sequences_total", "counter", "sequences summed over decode steps (divide by "
-               "decode_steps_total for the mean batch)", [({}, self.decode_rows)])
-        metric("decode_batch_max", "gauge", "largest decode batch so far", [({}, self.max_decode_batch)])
+class _Scrape:
+    """What one scrape exposes: the counters and gauges read now, then the histograms (``collect`` is all
+    prometheus_client's writer asks of a registry)."""
+
+    def __init__(self, metrics: Metrics, state):
+        self.metrics, self.state = metrics, state
+
+    def collect(self):
+        m, state = self.metrics, self.state
+
+        def family(kind, name: str, help_: str, value=None, labels: tuple[str, ...] = (), samples=()):
+            f = kind(f"rocmforge_{name}", help_, value=value, labels=labels or None)
+            for label_values, v in samples:
+                f.add_metric(label_values, v)
+            return f
+
+        def counter(name: str, help_: str, value=None, **kw):
+            return family(CounterMetricFamily, name, help_, value, **kw)
+
+        def gauge(name: str, help_: str, value=None, **kw):
+            return family(GaugeMetricFamily, name, help_, value, **kw)
+
+        with m._lock:
+            requests = sorted(m.requests.items())
+        yield gauge("ready", "1 when the model is loaded and requests are served", int(state.ready))
+        yield counter("requests_total", "HTTP requests answered, by endpoint and status",
+                      labels=("endpoint", "status"), samples=[((e, str(s)), n) for (e, s), n in requests])
+        yield counter("prompt_tokens_total", "prompt tokens run through the model", m.prompt_tokens)
+        yield counter("generation_tokens_total", "tokens generated", m.completion_tokens)
+        yield gauge("generation_tokens_per_second", f"tokens generated per second over the last "
+                    f"{RATE_WINDOW_S:g} s", round(m.tokens_per_second(), 3))
+        yield counter("cancelled_total", "requests whose client left before their answer was complete",
+                      m.cancelled)
+        yield counter("decode_steps_total", "decode steps run", m.decode_steps)
+        yield counter("decode_sequences_total", "sequences summed over decode steps (divide by "
+                      "decode_steps_total for the mean batch)", m.decode_rows)
+        yield gauge("decode_batch_max", "largest decode batch so far", m.max_decode_batch)
         batcher = state.batcher
         if batcher is not None:
             s = batcher.stats()
             cache = batcher.cache
             total = batcher.capacity_blocks
             used = cache.blocks_in_use()
-            metric("queue_depth", "gauge", "requests waiting for admission", [({}, s["waiting"])])
-            metric("sequences_running", "gauge", "sequences in the running batch", [({}, s["running"])])
-            metric("kv_blocks_total", "gauge", "KV cache blocks", [({}, total)])
-            metric("kv_blocks_used", "gauge", "KV cache blocks holding tokens", [({}, used)])
-            metric("kv_blocks_reserved", "gauge", "KV cache blocks reserved by admitted sequences",
-                   [({}, s["reserved_blocks"])])
-            metric("kv_cache_usage_ratio", "gauge", "KV cache blocks used / total",
-                   [({}, round(used / total, 6) if total else 0)])
-            metric("kv_block_tokens", "gauge", "tokens per KV cache block", [({}, cache.block_size)])
+            yield gauge("queue_depth", "requests waiting for admission (preempted ones included)", s["waiting"])
+            yield gauge("sequences_running", "sequences in the running batch", s["running"])
+            yield counter("preemptions_total", "running sequences sent back to the queue to free KV blocks "
+                          "(recomputed when readmitted)", s["preemptions"])
+            yield gauge("kv_blocks_total", "KV cache blocks", total)
+            yield gauge("kv_blocks_used", "KV cache blocks referenced by sequences", used)
+            yield gauge("kv_blocks_cached", "KV cache blocks no sequence references, kept for the prefix cache "
+                        "until needed", cache.allocator.n_cached)
+            yield gauge("kv_cache_usage_ratio", "KV cache blocks used / total",
+                        round(used / total, 6) if total else 0)
+            yield gauge("kv_block_tokens", "tokens per KV cache block", cache.block_size)
+            yield counter("prefix_cache_queries_total", "prompt tokens looked up in the prefix cache at "
+                          "admission", s["prefix_cache_queries"])
+            yield counter("prefix_cache_hits_total", "prompt tokens found in the prefix cache (not computed)",
+                          s["prefix_cache_hits"])
+            yield gauge("prefix_cache_hit_rate", "prefix_cache_hits_total / prefix_cache_queries_total",
+                        round(s["prefix_cache_hits"] / s["prefix_cache_queries"], 6) if s["prefix_cache_queries"]
+                        else 0)
         model = state.model
         if model is not None:
-            metric("fallback_sites", "gauge", "call sites placed off the preferred backend, by op and the "
-                   "backend running them", [(dict(zip(("op", "backend", "phase"), k)), n)
-                                            for k, n in sorted(placement_fallbacks(model).items())])
-            metric("runtime_fallbacks_total", "counter", "kernels that failed at run time and were replaced, "
-                   "by op and the replacement's backend",
-                   [(dict(zip(("op", "backend"), k)), n) for k, n in sorted(runtime_fallbacks(model).items())])
-        metric("process_resident_memory_bytes", "gauge", "resident memory of the server process",
-               [({}, resident_bytes())])
-        return "\n".join(out) + "\n"
+            yield gauge("fallback_sites", "call sites placed off the preferred backend, by op and the backend "
+                        "running them", labels=("op", "backend", "phase"),
+                        samples=sorted(placement_fallbacks(model).items()))
+            yield counter("runtime_fallbacks_total", "kernels that failed at run time and were replaced, by op "
+                          "and the replacement's backend", labels=("op", "backend"),
+                          samples=sorted(runtime_fallbacks(model).items()))
+        yield gauge("process_resident_memory_bytes", "resident memory of the server process", resident_bytes())
+        yield from m.registry.collect()
 
 
 def placement_fallbacks(model) -> Counter:
@@ -135,7 +183,3 @@ def runtime_fallbacks(model) -> Counter:
         backend = choice.backend if choice else e.get("replacement", "unknown")
         out[(op, backend)] += 1
     return out
-
-
-def _escape(v: str) -> str:
-    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -26,6 +26,7 @@ class ServeOptions:
     api_key: str | None = None
     max_queue: int = 64             # requests waiting for admission at most; beyond: 503
     prefill_chunk: int = 256        # prompt tokens per prefill step at most
+    prefix_cache: bool = True       # share full KV blocks of common prompt prefixes across requests
     max_body_bytes: int = 8 << 20   # request bodies larger than this get 413
     warm_up: bool = True            # run every decode batch size once before serving (Engine.warm_up)
     host: str = "127.0.0.1"         # the address listened on: Host headers must name it (security.py)
@@ -76,7 +77,7 @@ class ServerState:
             configure_threads(o.threads)  # per calling thread (numba): this one runs the model
             model = Model(o.model, backend=pick_backend(o.backend, o.profile), profile=o.profile)
             engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel, kv_tokens=o.kv_size,
-                            prefill_chunk=o.prefill_chunk)
+                            prefill_chunk=o.prefill_chunk, prefix_cache=o.prefix_cache)
             tokenizer = model.tokenizer
             if o.warm_up:  # compile kernels and capture every decode batch size before /health says ok
                 start = time.perf_counter()

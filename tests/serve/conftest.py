@@ -87,8 +87,8 @@ def wait_idle(url: str, timeout: float = 30.0) -> dict[str, float]:
     deadline = time.monotonic() + timeout
     while True:
         m = metrics(url)
-        idle = (m["rocmforge_sequences_running"], m["rocmforge_queue_depth"], m["rocmforge_kv_blocks_used"],
-                m["rocmforge_kv_blocks_reserved"]) == (0, 0, 0, 0)
+        idle = (m["rocmforge_sequences_running"], m["rocmforge_queue_depth"], m["rocmforge_kv_blocks_used"]) \
+            == (0, 0, 0)
         if idle or time.monotonic() > deadline:
             return m
         time.sleep(0.05)

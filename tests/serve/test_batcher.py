@@ -69,7 +69,7 @@ def test_batched_outputs_equal_generate_alone(model):
         log.wait(lambda lg: len(lg.done) == len(seqs))
         assert [s.ids for s in seqs] == alone
         assert all(s.finish_reason == "length" for s in seqs)
-        assert engine.cache.blocks_in_use() == 0 and batcher.reserved_blocks == 0
+        assert engine.cache.blocks_in_use() == 0
     finally:
         batcher.stop()
 
@@ -118,8 +118,8 @@ def test_cancel_frees_waiting_and_running_sequences(model):
         batcher.cancel(first)
         log.wait(lambda lg: "first" in lg.done)
         assert log.done["first"] == ("done", "cancelled") and len(first.ids) < 240
-        assert engine.cache.blocks_in_use() == 0 and batcher.stats() == {"waiting": 0, "running": 0,
-                                                                        "reserved_blocks": 0}
+        s = batcher.stats()
+        assert engine.cache.blocks_in_use() == 0 and (s["waiting"], s["running"]) == (0, 0)
     finally:
         batcher.stop()
 
@@ -199,9 +199,11 @@ def test_prefill_steps_come_in_few_shapes(model, monkeypatch):
         batcher.stop()
 
 
-def test_admission_waits_for_kv_blocks(model, monkeypatch):
-    """4 slots but KV room for 64 tokens: sequences needing 32 tokens each run two at a time, the others wait
-    (not fail), and each answer still equals the sequence run alone."""
+def test_preemption_by_recompute_keeps_every_answer(model, monkeypatch):
+    """4 slots but KV room for 64 tokens (4 blocks): all four prompts are admitted, and as they grow the youngest
+    running sequences are preempted and later recomputed. Each answer (tokens, streamed text, greedy and seeded)
+    still equals the sequence run alone, and nothing is left in the cache."""
+    tok = model.tokenizer
     engine, batcher = run_batcher(model, max_seqs=4, kv_tokens=64)
     try:
         batches = []
@@ -214,14 +216,54 @@ def test_admission_waits_for_kv_blocks(model, monkeypatch):
 
         monkeypatch.setattr(engine, "step", recording)
         log = Log()
-        seqs = [Sequence([4 + i, 5, 6, 7], 28, GREEDY, log.sink(i)) for i in range(5)]
-        alone = [engine.generate(s.prompt_ids, max_tokens=28, sampling=GREEDY).ids for s in seqs]
+        samplings = [GREEDY, SamplingParams(temperature=0.9, seed=11)] * 3
+        prompts = [tok.encode(f"{i} hello", add_special=True) for i in range(len(samplings))]
+        alone = [engine.generate(p, max_tokens=28, sampling=s, decoder=tok.stream())
+                 for p, s in zip(prompts, samplings)]
         batches.clear()
+        seqs = [Sequence(p, 28, s, log.sink(i), decoder=tok.stream())
+                for i, (p, s) in enumerate(zip(prompts, samplings))]
         for s in seqs:
             batcher.submit(s)
         log.wait(lambda lg: len(lg.done) == len(seqs))
-        assert [s.ids for s in seqs] == alone
-        assert max(batches) == 2  # the KV cache, not the 4 slots, bounded the batch
-        assert engine.cache.blocks_in_use() == 0 and batcher.reserved_blocks == 0
+        assert [s.ids for s in seqs] == [g.ids for g in alone]
+        streamed = ["".join(e[2] for e in log.events if e[0] == i and e[1] == "text") for i in range(len(seqs))]
+        assert streamed == [g.text for g in alone]
+        assert batcher.stats()["preemptions"] > 0 and max(batches) > 2
+        assert any(s.preemptions for s in seqs)
+        assert engine.cache.blocks_in_use() == 0
+    finally:
+        batcher.stop()
+
+
+def test_prefix_cache_hit_gives_the_same_answer(model):
+    """A prompt sharing 3 full blocks with an earlier one computes only the rest; its answer equals the one an
+    engine without a prefix cache gives, and the cached blocks are shared while both run."""
+    tok = model.tokenizer
+    shared = tok.encode("the model " * 30, add_special=True)[:48]
+    prompts = [shared + tok.encode(" hello there", add_special=False), shared + tok.encode(" world", add_special=False)]
+    fresh = Engine(model, max_seqs=1, n_ctx=256, prefix_cache=False)
+    expected = [fresh.generate(p, max_tokens=10, sampling=GREEDY).ids for p in prompts]
+    engine, batcher = run_batcher(model, max_seqs=2)
+    try:
+        log = Log()
+        first = Sequence(prompts[0], 40, GREEDY, log.sink("a"))
+        batcher.submit(first)
+        log.wait(lambda lg: len(first.ids) >= 1)
+        used = engine.cache.blocks_in_use()
+        second = Sequence(prompts[1], 10, GREEDY, log.sink("b"))
+        batcher.submit(second)
+        log.wait(lambda lg: "b" in lg.done)
+        assert second.cached_tokens == 48 and first.cached_tokens == 0
+        assert first.ids[:10] == expected[0] and second.ids == expected[1]
+        log.wait(lambda lg: "a" in lg.done)
+        stats = batcher.stats()
+        assert stats["prefix_cache_hits"] == 48
+        assert stats["prefix_cache_queries"] == len(prompts[0]) + len(prompts[1])
+        assert used >= 4 and engine.cache.blocks_in_use() == 0 and engine.cache.allocator.n_cached > 0
+        again = Sequence(prompts[1], 10, GREEDY, log.sink("c"))  # its own blocks were cached when it ended
+        batcher.submit(again)
+        log.wait(lambda lg: "c" in lg.done)
+        assert again.ids == expected[1] and again.cached_tokens == (len(prompts[1]) - 1) // 16 * 16
     finally:
         batcher.stop()

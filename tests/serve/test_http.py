@@ -71,7 +71,10 @@ def test_chat_stream_equals_whole_answer(http):
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert text == whole["choices"][0]["message"]["content"]
     assert chunks[-1]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"]
+    cached = usage["usage"].pop("prompt_tokens_details")["cached_tokens"]
+    whole["usage"].pop("prompt_tokens_details")
     assert usage["choices"] == [] and usage["usage"] == whole["usage"]
+    assert cached == (whole["usage"]["prompt_tokens"] - 1) // 16 * 16  # the same prompt again: a prefix cache hit
 
 
 def test_seeded_sampling_is_reproducible(http):

@@ -129,6 +129,9 @@ def test_one_access_log_line_per_request(http, server, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "rocmforge.access"]
     assert len(lines) == 3, lines
     assert lines[0].startswith("127.0.0.1:") and '"POST /v1/completions" 200 ' in lines[0]
-    assert re.search(r": prompt \d+, completion 3 tokens, length$", lines[0]), lines[0]
-    assert '"POST /v1/chat/completions" 200 ' in lines[1] and lines[1].endswith("completion 2 tokens, length")
+    assert re.search(r" \d+\.\d{3} s: cmpl-[0-9a-f]+ prompt \d+ \(\d+ cached\), completion 3 tokens, "
+                     r"ttft \d+\.\d{3} s, length$", lines[0]), lines[0]
+    assert '"POST /v1/chat/completions" 200 ' in lines[1] and re.search(
+        r": chatcmpl-[0-9a-f]+ prompt \d+ \(\d+ cached\), completion 2 tokens, ttft \d+\.\d{3} s, length$",
+        lines[1]), lines[1]
     assert '"GET /v1/nothing" 404 ' in lines[2]
