@@ -30,6 +30,9 @@ if [ "$WHAT" = all ] || [ "$WHAT" = bench ]; then
         for q in Q4_0 Q4_K_M Q8_0; do
             $PY -m rocmforge_core.cli.bench --synthetic "llama-1b:$q" -p 512 -n 128 -r 5 --backend hip --json \
                 >"$LOGS/bench-$q.json" 2>"$LOGS/bench-$q.err" || tail -5 "$LOGS/bench-$q.err"
+            # the same without the integer tile products (the integer-dot kernels), to keep their effect measured
+            ROCMFORGE_HIP_MMA=0 $PY -m rocmforge_core.cli.bench --synthetic "llama-1b:$q" -n 128 -p 0 -r 3 \
+                --backend hip --json >"$LOGS/bench-$q-no-mma.json" 2>"$LOGS/bench-$q-no-mma.err" || true
         done
     fi
 fi
