@@ -11,12 +11,17 @@ from rocmforge_core.engine.sampling import SamplingError
 
 def sampling_params(args) -> SamplingParams:
     """The sampling options, checked as the server checks a request's (``run`` calls this before the model loads)."""
+    return checked_options(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                           typical_p=args.typical_p, repeat_penalty=args.repeat_penalty,
+                           presence_penalty=args.presence_penalty, frequency_penalty=args.frequency_penalty,
+                           seed=args.seed)
+
+
+def checked_options(**values) -> SamplingParams:
+    """SamplingParams of command-line options, a bad value's error naming the option (--top-k) and not the field."""
     try:
-        return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                              typical_p=args.typical_p, repeat_penalty=args.repeat_penalty,
-                              presence_penalty=args.presence_penalty, frequency_penalty=args.frequency_penalty,
-                              seed=args.seed)
-    except SamplingError as exc:  # the message starts with the field's name: name the option instead
+        return SamplingParams(**values)
+    except SamplingError as exc:  # the message starts with the field's name
         flag = "--" + exc.field.replace("_", "-")
         raise SamplingError(exc.field, flag + str(exc).removeprefix(exc.field)) from None
 

@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from rocmforge_core.cli.generation import checked_options
 from rocmforge_core.cli.options import add_model_options, placement_profile
 from rocmforge_core.errors import RocmforgeError
 
@@ -42,6 +43,10 @@ def add_parser(sub) -> None:
     p.add_argument("--time-limit", type=float, metavar="S",
                    help="seconds a request may generate for at most, from admission; it then ends with "
                         "finish_reason 'length' (default: no limit)")
+    p.add_argument("-n", "--n-predict", "--max-tokens", dest="max_tokens", type=int, default=-1, metavar="N",
+                   help="tokens a request generates at most when it gives no max_tokens; -1: up to the context (-1)")
+    p.add_argument("--temp", "--temperature", dest="temperature", type=float, default=None, metavar="T",
+                   help="temperature of requests that give none; 0 = greedy (0.8)")
     p.add_argument("--no-warm-up", action="store_true",
                    help="serve at once instead of compiling kernels and capturing every decode batch size first")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -68,6 +73,10 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and not 0 < value < float("inf"):
             raise RocmforgeError(f"--{name.replace('_', '-')} must be a number of seconds > 0, got {value}")
+    if args.max_tokens < -1:
+        raise RocmforgeError(f"-n takes a number of tokens >= 0, or -1 for no limit, got {args.max_tokens}")
+    if args.temperature is not None:
+        checked_options(temperature=args.temperature)  # refused before the model loads, as `run` does
     if not 0 <= args.port < 65536:
         raise RocmforgeError(f"--port must be in [0, 65535], got {args.port}")
     key = api_key(args.api_key, args.api_key_file)
@@ -78,7 +87,9 @@ def run(args) -> int:
                                      prefix_cache=not args.no_prefix_cache,
                                      threads=args.threads, warm_up=not args.no_warm_up, host=args.host,
                                      allowed_hosts=allowed, read_timeout=args.read_timeout,
-                                     max_connections=args.max_connections, time_limit=args.time_limit))
+                                     max_connections=args.max_connections, time_limit=args.time_limit,
+                                     max_tokens=None if args.max_tokens == -1 else args.max_tokens,
+                                     temperature=args.temperature))
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:

@@ -196,13 +196,21 @@ async def detokenize(request: HTTPRequest, state: ServerState) -> Response:
 # -- generation ---------------------------------------------------------------------------------------------------
 @endpoint("chat_completions")
 async def chat_completions(request: HTTPRequest, state: ServerState) -> Response:
-    return await generate(request, state, schemas.chat_request(await read_json(state, request)))
+    body = server_defaults(state, await read_json(state, request))
+    return await generate(request, state, schemas.chat_request(body))
 
 
 @endpoint("completions")
 async def completions(request: HTTPRequest, state: ServerState) -> Response:
-    body = await read_json(state, request)
+    body = server_defaults(state, await read_json(state, request))
     return await generate(request, state, schemas.completion_request(body, state.tokenizer.n_vocab))
+
+
+def server_defaults(state: ServerState, body: dict) -> dict:
+    """The body with the server's --temp where the request gives no temperature (then checked like the rest)."""
+    if state.options.temperature is not None and body.get("temperature") is None:
+        body["temperature"] = state.options.temperature
+    return body
 
 
 def prompt_ids(state: ServerState, req: schemas.Request) -> list[int]:
@@ -230,7 +238,8 @@ def prompt_ids(state: ServerState, req: schemas.Request) -> list[int]:
 async def generate(request: HTTPRequest, state: ServerState, req: schemas.Request) -> Response:
     ids = await run_in_threadpool(prompt_ids, state, req)
     room = state.batcher.max_sequence_tokens - len(ids)
-    max_tokens = room if req.max_tokens is None else min(req.max_tokens, room)
+    asked = state.options.max_tokens if req.max_tokens is None else req.max_tokens  # -n when the request gives none
+    max_tokens = room if asked is None else min(asked, room)
     queue: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
     seq = Sequence(ids, max_tokens, req.sampling, lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev),

@@ -34,6 +34,8 @@ class ServeOptions:
     read_timeout: float = 30.0      # seconds for a request's headers to arrive, and again for its body
     max_connections: int = 512      # open connections at most; more are answered 503 and closed
     time_limit: float | None = None  # seconds a request may generate (from admission) before it ends as "length"
+    max_tokens: int | None = None   # a request's max_tokens when it gives none (None: up to the context limit)
+    temperature: float | None = None  # a request's temperature when it gives none (None: SamplingParams' default)
     shutdown_grace: float = 5.0     # seconds running requests may finish in once the server is told to stop
 
 
@@ -43,6 +45,14 @@ class ServerState:
             raise ValueError("parallel must be >= 1")
         if options.time_limit is not None and not options.time_limit > 0:
             raise ValueError("time_limit must be > 0 seconds")
+        if options.max_tokens is not None and options.max_tokens < 0:
+            raise ValueError("max_tokens must be >= 0")
+        if options.temperature is not None:
+            from rocmforge_core.engine.sampling import SamplingError, SamplingParams
+            try:
+                SamplingParams(temperature=options.temperature)  # the range check requests get
+            except SamplingError as exc:
+                raise ValueError(str(exc)) from None
         self.options = options
         self.metrics = Metrics()
         self.model = self.engine = self.tokenizer = self.batcher = None
