@@ -169,26 +169,15 @@ async def models(request: HTTPRequest, state: ServerState) -> Response:
 # -- tokenizer ----------------------------------------------------------------------------------------------------
 @endpoint("tokenize")
 async def tokenize(request: HTTPRequest, state: ServerState) -> Response:
-    body = await read_json(state, request)
-    content = body.get("content")
-    if not isinstance(content, str):
-        raise APIError("'content' must be a string", param="content")
-    add_special = schemas.flag(body, "add_special")
-    ids = await run_in_threadpool(state.tokenizer.encode, content, add_special=add_special, special=True)
+    body = schemas.validate(schemas.TokenizeBody, await read_json(state, request))
+    ids = await run_in_threadpool(state.tokenizer.encode, body.content, add_special=body.add_special, special=True)
     return JSONResponse({"tokens": ids})
 
 
 @endpoint("detokenize")
 async def detokenize(request: HTTPRequest, state: ServerState) -> Response:
-    body = await read_json(state, request)
-    ids = body.get("tokens")
-    n_vocab = state.tokenizer.n_vocab
-    if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
-        raise APIError("'tokens' must be an array of token ids", param="tokens")
-    bad = next((t for t in ids if not 0 <= t < n_vocab), None)
-    if bad is not None:
-        raise APIError(f"token id {bad} is outside the vocabulary [0, {n_vocab})", param="tokens")
-    text = await run_in_threadpool(state.tokenizer.decode, ids)
+    body = schemas.validate(schemas.DetokenizeBody, await read_json(state, request), n_vocab=state.tokenizer.n_vocab)
+    text = await run_in_threadpool(state.tokenizer.decode, body.tokens)
     return JSONResponse({"content": text})
 
 
