@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hmac
 import logging
-import time
-import uuid
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -27,12 +26,14 @@ from starlette.requests import ClientDisconnect, Request as HTTPRequest
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from rocmforge_core.engine import SamplingParams
 from rocmforge_core.errors import RocmforgeError
-from rocmforge_core.serve import schemas, sse
+from rocmforge_core.serve import schemas, sse, tools
 from rocmforge_core.serve.access_log import AccessLog
-from rocmforge_core.serve.batcher import FINISH, Sequence
+from rocmforge_core.serve.batcher import Sequence
 from rocmforge_core.serve.connections import AcceptErrors
 from rocmforge_core.serve.errors import APIError
+from rocmforge_core.serve.replies import Reply
 from rocmforge_core.serve.security import HostCheck
 from rocmforge_core.serve.state import ServerState
 
@@ -193,12 +194,23 @@ async def completions(request: HTTPRequest, state: ServerState) -> Response:
     return await generate(request, state, schemas.completion_request(body, state.tokenizer.n_vocab))
 
 
+def chat_prompt(tok, req: schemas.Request) -> str:
+    """A chat's prompt text: its tools go to the template as ``tools`` (as llama-server --jinja passes them), or
+    into a system message for a template that ignores them."""
+    messages, extra = req.messages, {}
+    if req.tools and tools.knows_tools(tok.chat_template):
+        extra["tools"] = req.tools
+    elif req.tools:
+        messages = tools.with_tools_described(messages, req.tools)
+    return tok.apply_chat_template(messages, **extra)
+
+
 def prompt_ids(state: ServerState, req: schemas.Request) -> list[int]:
     """Token ids of a request's prompt (runs in a worker thread: templates and long prompts take time)."""
     tok = state.tokenizer
     try:
         if req.kind == "chat":
-            ids = tok.encode(tok.apply_chat_template(req.messages), add_special=False, special=True)
+            ids = tok.encode(chat_prompt(tok, req), add_special=False, special=True)
         elif isinstance(req.prompt, str):
             ids = tok.encode(req.prompt, add_special=True)
         else:
@@ -215,58 +227,86 @@ def prompt_ids(state: ServerState, req: schemas.Request) -> list[int]:
     return ids
 
 
+def choice_sampling(sampling: SamplingParams, index: int) -> SamplingParams:
+    """Choice ``index``'s parameters: a given seed moves on by one per choice, so choices differ but repeat."""
+    if index == 0 or sampling.seed is None:
+        return sampling  # without a seed each choice draws its own
+    return dataclasses.replace(sampling, seed=(sampling.seed + index) % 2 ** 64)
+
+
 async def generate(request: HTTPRequest, state: ServerState, req: schemas.Request) -> Response:
+    """The request's ``n`` choices as sequences after the same prompt, queued together; their events arrive in
+    one queue as (choice index, event)."""
     ids = await run_in_threadpool(prompt_ids, state, req)
     room = state.batcher.max_sequence_tokens - len(ids)
     max_tokens = room if req.max_tokens is None else min(req.max_tokens, room)
     queue: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
-    seq = Sequence(ids, max_tokens, req.sampling, lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev),
-                   stop=req.stop, eog_ids=frozenset() if req.ignore_eos else state.tokenizer.eog_ids,
-                   decoder=state.tokenizer.stream())
-    state.batcher.submit(seq)
-    reply = Reply(req, state.model_id, seq)
+
+    def sink(index):
+        return lambda ev: loop.call_soon_threadsafe(queue.put_nowait, (index, ev))
+    seqs = [Sequence(ids, max_tokens, choice_sampling(req.sampling, i), sink(i), stop=req.stop,
+                     eog_ids=frozenset() if req.ignore_eos else state.tokenizer.eog_ids,
+                     decoder=state.tokenizer.stream()) for i in range(req.n)]
+    state.batcher.submit(*seqs)
+    reply = Reply(req, state.model_id, seqs, tools.output_format(state.tokenizer.chat_template))
     request.state.log_detail = reply.log_detail
     if req.stream:
-        return SequenceStream(stream(reply, queue), lambda: state.batcher.cancel(seq))
+        return SequenceStream(stream(reply, queue), lambda: cancel(state, seqs))
     return await whole(request, state, reply, queue)
 
 
-async def stream(reply: "Reply", queue: asyncio.Queue):
-    """SSE chunks of one sequence; SequenceStream frees the sequence however the response ends."""
-    yield sse.event(reply.chunk(reply.first_delta(), None))
+def cancel(state: ServerState, seqs: list[Sequence]) -> None:
+    for seq in seqs:
+        state.batcher.cancel(seq)
+
+
+async def stream(reply: Reply, queue: asyncio.Queue):
+    """SSE chunks of a request's choices; SequenceStream frees the sequences however the response ends."""
+    for chunk in reply.first_chunks():
+        yield sse.event(chunk)
     while True:
         events = [await queue.get()]
-        while not queue.empty():  # text that piled up while the client was slow goes out as one chunk
+        while not queue.empty():  # text that piled up while the client was slow goes out as one chunk per choice
             events.append(queue.get_nowait())
-        text = "".join(value for kind, value in events if kind == "text")
-        if text:
-            yield sse.event(reply.chunk(reply.delta(text), None))
-        end = next(((kind, value) for kind, value in events if kind != "text"), None)
-        if end is None:
-            continue
-        kind, value = end
-        if kind == "done":
-            yield sse.event(reply.chunk({} if reply.req.kind == "chat" else reply.delta(""), FINISH[value]))
+        texts: dict[int, str] = {}
+        ends = []
+        for index, (kind, value) in events:
+            choice = reply.choices[index]
+            if kind == "text":
+                texts[index] = texts.get(index, "") + choice.text(value)
+            elif kind == "done":
+                ends.append((choice, choice.done(value)))
+            else:  # the engine failed, or the server is shutting down: the error, then the end all the same
+                yield sse.event(value.body())
+                yield sse.DONE
+                return
+        for index, text in texts.items():
+            if text:
+                yield sse.event(reply.text_chunk(index, text))
+        for choice, tail in ends:
+            for chunk in reply.end_chunks(choice, tail):
+                yield sse.event(chunk)
+        if reply.done:
             if reply.req.include_usage:
                 yield sse.event({**reply.envelope(chunk=True), "choices": [], "usage": reply.usage()})
-        else:  # the engine failed, or the server is shutting down: the error, then the end all the same
-            yield sse.event(value.body())
-        yield sse.DONE
-        return
+            yield sse.DONE
+            return
 
 
-async def whole(request: HTTPRequest, state: ServerState, reply: "Reply", queue: asyncio.Queue) -> Response:
-    """The whole answer, once the sequence ends; a client that disconnects meanwhile cancels it."""
-    pieces: list[str] = []
-
+async def whole(request: HTTPRequest, state: ServerState, reply: Reply, queue: asyncio.Queue) -> Response:
+    """The whole answer, once every choice ends; a client that disconnects meanwhile cancels them."""
     async def collect():
-        while True:
-            kind, value = await queue.get()
+        while not reply.done:
+            index, (kind, value) = await queue.get()
+            choice = reply.choices[index]
             if kind == "text":
-                pieces.append(value)
+                choice.text(value)
+            elif kind == "done":
+                choice.done(value)
             else:
-                return kind, value
+                return value
+        return None
 
     async def disconnected():
         while (await request.receive())["type"] != "http.disconnect":
@@ -279,16 +319,17 @@ async def whole(request: HTTPRequest, state: ServerState, reply: "Reply", queue:
         watcher.cancel()
         if not collector.done():
             collector.cancel()
-            state.batcher.cancel(reply.seq)  # counted as cancelled where the batcher frees it
+            cancel(state, [c.seq for c in reply.choices])  # counted as cancelled where the batcher frees them
         for task in (watcher, collector):  # a cancelled task is done only once it has run its cancellation
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     if collector.cancelled():
         raise ClientGone
-    kind, value = collector.result()
-    if kind == "error":
-        raise value
-    return JSONResponse(reply.whole("".join(pieces), FINISH[value]))
+    error = collector.result()
+    if error is not None:
+        cancel(state, [c.seq for c in reply.choices])  # the other choices are of no use now
+        raise error
+    return JSONResponse(reply.whole())
 
 
 # -- errors of routing and bugs -----------------------------------------------------------------------------------
@@ -329,51 +370,3 @@ def error_response(exc: APIError) -> Response:
     if exc.status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
-
-
-class Reply:
-    """The OpenAI response shapes of one request (chat.completion[.chunk] or text_completion)."""
-
-    def __init__(self, req: schemas.Request, model_id: str, seq: Sequence):
-        self.req, self.seq = req, seq
-        prefix = "chatcmpl" if req.kind == "chat" else "cmpl"
-        self.id = f"{prefix}-{uuid.uuid4().hex}"
-        self.model = req.model or model_id
-        self.created = int(time.time())
-
-    def envelope(self, chunk: bool = False) -> dict:
-        obj = ("chat.completion.chunk" if chunk else "chat.completion") if self.req.kind == "chat" \
-            else "text_completion"
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
-                "system_fingerprint": "rocmforge"}
-
-    def log_detail(self) -> str:
-        """The access log's note on this request, once it is over."""
-        p, c = len(self.seq.prompt_ids), len(self.seq.ids)
-        end = self.seq.finish_reason or ("cancelled" if self.seq.cancelled else "unfinished")
-        return f"prompt {p}, completion {c} tokens, {end}"
-
-    def usage(self) -> dict:
-        p, c = len(self.seq.prompt_ids), len(self.seq.ids)
-        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
-
-    def first_delta(self) -> dict:
-        return {"role": "assistant", "content": ""} if self.req.kind == "chat" else {"text": ""}
-
-    def delta(self, text: str) -> dict:
-        return {"content": text} if self.req.kind == "chat" else {"text": text}
-
-    def chunk(self, delta: dict, finish_reason: str | None) -> dict:
-        if self.req.kind == "chat":
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        else:
-            choice = {"index": 0, "text": delta.get("text", ""), "logprobs": None, "finish_reason": finish_reason}
-        return {**self.envelope(chunk=True), "choices": [choice]}
-
-    def whole(self, text: str, finish_reason: str) -> dict:
-        if self.req.kind == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                      "finish_reason": finish_reason}
-        else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-        return {**self.envelope(), "choices": [choice], "usage": self.usage()}

@@ -101,26 +101,33 @@ class Batcher:
     def blocks_needed(self, n_tokens: int) -> int:
         return -(-n_tokens // self.cache.block_size)
 
-    def submit(self, seq: Sequence) -> None:
-        """Queue ``seq``, bounded by the engine's context as ``generate`` is; APIError 400 if it can never fit the
-        cache, 503 if the queue is full."""
-        need = self.blocks_needed(len(seq.prompt_ids) + seq.max_tokens)
-        if need > self.capacity_blocks:
-            raise APIError(f"the request needs {need * self.cache.block_size} tokens of KV cache (prompt plus "
-                           f"max_tokens) but the server holds {self.capacity_blocks * self.cache.block_size}; "
-                           "lower max_tokens", param="max_tokens")
-        if seq.finished:  # max_tokens 0: nothing to compute
-            seq.emit(("done", seq.finish_reason))
-            return
-        seq.n_ctx = self.engine.n_ctx
+    def submit(self, *seqs: Sequence) -> None:
+        """Queue ``seqs`` (a request's choices: all of them or none), each bounded by the engine's context as
+        ``generate`` is; APIError 400 if one can never fit the cache or they can never fit the queue, 503 if the
+        queue is full."""
+        for seq in seqs:
+            need = self.blocks_needed(len(seq.prompt_ids) + seq.max_tokens)
+            if need > self.capacity_blocks:
+                raise APIError(f"the request needs {need * self.cache.block_size} tokens of KV cache (prompt plus "
+                               f"max_tokens) but the server holds {self.capacity_blocks * self.cache.block_size}; "
+                               "lower max_tokens", param="max_tokens")
+        if len(seqs) > self.max_queue:
+            raise APIError(f"'n' is {len(seqs)} but at most {self.max_queue} requests may wait here (--max-queue); "
+                           "lower n", param="n")
+        live = [seq for seq in seqs if not seq.finished]  # max_tokens 0: nothing to compute
+        for seq in live:
+            seq.n_ctx = self.engine.n_ctx
         with self._cond:
             if self._stopping or self._drain_deadline is not None:
                 raise APIError(SHUTTING_DOWN, status=503)
-            if len(self.waiting) >= self.max_queue:
+            if live and len(self.waiting) + len(live) > self.max_queue:
                 raise APIError(f"the server is busy: {len(self.waiting)} requests are already waiting; retry "
                                "later", status=503, code="queue_full")
-            self.waiting.append(seq)
+            self.waiting.extend(live)
             self._cond.notify()
+        for seq in seqs:
+            if seq.finished:
+                seq.emit(("done", seq.finish_reason))
 
     def cancel(self, seq: Sequence) -> None:
         """Stop ``seq`` (the client went away); its slot and KV blocks are freed before the next step."""
