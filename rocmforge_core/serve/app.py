@@ -43,6 +43,7 @@ log = logging.getLogger("rocmforge.serve")
 def create_app(state: ServerState) -> Starlette:
     """The app serving ``state``, which the handlers find as ``request.app.state.server``."""
     routes = [Route("/health", health), Route("/metrics", metrics), Route("/v1/models", models),
+              Route("/v1/models/{model_id:path}", model),
               Route("/v1/chat/completions", chat_completions, methods=["POST"]),
               Route("/v1/completions", completions, methods=["POST"]),
               Route("/tokenize", tokenize, methods=["POST"]), Route("/detokenize", detokenize, methods=["POST"])]
@@ -157,14 +158,28 @@ async def metrics(request: HTTPRequest) -> Response:
     return PlainTextResponse(state.metrics.render(state), media_type="text/plain; version=0.0.4")
 
 
-@endpoint("models", ready=False)
-async def models(request: HTTPRequest, state: ServerState) -> Response:
+def model_card(state: ServerState) -> dict:
     data = {"id": state.model_id, "object": "model", "created": state.created, "owned_by": "rocmforge"}
     if state.ready:
         data["meta"] = {"architecture": state.model.config.arch, "n_ctx": state.engine.n_ctx,
                         "n_vocab": state.tokenizer.n_vocab, "backend": state.model.planner.preferred,
                         "parallel": state.options.parallel}
-    return JSONResponse({"object": "list", "data": [data]})
+    return data
+
+
+@endpoint("models", ready=False)
+async def models(request: HTTPRequest, state: ServerState) -> Response:
+    return JSONResponse({"object": "list", "data": [model_card(state)]})
+
+
+@endpoint("models", ready=False)
+async def model(request: HTTPRequest, state: ServerState) -> Response:
+    """The one model by its id (OpenAI ids may hold slashes); any other id is 404 in OpenAI's shape."""
+    model_id = request.path_params["model_id"]
+    if model_id != state.model_id:
+        raise APIError(f"the model {model_id!r} does not exist; this server serves {state.model_id!r}", status=404,
+                       param="model", code="model_not_found")
+    return JSONResponse(model_card(state))
 
 
 # -- tokenizer ----------------------------------------------------------------------------------------------------

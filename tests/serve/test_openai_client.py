@@ -111,3 +111,12 @@ def test_a_stream_of_choices_left_early_frees_them_all(client, server):
     stream.close()
     m = wait_idle(server.url)
     assert (m["rocmforge_sequences_running"], m["rocmforge_queue_depth"], m["rocmforge_kv_blocks_used"]) == (0, 0, 0)
+
+
+def test_retrieve_a_model_by_id(client):
+    card = client.models.retrieve("tiny-chat")
+    assert card.id == "tiny-chat" and card.object == "model" and card.owned_by == "rocmforge"
+    with pytest.raises(openai.NotFoundError) as info:
+        client.models.retrieve("gpt-4o")
+    assert info.value.status_code == 404 and info.value.code == "model_not_found"
+    assert "'gpt-4o' does not exist" in info.value.message
