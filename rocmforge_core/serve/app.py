@@ -12,6 +12,7 @@ log line per request (access_log.py) and the Host check (security.py).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import functools
@@ -27,10 +28,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from rocmforge_core.engine import SamplingParams
+from rocmforge_core.engine.engine import pooling_of
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.serve import schemas, sse, tools
 from rocmforge_core.serve.access_log import AccessLog
-from rocmforge_core.serve.batcher import Sequence
+from rocmforge_core.serve.batcher import Embedding, Sequence
 from rocmforge_core.serve.connections import AcceptErrors
 from rocmforge_core.serve.errors import APIError
 from rocmforge_core.serve.replies import Reply
@@ -46,6 +48,7 @@ def create_app(state: ServerState) -> Starlette:
               Route("/v1/models/{model_id:path}", model),
               Route("/v1/chat/completions", chat_completions, methods=["POST"]),
               Route("/v1/completions", completions, methods=["POST"]),
+              Route("/v1/embeddings", embeddings, methods=["POST"]),
               Route("/tokenize", tokenize, methods=["POST"]), Route("/detokenize", detokenize, methods=["POST"])]
     middleware = [Middleware(AccessLog), Middleware(HostCheck, state=state)]  # the access log sees refusals too
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
@@ -345,6 +348,52 @@ async def whole(request: HTTPRequest, state: ServerState, reply: Reply, queue: a
         cancel(state, [c.seq for c in reply.choices])  # the other choices are of no use now
         raise error
     return JSONResponse(reply.whole())
+
+
+# -- embeddings ---------------------------------------------------------------------------------------------------
+@endpoint("embeddings")
+async def embeddings(request: HTTPRequest, state: ServerState) -> Response:
+    """One L2-normalized vector per input, pooled as the model's GGUF says (mean when it does not)."""
+    body = schemas.validate(schemas.EmbeddingBody, await read_json(state, request), n_vocab=state.tokenizer.n_vocab)
+    pooling = pooling_of(state.model.config)
+    if pooling is None:
+        raise APIError("this model gives no sequence embedding (its GGUF's pooling_type is none or rank)",
+                       param="model")
+    d_model = state.model.config.d_model
+    if body.dimensions is not None and body.dimensions != d_model:
+        raise APIError(f"'dimensions' must be this model's {d_model} (embeddings are not truncated), got "
+                       f"{body.dimensions}", param="dimensions")
+    inputs = await run_in_threadpool(lambda: [x if isinstance(x, list) else
+                                              state.tokenizer.encode(x, add_special=True) for x in body.input])
+    n_ctx = state.batcher.max_sequence_tokens
+    for i, ids in enumerate(inputs):
+        if not ids:
+            raise APIError(f"input {i} is empty: at least one token is needed", param="input")
+        if len(ids) > n_ctx:
+            raise APIError(f"input {i} has {len(ids)} tokens but the context holds {n_ctx}; shorten it",
+                           param="input", code="context_length_exceeded")
+    loop = asyncio.get_running_loop()
+    futures = [loop.create_future() for _ in inputs]
+
+    def sink(future):
+        return lambda ev: loop.call_soon_threadsafe(lambda: future.done() or future.set_result(ev))
+    jobs = [Embedding(ids, pooling, sink(f)) for ids, f in zip(inputs, futures)]
+    state.batcher.submit_embeddings(jobs)
+    try:
+        events = await asyncio.gather(*futures)
+    finally:
+        for job in jobs:  # a client that left: inputs not yet read are skipped
+            job.cancelled = True
+    data = []
+    for i, (kind, value) in enumerate(events):
+        if kind == "error":
+            raise value
+        vector = base64.b64encode(value.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" \
+            else value.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": vector})
+    n_tokens = sum(map(len, inputs))
+    return JSONResponse({"object": "list", "data": data, "model": body.model or state.model_id,
+                         "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
 
 
 # -- errors of routing and bugs -----------------------------------------------------------------------------------

@@ -28,8 +28,9 @@ def vocabulary(added: tuple[tuple[str, int], ...] = ()) -> tuple[list[str], list
 
 
 def write_chat_model(path: str | Path, config: TinyConfig, seed: int = 7, template: str = CHATML,
-                     added: tuple[tuple[str, int], ...] = ()) -> Path:
-    """The tiny chat model; ``template`` and ``added`` tokens (text, token type) for other model families'."""
+                     added: tuple[tuple[str, int], ...] = ()) -> dict:
+    """The tiny chat model; ``template`` and ``added`` tokens (text, token type) for other model families'.
+    Returns the tensors written (write_model's)."""
     import gguf
 
     tokens, scores, types = vocabulary(added)
@@ -49,7 +50,6 @@ def write_chat_model(path: str | Path, config: TinyConfig, seed: int = 7, templa
     plain = gguf.GGUFWriter
     gguf.GGUFWriter = WithTokenizer
     try:
-        write_model(path, "llama", config, seed=seed)
+        return write_model(path, "llama", config, seed=seed)
     finally:
         gguf.GGUFWriter = plain
-    return Path(path)
