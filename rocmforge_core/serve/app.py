@@ -213,13 +213,9 @@ async def completions(request: HTTPRequest, state: ServerState) -> Response:
 
 
 def chat_prompt(tok, req: schemas.Request) -> str:
-    """A chat's prompt text: its tools go to the template as ``tools`` (as llama-server --jinja passes them), or
-    into a system message for a template that ignores them."""
-    messages, extra = req.messages, {}
-    if req.tools and tools.knows_tools(tok.chat_template):
-        extra["tools"] = req.tools
-    elif req.tools:
-        messages = tools.with_tools_described(messages, req.tools)
+    """A chat's prompt text: its tools go to the template as ``tools`` (as llama-server --jinja passes them);
+    what the template does not render of tool use is rewritten first (tools.prepare)."""
+    messages, extra = tools.prepare(tok.chat_template, req.messages, req.tools)
     return tok.apply_chat_template(messages, **extra)
 
 

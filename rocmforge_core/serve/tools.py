@@ -7,7 +7,10 @@ Two output formats, told apart by the template's source:
   "arguments": {...}}</tool_call>``, any number of them, text before the first one being the message's content;
 - Llama 3.1/3.2/3.3 (templates writing ``<|python_tag|>`` or ``"parameters": ``): the whole answer is one JSON
   object ``{"name": ..., "parameters": {...}}`` (several joined by ``;``).
-A template that ignores ``tools`` gets them described in a system message, in the Hermes format.
+What a template renders is found by rendering it once with probe values (as llama.cpp probes templates): one
+that ignores ``tools`` gets them described in a system message, in the Hermes format; one that ignores an
+assistant's ``tool_calls`` gets them as Hermes text in the message's content; one that does not render ``tool``
+messages (or refuses them, as Gemma's does) gets each run of them as a user message of <tool_response> blocks.
 
 Output that does not parse as calls is the answer's content, unchanged.
 """
@@ -15,8 +18,11 @@ Output that does not parse as calls is the answer's content, unchanged.
 from __future__ import annotations
 
 import json
-import re
 import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rocmforge_core.tokenizer.chat import TemplateError, render_chat
 
 HERMES, LLAMA3 = "hermes", "llama3"
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -36,9 +42,54 @@ def output_format(template: str) -> str:
     return HERMES
 
 
-def knows_tools(template: str) -> bool:
-    """Whether the template renders the ``tools`` it is given (else they go in a system message)."""
-    return re.search(r"\btools\b", template) is not None
+@dataclass(frozen=True)
+class Support:
+    """What a chat template renders of tool use."""
+    tools: bool    # the ``tools`` variable
+    calls: bool    # an assistant message's ``tool_calls``
+    results: bool  # ``tool`` messages
+
+
+PROBE_TOOL = {"type": "function", "function": {"name": "rf_probe_tool", "parameters": {"type": "object"}}}
+PROBE_CALL = {"role": "assistant", "content": "", "tool_calls": [
+    {"id": "call_0", "type": "function", "function": {"name": "rf_probe_call", "arguments": {"x": 1}}}]}
+
+
+@lru_cache(maxsize=16)
+def support(template: str) -> Support:
+    def renders(marker, messages, **kwargs):
+        try:
+            return marker in render_chat(template, messages, **kwargs)
+        except TemplateError:
+            return False
+    user = {"role": "user", "content": "rf_probe_user"}
+    return Support(renders("rf_probe_tool", [user], tools=[PROBE_TOOL]), renders("rf_probe_call", [user, PROBE_CALL]),
+                   renders("rf_probe_result", [user, PROBE_CALL, {"role": "tool", "tool_call_id": "call_0",
+                                                                   "content": "rf_probe_result"}]))
+
+
+def prepare(template: str, messages: list[dict], tools: list[dict] | None) -> tuple[list[dict], dict]:
+    """The messages and template variables for a chat with ``tools``: what the template does not render of tool
+    use is rewritten into text it does render (Hermes format)."""
+    can = support(template)
+    out: list[dict] = []
+    for m in messages:
+        if m.get("tool_calls") and not can.calls:
+            text = "\n".join(hermes_call(c["function"]) for c in m["tool_calls"])
+            m = {"role": m["role"], "content": f"{m['content']}\n{text}" if m["content"] else text}
+        elif m["role"] == "tool" and not can.results:
+            block = f"<tool_response>\n{m['content']}\n</tool_response>"
+            if out and out[-1].get("from_tools"):
+                out[-1]["content"] += "\n" + block
+                continue
+            m = {"role": "user", "content": block, "from_tools": True}
+        out.append(m)
+    out = [{k: v for k, v in m.items() if k != "from_tools"} for m in out]
+    if not tools:
+        return out, {}
+    if can.tools:
+        return out, {"tools": tools}
+    return with_tools_described(out, tools), {}
 
 
 def with_tools_described(messages: list[dict], tools: list[dict]) -> list[dict]:
@@ -47,6 +98,11 @@ def with_tools_described(messages: list[dict], tools: list[dict]) -> list[dict]:
     if messages and messages[0]["role"] == "system":
         return [{**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
     return [{"role": "system", "content": text}, *messages]
+
+
+def hermes_call(function: dict) -> str:
+    call = {"name": function["name"], "arguments": function["arguments"]}
+    return f"{OPEN}\n{json.dumps(call, ensure_ascii=False)}\n{CLOSE}"
 
 
 class CallParser:

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from conftest import wait_idle
-from tiny_model import write_chat_model
+from tiny_model import CHATML, write_chat_model
 from tool_templates import LLAMA31, LLAMA31_TOKENS, QWEN25, QWEN25_TOKENS
 from rocmforge_core.models.synthetic import TinyConfig
 from rocmforge_core.serve import ServeOptions, app, schemas, tools
@@ -132,7 +132,27 @@ def test_template_without_tools_gets_them_in_a_system_message(server):
 
 def test_formats_are_told_by_the_template():
     assert tools.output_format(QWEN25) == tools.HERMES and tools.output_format(LLAMA31) == tools.LLAMA3
-    assert tools.knows_tools(QWEN25) and tools.knows_tools(LLAMA31) and not tools.knows_tools("{{ messages }}")
+    assert tools.support(QWEN25) == tools.support(LLAMA31) == tools.Support(True, True, True)
+    assert tools.support(CHATML) == tools.Support(tools=False, calls=False, results=True)  # any role renders
+    strict = "{% for m in messages %}{% if m.role not in ('user', 'assistant') %}{{ raise_exception('no') }}" \
+             "{% endif %}{{ m.content }}{% endfor %}"
+    assert tools.support(strict) == tools.Support(False, False, False)
+
+
+def test_what_a_template_cannot_render_is_rewritten(server):
+    """ChatML renders neither tools nor calls: both become Hermes text; a strict template also gets the tool
+    results as one user message."""
+    text = prompt_text(server, {"messages": HISTORY + [{"role": "tool", "content": "humid"}], "tools": [WEATHER]})
+    assert '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n' \
+           '</tool_call><|im_end|>' in text
+    assert "<|im_start|>tool\nsunny, 21 C<|im_end|>" in text
+    strict = "{% for m in messages %}{% if m.role not in ('system', 'user', 'assistant') %}{{ raise_exception('no') }}" \
+             "{% endif %}[{{ m.role }}]{{ m.content }}{% endfor %}"
+    messages, extra = tools.prepare(strict, schemas.chat_request({"messages": HISTORY + [
+        {"role": "tool", "content": "humid"}]}).messages, None)
+    assert extra == {} and [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[2]["content"] == "<tool_response>\nsunny, 21 C\n</tool_response>\n<tool_response>\nhumid\n" \
+                                     "</tool_response>"
 
 
 # -- parsing ------------------------------------------------------------------------------------------------------
