@@ -263,3 +263,17 @@ def test_bad_tool_requests_get_400(qwen, body, message):
     import httpx
     r = httpx.post(f"{qwen.url}/v1/chat/completions", json={"messages": ASK, **body}, timeout=30)
     assert r.status_code == 400 and message in r.json()["error"]["message"], r.text
+
+
+def test_gemma_template_takes_a_tool_conversation(gemma_path):
+    """Gemma 3's template renders no tools and refuses roles other than user and assistant: the tools go into its
+    first user turn (where it puts a system message), the call into the model turn, the result into a user turn."""
+    from rocmforge_core.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_gguf(gemma_path)
+    assert tools.support(tok.chat_template) == tools.Support(False, False, False)
+    text = app.chat_prompt(tok, schemas.chat_request({"messages": HISTORY, "tools": [WEATHER]}))
+    assert text.startswith("<bos><start_of_turn>user\nYou may call one or more functions")
+    assert text.endswith('<start_of_turn>model\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}'
+                         "\n</tool_call><end_of_turn>\n<start_of_turn>user\n<tool_response>\nsunny, 21 C\n"
+                         "</tool_response><end_of_turn>\n<start_of_turn>model\n")
