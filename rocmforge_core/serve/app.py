@@ -351,7 +351,10 @@ async def whole(request: HTTPRequest, state: ServerState, reply: Reply, queue: a
 async def embeddings(request: HTTPRequest, state: ServerState) -> Response:
     """One L2-normalized vector per input, pooled as the model's GGUF says (mean when it does not)."""
     body = schemas.validate(schemas.EmbeddingBody, await read_json(state, request), n_vocab=state.tokenizer.n_vocab)
-    pooling = pooling_of(state.model.config)
+    try:
+        pooling = pooling_of(state.model.config)
+    except RocmforgeError as exc:  # a pooling_type llama.cpp does not know
+        raise APIError(f"this model gives no sequence embedding: {exc}", param="model") from None
     if pooling is None:
         raise APIError("this model gives no sequence embedding (its GGUF's pooling_type is none or rank)",
                        param="model")

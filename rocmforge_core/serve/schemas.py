@@ -146,10 +146,17 @@ class Body(BaseModel):
 
 
 # -- chat ---------------------------------------------------------------------------------------------------------
+def _call_arguments(v):
+    """JSON text, as OpenAI sends it, or the object itself (as some clients do)."""
+    if isinstance(v, (str, dict)):
+        return v
+    raise _refuse(f"must be JSON text or an object, got {_kind(v)}")
+
+
 class FunctionCall(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     name: str
-    arguments: str = "{}"  # JSON text, as OpenAI sends it
+    arguments: Annotated[Any, BeforeValidator(_call_arguments)] = "{}"
 
 
 class ToolCall(BaseModel):
@@ -200,8 +207,10 @@ class Message(BaseModel):
         return out
 
 
-def _arguments(text: str):
+def _arguments(text: str | dict):
     """A call's arguments as the object templates print with tojson (text that is not a JSON object stays text)."""
+    if isinstance(text, dict):
+        return text
     try:
         value = json.loads(text)
     except json.JSONDecodeError:

@@ -102,3 +102,11 @@ def test_a_model_that_does_not_pool_is_refused(tmp_path):
     with ServerThread(ServeOptions(model=path, backend="reference", parallel=1, warm_up=False)) as srv:
         r = httpx.post(f"{srv.url}/v1/embeddings", json={"input": "hello"}, timeout=30)
     assert r.status_code == 400 and "gives no sequence embedding" in r.json()["error"]["message"]
+
+
+def test_an_unknown_pooling_type_is_a_400(tmp_path):
+    path = tmp_path / "odd-pooling.gguf"
+    write_chat_model(path, config(pooling_type=9))
+    with ServerThread(ServeOptions(model=path, backend="reference", parallel=1, warm_up=False)) as srv:
+        r = httpx.post(f"{srv.url}/v1/embeddings", json={"input": "hello"}, timeout=30)
+    assert r.status_code == 400 and "pooling_type 9 is not one of llama.cpp's" in r.json()["error"]["message"]

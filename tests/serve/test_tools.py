@@ -139,6 +139,12 @@ def test_formats_are_told_by_the_template():
     assert tools.support(strict) == tools.Support(False, False, False)
 
 
+def test_call_arguments_sent_as_an_object_render_the_same(qwen):
+    as_object = [HISTORY[0], {**HISTORY[1], "tool_calls": [{"id": "call_1", "type": "function", "function": {
+        "name": "get_weather", "arguments": {"city": "Paris"}}}]}, HISTORY[2]]
+    assert prompt_text(qwen, {"messages": as_object}) == prompt_text(qwen, {"messages": HISTORY})
+
+
 def test_what_a_template_cannot_render_is_rewritten(server):
     """ChatML renders neither tools nor calls: both become Hermes text; a strict template also gets the tool
     results as one user message."""
@@ -258,6 +264,8 @@ def test_llama_style_json_tool_call(llama):
     ({"tools": [WEATHER], "tool_choice": 3}, "'tool_choice' must be 'none' or 'auto'"),
     ({"messages": ASK + [{"role": "assistant", "tool_calls": [{"function": {"arguments": "{}"}}]}]},
      "'messages[1].tool_calls[0].function.name' is required"),
+    ({"messages": ASK + [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": 3}}]}]},
+     "messages[1].tool_calls[0].function.arguments must be JSON text or an object, got an integer"),
 ])
 def test_bad_tool_requests_get_400(qwen, body, message):
     import httpx
