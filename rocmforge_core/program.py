@@ -104,9 +104,12 @@ class Site:
 @dataclass
 class Program:
     """One step shape: ``m`` tokens, ``n_out`` rows of logits, sampled. The last site samples (its result is the
-    step's token ids); ``logits`` is the index of the site whose result is the logits."""
+    step's token ids); ``logits`` is the index of the site whose result is the logits. A program whose
+    ``output`` is "hidden" ends at the final hidden states instead (``logits`` names that site): no output
+    matrix, no sampling."""
     phase: str
     m: int
     n_out: int
     sites: list[Site] = field(default_factory=list)
     logits: int = -1
+    output: str = "logits"

@@ -37,6 +37,17 @@ PREFILL_CHUNK = 256  # prompt tokens per prefill step at most
 # Steps of up to this many rows compute each row as they would alone (batch invariance: the hip kernels' decode
 # products and attention splits, docs/ENGINE.md); longer prefill pieces run alone in their step.
 PACK_ROWS = 64
+POOLINGS = ("mean", "cls", "last")  # how embed pools a sequence's hidden states
+GGUF_POOLING = {0: None, 1: "mean", 2: "cls", 3: "last", 4: None}  # <arch>.pooling_type (llama.cpp's numbers)
+
+
+def pooling_of(config) -> str | None:
+    """How the model pools a sequence into one embedding: its GGUF's ``<arch>.pooling_type`` (mean, cls, last),
+    mean when the file does not say; None for "none" (per-token outputs) and "rank" (a reranker's score)."""
+    kind = config.extra.get("pooling_type", 1)
+    if kind not in GGUF_POOLING:
+        raise RocmforgeError(f"the GGUF's pooling_type {kind!r} is not one of llama.cpp's (0-4)")
+    return GGUF_POOLING[kind]
 
 
 def prefill_pieces(n: int, chunk: int = PREFILL_CHUNK, start: int = 0) -> list[tuple[int, int]]:
@@ -220,12 +231,13 @@ class Engine:
             self._shapes.clear()  # a bound or captured step would replay the kernel that failed
         return StepResult(self, logits, values[bound.tokens_slot], n_out)
 
-    def _shape(self, phase: str, m: int, n_out: int, candidates: int, history: int) -> _Shape:
+    def _shape(self, phase: str, m: int, n_out: int, candidates: int, history: int,
+               output: str = "logits") -> _Shape:
         made_for = (self.model.plan.version, self.cache.version)
         if made_for != self._made_for:  # a replaced kernel, or moved cache tensors: bind everything again
             self._shapes.clear()
             self._made_for = made_for
-        key = (phase, m, n_out, candidates, history)
+        key = (phase, m, n_out, candidates, history, output)
         shape = self._shapes.get(key)
         if shape is not None:
             self._shapes.move_to_end(key)
@@ -233,7 +245,7 @@ class Engine:
         cache = self.cache
         caches = (arg_info(cache.tables), [(arg_info(k), arg_info(v)) for k, v in zip(cache.k, cache.v)])
         program = self.model.forward.trace(phase, m, n_out, candidates=candidates, history=history,
-                                           caches=caches)
+                                           caches=caches, output=output)
         be = self.model.backend
         tensors = {BLOCK_TABLES: cache.tables}
         for site in program.sites:
@@ -248,6 +260,39 @@ class Engine:
         if len(self._shapes) > self.max_steps:
             self._shapes.popitem(last=False)
         return shape
+
+    def hidden_states(self, slot: int, ids: Sequence[int]) -> np.ndarray:
+        """The final hidden states (after the output norm), f32[len(ids), d_model], of a new sequence's tokens
+        ``ids`` at positions 0.., read in the prompt's prefill pieces by programs with no output matrix and no
+        sampling (``Forward.trace(output="hidden")``). Each piece is padded to a power of two of tokens (padding
+        rows write only the cache's padding slot), so a few step shapes serve every length."""
+        self.check_prompt(ids)
+        rows = []
+        for start, end in prefill_pieces(len(ids), self.prefill_chunk):
+            n = end - start
+            m = 1 << (n - 1).bit_length()
+            pad = m - n
+            tokens = list(ids[start:end]) + [0] * pad
+            slots = [slot] * n + [self.cache.pad_slot] * pad
+            positions = list(range(start, end)) + [0] * pad
+            self.cache.reserve(slot, end)
+            self.cache.sync()
+            shape = self._shape("prefill", m, m, 1, 1, output="hidden")
+            shape.inputs.fill(self.model.backend, {TOKENS: tokens, POSITIONS: positions, SEQ_IDS: slots,
+                                                   OUT_ROWS: list(range(m))})
+            values = shape.runner()
+            rows.append(self.executor.to_host(values[shape.bound.logits_slot])[:n])
+        return np.concatenate(rows).astype(np.float32)
+
+    def embed(self, slot: int, ids: Sequence[int], pooling: str) -> np.ndarray:
+        """The L2-normalized embedding f32[d_model] of ``ids``: the hidden states pooled by ``pooling`` ("mean" of
+        all positions, "cls": the first, "last": the last)."""
+        h = self.hidden_states(slot, ids).astype(np.float64)
+        if pooling not in POOLINGS:
+            raise RocmforgeError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+        v = h.mean(axis=0) if pooling == "mean" else h[0] if pooling == "cls" else h[-1]
+        norm = np.linalg.norm(v)
+        return (v / norm if norm > 0 else v).astype(np.float32)
 
     def _first_run(self, shape: _Shape) -> Callable:
         """The first step of a shape runs the bound calls; a decode shape is captured at once after it (it comes

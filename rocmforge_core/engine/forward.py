@@ -27,17 +27,22 @@ class Forward:
         self._caches = None
 
     def trace(self, phase: str, m: int, n_out: int, *, candidates: int = 1, history: int = 1,
-              caches=None) -> Program:
+              caches=None, output: str = "logits") -> Program:
         """The program of a step of ``m`` tokens with ``n_out`` rows of logits, sampled with a ``candidates`` bound
-        and ``history`` penalty tokens per row. ``caches``: (block tables, [(k, v) per layer]) as ArgInfo, the KV
-        cache the step will run on; without it, one-block placeholders (placement does not depend on its size)."""
-        self._program, self._caches = Program(phase, m, n_out), caches
+        and ``history`` penalty tokens per row; with ``output`` "hidden", of ``n_out`` rows of final hidden states
+        (after the output norm), with neither the output matrix nor sampling (embeddings). ``caches``: (block
+        tables, [(k, v) per layer]) as ArgInfo, the KV cache the step will run on; without it, one-block
+        placeholders (placement does not depend on its size)."""
+        self._program, self._caches = Program(phase, m, n_out, output=output), caches
         self.tokens = Meta((m,), "i32", TOKENS)
         self.positions = Meta((m,), "i32", POSITIONS)
         self._seq_ids, self._out_rows = Meta((m,), "i32", SEQ_IDS), Meta((n_out,), "i32", OUT_ROWS)
         try:
-            logits = self.arch.forward(self)
             program = self._program
+            if output == "hidden":
+                program.logits = self.arch.hidden(self).src
+                return program
+            logits = self.arch.forward(self)
             program.logits = logits.src
             self.op("sample", "sample", logits, Meta((n_out, history), "i32", HISTORY),
                     Meta((n_out, len(PARAMS)), "f64", SAMPLE_PARAMS),

@@ -10,8 +10,9 @@ class Architecture:
     """One ``general.architecture``.
 
     ``global_tensors`` and ``layer_tensors`` (with ``{i}`` for the layer index) name the tensors the model needs;
-    ``optional_tensors`` those it uses when present. ``forward(f)`` computes the logits of ``f``'s batch rows that
-    ``f.output_rows`` selects. Layer i's attention is the call site ``blk.{i}.attn``: the engine keeps that layer's
+    ``optional_tensors`` those it uses when present. ``hidden(f)`` computes the final hidden states (after the
+    output norm) of ``f``'s batch rows that ``f.output_rows`` selects, ``head(f, x)`` their logits; ``forward(f)``
+    is both (embeddings use ``hidden`` alone). Layer i's attention is the call site ``blk.{i}.attn``: the engine keeps that layer's
     KV cache on the backend the site runs on.
     """
     name = ""
@@ -27,4 +28,10 @@ class Architecture:
         return names
 
     def forward(self, f):
+        return self.head(f, self.hidden(f))
+
+    def hidden(self, f):
+        raise NotImplementedError
+
+    def head(self, f, x):
         raise NotImplementedError

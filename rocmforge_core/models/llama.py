@@ -20,7 +20,7 @@ class Llama(Architecture):
         "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"))
     optional_tensors = ("output.weight", "rope_freqs.weight")
 
-    def forward(self, f):
+    def hidden(self, f):
         c = f.config
         scaling = c.extra.get("rope.scaling.type", "none")
         if scaling not in ("none", "linear"):
@@ -29,7 +29,9 @@ class Llama(Architecture):
         for i in range(c.n_layers):
             x = self.block(f, i, x)
         x = f.output_rows(x)
-        x = f.rmsnorm(x, "output_norm", eps=c.rms_eps)
+        return f.rmsnorm(x, "output_norm", eps=c.rms_eps)
+
+    def head(self, f, x):
         return f.matmul(x, "output" if f.has("output.weight") else "token_embd", site="output")
 
     def embed(self, f):

@@ -12,12 +12,12 @@ log line per request (access_log.py) and the Host check (security.py).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 import functools
 import hmac
 import logging
-import time
-import uuid
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -27,13 +27,16 @@ from starlette.requests import ClientDisconnect, Request as HTTPRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from rocmforge_core.engine import SamplingParams
+from rocmforge_core.engine.engine import pooling_of
 from rocmforge_core.errors import RocmforgeError
-from rocmforge_core.serve import schemas, sse
+from rocmforge_core.serve import schemas, sse, tools
 from rocmforge_core.serve.access_log import AccessLog
-from rocmforge_core.serve.batcher import FINISH, Sequence
+from rocmforge_core.serve.batcher import Embedding, Sequence
 from rocmforge_core.serve.connections import AcceptErrors
 from rocmforge_core.serve.errors import APIError
 from rocmforge_core.serve.metrics import CONTENT_TYPE
+from rocmforge_core.serve.replies import Reply
 from rocmforge_core.serve.security import HostCheck
 from rocmforge_core.serve.state import ServerState
 
@@ -43,8 +46,10 @@ log = logging.getLogger("rocmforge.serve")
 def create_app(state: ServerState) -> Starlette:
     """The app serving ``state``, which the handlers find as ``request.app.state.server``."""
     routes = [Route("/health", health), Route("/metrics", metrics), Route("/v1/models", models),
+              Route("/v1/models/{model_id:path}", model),
               Route("/v1/chat/completions", chat_completions, methods=["POST"]),
               Route("/v1/completions", completions, methods=["POST"]),
+              Route("/v1/embeddings", embeddings, methods=["POST"]),
               Route("/tokenize", tokenize, methods=["POST"]), Route("/detokenize", detokenize, methods=["POST"])]
     middleware = [Middleware(AccessLog), Middleware(HostCheck, state=state)]  # the access log sees refusals too
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
@@ -157,39 +162,42 @@ async def metrics(request: HTTPRequest) -> Response:
     return Response(state.metrics.render(state), media_type=CONTENT_TYPE)
 
 
-@endpoint("models", ready=False)
-async def models(request: HTTPRequest, state: ServerState) -> Response:
+def model_card(state: ServerState) -> dict:
     data = {"id": state.model_id, "object": "model", "created": state.created, "owned_by": "rocmforge"}
     if state.ready:
         data["meta"] = {"architecture": state.model.config.arch, "n_ctx": state.engine.n_ctx,
                         "n_vocab": state.tokenizer.n_vocab, "backend": state.model.planner.preferred,
                         "parallel": state.options.parallel}
-    return JSONResponse({"object": "list", "data": [data]})
+    return data
+
+
+@endpoint("models", ready=False)
+async def models(request: HTTPRequest, state: ServerState) -> Response:
+    return JSONResponse({"object": "list", "data": [model_card(state)]})
+
+
+@endpoint("models", ready=False)
+async def model(request: HTTPRequest, state: ServerState) -> Response:
+    """The one model by its id (OpenAI ids may hold slashes); any other id is 404 in OpenAI's shape."""
+    model_id = request.path_params["model_id"]
+    if model_id != state.model_id:
+        raise APIError(f"the model {model_id!r} does not exist; this server serves {state.model_id!r}", status=404,
+                       param="model", code="model_not_found")
+    return JSONResponse(model_card(state))
 
 
 # -- tokenizer ----------------------------------------------------------------------------------------------------
 @endpoint("tokenize")
 async def tokenize(request: HTTPRequest, state: ServerState) -> Response:
-    body = await read_json(state, request)
-    content = body.get("content")
-    if not isinstance(content, str):
-        raise APIError("'content' must be a string", param="content")
-    add_special = schemas.flag(body, "add_special")
-    ids = await run_in_threadpool(state.tokenizer.encode, content, add_special=add_special, special=True)
+    body = schemas.validate(schemas.TokenizeBody, await read_json(state, request))
+    ids = await run_in_threadpool(state.tokenizer.encode, body.content, add_special=body.add_special, special=True)
     return JSONResponse({"tokens": ids})
 
 
 @endpoint("detokenize")
 async def detokenize(request: HTTPRequest, state: ServerState) -> Response:
-    body = await read_json(state, request)
-    ids = body.get("tokens")
-    n_vocab = state.tokenizer.n_vocab
-    if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
-        raise APIError("'tokens' must be an array of token ids", param="tokens")
-    bad = next((t for t in ids if not 0 <= t < n_vocab), None)
-    if bad is not None:
-        raise APIError(f"token id {bad} is outside the vocabulary [0, {n_vocab})", param="tokens")
-    text = await run_in_threadpool(state.tokenizer.decode, ids)
+    body = schemas.validate(schemas.DetokenizeBody, await read_json(state, request), n_vocab=state.tokenizer.n_vocab)
+    text = await run_in_threadpool(state.tokenizer.decode, body.tokens)
     return JSONResponse({"content": text})
 
 
@@ -211,6 +219,11 @@ def server_defaults(state: ServerState, body: dict) -> dict:
     if state.options.temperature is not None and body.get("temperature") is None:
         body["temperature"] = state.options.temperature
     return body
+def chat_prompt(tok, req: schemas.Request) -> str:
+    """A chat's prompt text: its tools go to the template as ``tools`` (as llama-server --jinja passes them);
+    what the template does not render of tool use is rewritten first (tools.prepare)."""
+    messages, extra = tools.prepare(tok.chat_template, req.messages, req.tools)
+    return tok.apply_chat_template(messages, **extra)
 
 
 def prompt_ids(state: ServerState, req: schemas.Request) -> list[int]:
@@ -218,7 +231,7 @@ def prompt_ids(state: ServerState, req: schemas.Request) -> list[int]:
     tok = state.tokenizer
     try:
         if req.kind == "chat":
-            ids = tok.encode(tok.apply_chat_template(req.messages), add_special=False, special=True)
+            ids = tok.encode(chat_prompt(tok, req), add_special=False, special=True)
         elif isinstance(req.prompt, str):
             ids = tok.encode(req.prompt, add_special=True)
         else:
@@ -235,59 +248,87 @@ def prompt_ids(state: ServerState, req: schemas.Request) -> list[int]:
     return ids
 
 
+def choice_sampling(sampling: SamplingParams, index: int) -> SamplingParams:
+    """Choice ``index``'s parameters: a given seed moves on by one per choice, so choices differ but repeat."""
+    if index == 0 or sampling.seed is None:
+        return sampling  # without a seed each choice draws its own
+    return dataclasses.replace(sampling, seed=(sampling.seed + index) % 2 ** 64)
+
+
 async def generate(request: HTTPRequest, state: ServerState, req: schemas.Request) -> Response:
+    """The request's ``n`` choices as sequences after the same prompt, queued together; their events arrive in
+    one queue as (choice index, event)."""
     ids = await run_in_threadpool(prompt_ids, state, req)
     room = state.batcher.max_sequence_tokens - len(ids)
     asked = state.options.max_tokens if req.max_tokens is None else req.max_tokens  # -n when the request gives none
     max_tokens = room if asked is None else min(asked, room)
     queue: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
-    seq = Sequence(ids, max_tokens, req.sampling, lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev),
-                   stop=req.stop, eog_ids=frozenset() if req.ignore_eos else state.tokenizer.eog_ids,
-                   decoder=state.tokenizer.stream())
-    state.batcher.submit(seq)
-    reply = Reply(req, state.model_id, seq)
+
+    def sink(index):
+        return lambda ev: loop.call_soon_threadsafe(queue.put_nowait, (index, ev))
+    seqs = [Sequence(ids, max_tokens, choice_sampling(req.sampling, i), sink(i), stop=req.stop,
+                     eog_ids=frozenset() if req.ignore_eos else state.tokenizer.eog_ids,
+                     decoder=state.tokenizer.stream()) for i in range(req.n)]
+    state.batcher.submit(*seqs)
+    reply = Reply(req, state.model_id, seqs, tools.output_format(state.tokenizer.chat_template))
     request.state.log_detail = reply.log_detail
     if req.stream:
-        return SequenceStream(stream(reply, queue), lambda: state.batcher.cancel(seq))
+        return SequenceStream(stream(reply, queue), lambda: cancel(state, seqs))
     return await whole(request, state, reply, queue)
 
 
-async def stream(reply: "Reply", queue: asyncio.Queue):
-    """SSE chunks of one sequence; SequenceStream frees the sequence however the response ends."""
-    yield sse.event(reply.chunk(reply.first_delta(), None))
+def cancel(state: ServerState, seqs: list[Sequence]) -> None:
+    for seq in seqs:
+        state.batcher.cancel(seq)
+
+
+async def stream(reply: Reply, queue: asyncio.Queue):
+    """SSE chunks of a request's choices; SequenceStream frees the sequences however the response ends."""
+    for chunk in reply.first_chunks():
+        yield sse.event(chunk)
     while True:
         events = [await queue.get()]
-        while not queue.empty():  # text that piled up while the client was slow goes out as one chunk
+        while not queue.empty():  # text that piled up while the client was slow goes out as one chunk per choice
             events.append(queue.get_nowait())
-        text = "".join(value for kind, value in events if kind == "text")
-        if text:
-            yield sse.event(reply.chunk(reply.delta(text), None))
-        end = next(((kind, value) for kind, value in events if kind != "text"), None)
-        if end is None:
-            continue
-        kind, value = end
-        if kind == "done":
-            yield sse.event(reply.chunk({} if reply.req.kind == "chat" else reply.delta(""), FINISH[value]))
+        texts: dict[int, str] = {}
+        ends = []
+        for index, (kind, value) in events:
+            choice = reply.choices[index]
+            if kind == "text":
+                texts[index] = texts.get(index, "") + choice.text(value)
+            elif kind == "done":
+                ends.append((choice, choice.done(value)))
+            else:  # the engine failed, or the server is shutting down: the error, then the end all the same
+                yield sse.event(value.body())
+                yield sse.DONE
+                return
+        for index, text in texts.items():
+            if text:
+                yield sse.event(reply.text_chunk(index, text))
+        for choice, tail in ends:
+            for chunk in reply.end_chunks(choice, tail):
+                yield sse.event(chunk)
+        if reply.done:
             if reply.req.include_usage:
                 yield sse.event({**reply.envelope(chunk=True), "choices": [], "usage": reply.usage()})
-        else:  # the engine failed, or the server is shutting down: the error, then the end all the same
-            yield sse.event(value.body())
-        yield sse.DONE
-        return
+            yield sse.DONE
+            return
 
 
-async def whole(request: HTTPRequest, state: ServerState, reply: "Reply", queue: asyncio.Queue) -> Response:
-    """The whole answer, once the sequence ends; a client that disconnects meanwhile cancels it."""
-    pieces: list[str] = []
-
+async def whole(request: HTTPRequest, state: ServerState, reply: Reply, queue: asyncio.Queue) -> Response:
+    """The whole answer, once every choice ends; a client that disconnects meanwhile cancels them."""
     async def collect():
-        while True:
-            kind, value = await queue.get()
+        while not reply.done:
+            index, (kind, value) = await queue.get()
+            choice = reply.choices[index]
             if kind == "text":
-                pieces.append(value)
+                choice.text(value)
+            elif kind == "done":
+                choice.done(value)
             else:
-                return kind, value
+                return value
+        return None
 
     async def disconnected():
         while (await request.receive())["type"] != "http.disconnect":
@@ -300,16 +341,66 @@ async def whole(request: HTTPRequest, state: ServerState, reply: "Reply", queue:
         watcher.cancel()
         if not collector.done():
             collector.cancel()
-            state.batcher.cancel(reply.seq)  # counted as cancelled where the batcher frees it
+            cancel(state, [c.seq for c in reply.choices])  # counted as cancelled where the batcher frees them
         for task in (watcher, collector):  # a cancelled task is done only once it has run its cancellation
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     if collector.cancelled():
         raise ClientGone
-    kind, value = collector.result()
-    if kind == "error":
-        raise value
-    return JSONResponse(reply.whole("".join(pieces), FINISH[value]))
+    error = collector.result()
+    if error is not None:
+        cancel(state, [c.seq for c in reply.choices])  # the other choices are of no use now
+        raise error
+    return JSONResponse(reply.whole())
+
+
+# -- embeddings ---------------------------------------------------------------------------------------------------
+@endpoint("embeddings")
+async def embeddings(request: HTTPRequest, state: ServerState) -> Response:
+    """One L2-normalized vector per input, pooled as the model's GGUF says (mean when it does not)."""
+    body = schemas.validate(schemas.EmbeddingBody, await read_json(state, request), n_vocab=state.tokenizer.n_vocab)
+    try:
+        pooling = pooling_of(state.model.config)
+    except RocmforgeError as exc:  # a pooling_type llama.cpp does not know
+        raise APIError(f"this model gives no sequence embedding: {exc}", param="model") from None
+    if pooling is None:
+        raise APIError("this model gives no sequence embedding (its GGUF's pooling_type is none or rank)",
+                       param="model")
+    d_model = state.model.config.d_model
+    if body.dimensions is not None and body.dimensions != d_model:
+        raise APIError(f"'dimensions' must be this model's {d_model} (embeddings are not truncated), got "
+                       f"{body.dimensions}", param="dimensions")
+    inputs = await run_in_threadpool(lambda: [x if isinstance(x, list) else
+                                              state.tokenizer.encode(x, add_special=True) for x in body.input])
+    n_ctx = state.batcher.max_sequence_tokens
+    for i, ids in enumerate(inputs):
+        if not ids:
+            raise APIError(f"input {i} is empty: at least one token is needed", param="input")
+        if len(ids) > n_ctx:
+            raise APIError(f"input {i} has {len(ids)} tokens but the context holds {n_ctx}; shorten it",
+                           param="input", code="context_length_exceeded")
+    loop = asyncio.get_running_loop()
+    futures = [loop.create_future() for _ in inputs]
+
+    def sink(future):
+        return lambda ev: loop.call_soon_threadsafe(lambda: future.done() or future.set_result(ev))
+    jobs = [Embedding(ids, pooling, sink(f)) for ids, f in zip(inputs, futures)]
+    state.batcher.submit_embeddings(jobs)
+    try:
+        events = await asyncio.gather(*futures)
+    finally:
+        for job in jobs:  # a client that left: inputs not yet read are skipped
+            job.cancelled = True
+    data = []
+    for i, (kind, value) in enumerate(events):
+        if kind == "error":
+            raise value
+        vector = base64.b64encode(value.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" \
+            else value.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": vector})
+    n_tokens = sum(map(len, inputs))
+    return JSONResponse({"object": "list", "data": data, "model": body.model or state.model_id,
+                         "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
 
 
 # -- errors of routing and bugs -----------------------------------------------------------------------------------
@@ -350,55 +441,3 @@ def error_response(exc: APIError) -> Response:
     if exc.status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
-
-
-class Reply:
-    """The OpenAI response shapes of one request (chat.completion[.chunk] or text_completion)."""
-
-    def __init__(self, req: schemas.Request, model_id: str, seq: Sequence):
-        self.req, self.seq = req, seq
-        prefix = "chatcmpl" if req.kind == "chat" else "cmpl"
-        self.id = f"{prefix}-{uuid.uuid4().hex}"
-        self.model = req.model or model_id
-        self.created = int(time.time())
-
-    def envelope(self, chunk: bool = False) -> dict:
-        obj = ("chat.completion.chunk" if chunk else "chat.completion") if self.req.kind == "chat" \
-            else "text_completion"
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
-                "system_fingerprint": "rocmforge"}
-
-    def log_detail(self) -> str:
-        """The access log's note on this request, once it is over: its id, tokens (prompt, of which from the
-        prefix cache, and completion), time to first token, and how it ended."""
-        seq = self.seq
-        p, c = len(seq.prompt_ids), len(seq.ids)
-        end = seq.finish_reason or ("cancelled" if seq.cancelled else "unfinished")
-        ttft = "-" if seq.first_token_at is None else f"{seq.first_token_at - seq.submitted:.3f} s"
-        return f"{self.id} prompt {p} ({seq.cached_tokens} cached), completion {c} tokens, ttft {ttft}, {end}"
-
-    def usage(self) -> dict:
-        p, c = len(self.seq.prompt_ids), len(self.seq.ids)
-        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
-                "prompt_tokens_details": {"cached_tokens": self.seq.cached_tokens}}
-
-    def first_delta(self) -> dict:
-        return {"role": "assistant", "content": ""} if self.req.kind == "chat" else {"text": ""}
-
-    def delta(self, text: str) -> dict:
-        return {"content": text} if self.req.kind == "chat" else {"text": text}
-
-    def chunk(self, delta: dict, finish_reason: str | None) -> dict:
-        if self.req.kind == "chat":
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        else:
-            choice = {"index": 0, "text": delta.get("text", ""), "logprobs": None, "finish_reason": finish_reason}
-        return {**self.envelope(chunk=True), "choices": [choice]}
-
-    def whole(self, text: str, finish_reason: str) -> dict:
-        if self.req.kind == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                      "finish_reason": finish_reason}
-        else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-        return {**self.envelope(), "choices": [choice], "usage": self.usage()}

@@ -88,6 +88,21 @@ class Sequence(sequence.Sequence):
             log.debug("sequence %d: event %s dropped", self.id, event[0])
 
 
+class Embedding:
+    """One input of an embeddings request: its token ids, read by the engine thread when a slot and the KV blocks
+    of its length are free; ``sink`` gets ``("done", vector)`` or ``("error", APIError)``."""
+
+    def __init__(self, ids: list[int], pooling: str, sink: Callable[[tuple], None]):
+        self.ids, self.pooling, self.sink = ids, pooling, sink
+        self.cancelled = False
+
+    def emit(self, event: tuple) -> None:
+        try:
+            self.sink(event)
+        except Exception:  # the event loop is gone (server shutting down)
+            log.debug("embedding: event %s dropped", event[0])
+
+
 class Batcher:
     def __init__(self, engine, *, max_queue: int = 64, metrics=None, time_limit: float | None = None):
         self.engine = engine
@@ -97,6 +112,7 @@ class Batcher:
         self.prefill_chunk = engine.prefill_chunk
         self.metrics = metrics
         self.waiting: deque[Sequence] = deque()
+        self.embeddings: deque[Embedding] = deque()  # inputs waiting to be embedded, first come first served
         self.running: list[Sequence] = []  # in admission order: the last is the youngest
         self.preemptions = 0
         self.prefix_queries = 0  # prompt tokens looked up in the prefix cache at admission
@@ -120,25 +136,51 @@ class Batcher:
     def blocks_needed(self, n_tokens: int) -> int:
         return -(-n_tokens // self.cache.block_size)
 
-    def submit(self, seq: Sequence) -> None:
-        """Queue ``seq``, bounded by the engine's context as ``generate`` is; APIError 400 if it can never fit the
-        cache, 503 if the queue is full."""
-        need = self.blocks_needed(len(seq.prompt_ids) + seq.max_tokens)
-        if need > self.capacity_blocks:
-            raise APIError(f"the request needs {need * self.cache.block_size} tokens of KV cache (prompt plus "
-                           f"max_tokens) but the server holds {self.capacity_blocks * self.cache.block_size}; "
-                           "lower max_tokens", param="max_tokens")
-        if seq.finished:  # max_tokens 0: nothing to compute
-            seq.emit(("done", seq.finish_reason))
-            return
-        seq.n_ctx = self.engine.n_ctx
+    def submit(self, *seqs: Sequence) -> None:
+        """Queue ``seqs`` (a request's choices: all of them or none), each bounded by the engine's context as
+        ``generate`` is; APIError 400 if one can never fit the cache or they can never fit the queue, 503 if the
+        queue is full."""
+        for seq in seqs:
+            need = self.blocks_needed(len(seq.prompt_ids) + seq.max_tokens)
+            if need > self.capacity_blocks:
+                raise APIError(f"the request needs {need * self.cache.block_size} tokens of KV cache (prompt plus "
+                               f"max_tokens) but the server holds {self.capacity_blocks * self.cache.block_size}; "
+                               "lower max_tokens", param="max_tokens")
+        if len(seqs) > self.max_queue:
+            raise APIError(f"'n' is {len(seqs)} but at most {self.max_queue} requests may wait here (--max-queue); "
+                           "lower n", param="n")
+        live = [seq for seq in seqs if not seq.finished]  # max_tokens 0: nothing to compute
+        for seq in live:
+            seq.n_ctx = self.engine.n_ctx
         with self._cond:
             if self._stopping or self._drain_deadline is not None:
                 raise APIError(SHUTTING_DOWN, status=503)
-            if len(self.waiting) >= self.max_queue:
+            if live and len(self.waiting) + len(live) > self.max_queue:
                 raise APIError(f"the server is busy: {len(self.waiting)} requests are already waiting; retry "
                                "later", status=503, code="queue_full")
-            self.waiting.append(seq)
+            self.waiting.extend(live)
+            self._cond.notify()
+        for seq in seqs:
+            if seq.finished:
+                seq.emit(("done", seq.finish_reason))
+
+    def submit_embeddings(self, jobs: list[Embedding]) -> None:
+        """Queue a request's inputs (all or none), counted with the waiting requests against ``max_queue``."""
+        for job in jobs:
+            need = self.blocks_needed(len(job.ids))
+            if need > self.capacity_blocks:
+                raise APIError(f"an input of {len(job.ids)} tokens needs more KV cache than the server holds "
+                               f"({self.capacity_blocks * self.cache.block_size} tokens)", param="input")
+        if len(jobs) > self.max_queue:
+            raise APIError(f"'input' holds {len(jobs)} inputs but at most {self.max_queue} may wait here "
+                           "(--max-queue); send fewer at a time", param="input")
+        with self._cond:
+            if self._stopping or self._drain_deadline is not None:
+                raise APIError(SHUTTING_DOWN, status=503)
+            if len(self.waiting) + len(self.embeddings) + len(jobs) > self.max_queue:
+                raise APIError(f"the server is busy: {len(self.waiting) + len(self.embeddings)} requests are "
+                               "already waiting; retry later", status=503, code="queue_full")
+            self.embeddings.extend(jobs)
             self._cond.notify()
 
     def cancel(self, seq: Sequence) -> None:
@@ -170,6 +212,7 @@ class Batcher:
                 self.waiting.remove(seq)
                 seq.finish_reason = "error"
                 seq.emit(("error", APIError(SHUTTING_DOWN, status=503)))
+            self._refuse_embeddings()
             self._cond.notify()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -182,8 +225,9 @@ class Batcher:
 
     def stats(self) -> dict:
         with self._cond:
-            return {"waiting": len(self.waiting), "running": len(self.running), "preemptions": self.preemptions,
-                    "prefix_cache_queries": self.prefix_queries, "prefix_cache_hits": self.prefix_hits}
+            return {"waiting": len(self.waiting) + len(self.embeddings), "running": len(self.running),
+                    "preemptions": self.preemptions, "prefix_cache_queries": self.prefix_queries,
+                    "prefix_cache_hits": self.prefix_hits}
 
     # -- the engine thread ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -191,11 +235,14 @@ class Batcher:
         self._thread = threading.current_thread()
         while True:
             with self._cond:
-                while not self._stopping and not self.running and not self.waiting:
+                while not self._stopping and not self.running and not self.waiting and not self.embeddings:
                     self._cond.wait()
                 if self._stopping:
                     break
                 self._admit()
+                job = self._next_embedding()
+            if job is not None:
+                self._embed(job)
             self._drop_cancelled()
             self._end_overdue()
             try:
@@ -212,6 +259,37 @@ class Batcher:
             for seq in self.waiting:
                 seq.emit(("error", APIError(SHUTTING_DOWN, status=503)))
             self.waiting.clear()
+            self._refuse_embeddings()
+
+    def _refuse_embeddings(self) -> None:
+        for job in self.embeddings:
+            job.emit(("error", APIError(SHUTTING_DOWN, status=503)))
+        self.embeddings.clear()
+
+    def _next_embedding(self) -> Embedding | None:
+        """The first waiting input when a slot and its KV blocks are free (holding the lock)."""
+        while self.embeddings and self.embeddings[0].cancelled:
+            self.embeddings.popleft()
+        if not self.embeddings or len(self.running) >= self.cache.max_seqs:
+            return None
+        if self.blocks_needed(len(self.embeddings[0].ids)) > self.cache.allocator.n_free:
+            return None
+        return self.embeddings.popleft()
+
+    def _embed(self, job: Embedding) -> None:
+        """Read one input through the hidden-state program in a slot of its own, freed at once."""
+        slot = self.engine.add_sequence()
+        try:
+            vector = self.engine.embed(slot, job.ids, job.pooling)
+        except Exception as exc:  # a failing input must not take the server down
+            log.error("rocmforge: embedding failed: %s", exc)
+            job.emit(("error", APIError(f"the engine failed: {exc}", status=500)))
+            return
+        finally:
+            self.engine.free_sequence(slot)
+        if self.metrics:
+            self.metrics.add("prompt_tokens", len(job.ids))
+        job.emit(("done", vector))
 
     def _admit(self) -> None:
         """Move waiting sequences into the batch while a slot is free and the KV cache holds the blocks of what

@@ -1,8 +1,10 @@
-"""Validation of OpenAI-style request bodies into ``Request`` values, each problem a 400 naming the field.
+"""Validation of OpenAI-style request bodies with pydantic models, into ``Request`` values; every problem is a 400
+naming the field (``APIError`` with ``param``), worded as one sentence.
 
 Fields rocmforge does not know are ignored (as llama.cpp's server does); fields it knows are type- and
-range-checked; features it does not offer (n > 1, logprobs, tools, echo, suffix) are refused rather than silently
-dropped. Sampling fields left out take llama.cpp's defaults (``SamplingParams``), not OpenAI's.
+range-checked (strictly: ``"5"`` is not an integer, ``1`` is not a boolean); features it does not offer are
+refused rather than silently dropped. Sampling fields are checked by ``SamplingParams``' own range check, the one
+``rocmforge run`` makes of its options, and left out they take llama.cpp's defaults, not OpenAI's.
 """
 
 from __future__ import annotations
@@ -10,13 +12,21 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, \
+    field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from rocmforge_core.engine import SamplingParams
-from rocmforge_core.engine.sampling import RANGES, SamplingError
+from rocmforge_core.engine.sampling import RANGES, SamplingError, check_field
 from rocmforge_core.serve.errors import APIError
 
 MAX_STOPS = 16
+MAX_N = 128  # choices per request at most, as OpenAI
+# Fields of features not offered: refused unless left out or given their "off" value.
+REFUSED = {"logprobs": "", "top_logprobs": "", "echo": "", "suffix": "", "logit_bias": "",
+           "functions": " (send 'tools' instead)", "function_call": " (send 'tool_choice' instead)"}
 
 
 @dataclass
@@ -32,6 +42,9 @@ class Request:
     stream: bool = False
     include_usage: bool = False
     ignore_eos: bool = False
+    n: int = 1                     # choices, each its own sequence after the same prompt
+    tools: list[dict] | None = None  # function tools offered to the chat template (None: none, or tool_choice none)
+    parallel_tool_calls: bool = True
 
 
 def parse_json(raw: bytes) -> dict:
@@ -53,131 +66,332 @@ def _kind(v: Any) -> str:
             int: "an integer", float: "a number"}.get(type(v), type(v).__name__)
 
 
-def _integer(body: dict, name: str, lo: int, hi: int | None = None):
-    """body[name] checked to be an integer within [lo, hi] (hi None: no upper bound); None if absent."""
-    v = body.get(name)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise APIError(f"'{name}' must be an integer, got {_kind(v)}", param=name)
-    if hi is None and v < lo:
-        raise APIError(f"'{name}' must be >= {lo}, got {v}", param=name)
-    if hi is not None and not lo <= v <= hi:
-        raise APIError(f"'{name}' must be in [{lo}, {hi}], got {v}", param=name)
-    return v
+def _refuse(message: str) -> PydanticCustomError:
+    """A validation error whose message is ours, word for word."""
+    return PydanticCustomError("rocmforge", "{message}", {"message": message})
 
 
-def flag(body: dict, name: str, default: bool = False) -> bool:
-    v = body.get(name)
-    if v is None:
-        return default
-    if not isinstance(v, bool):
-        raise APIError(f"'{name}' must be a boolean, got {_kind(v)}", param=name)
-    return v
+# -- fields -------------------------------------------------------------------------------------------------------
+def _sampled(name: str):
+    """A sampling field, range-checked by SamplingParams' check (the words ``rocmforge run`` uses)."""
+    def check(v):
+        if v is not None:
+            if name == "seed" and isinstance(v, int) and not isinstance(v, bool) and -(2 ** 63) <= v < 0:
+                v += 2 ** 64  # OpenAI seeds are signed 64-bit integers
+            try:
+                check_field(name, v)
+            except SamplingError as exc:
+                raise _refuse(str(exc)) from None
+        return v
+    return Annotated[Any, BeforeValidator(check)]
 
 
-def _sampling(body: dict) -> SamplingParams:
-    """The request's sampling fields, range-checked by SamplingParams (the check ``rocmforge run`` makes)."""
-    values = {name: body[name] for name in RANGES if body.get(name) is not None}
-    seed = values.get("seed")
-    if isinstance(seed, int) and not isinstance(seed, bool) and -(2 ** 63) <= seed < 0:
-        values["seed"] = seed + 2 ** 64  # OpenAI seeds are signed 64-bit integers
-    try:
-        return SamplingParams(**values)
-    except SamplingError as exc:
-        raise APIError(str(exc), param=exc.field) from None
-
-
-def _stops(body: dict) -> list[str]:
-    v = body.get("stop")
+def _stops(v):
     if v is None:
         return []
     stops = [v] if isinstance(v, str) else v
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-        raise APIError("'stop' must be a string or an array of strings", param="stop")
+        raise _refuse("'stop' must be a string or an array of strings")
     if len(stops) > MAX_STOPS:
-        raise APIError(f"'stop' may hold at most {MAX_STOPS} strings, got {len(stops)}", param="stop")
+        raise _refuse(f"'stop' may hold at most {MAX_STOPS} strings, got {len(stops)}")
     return [s for s in stops if s]
 
 
-def _unsupported(body: dict) -> None:
-    n = _integer(body, "n", 1, 2 ** 31 - 1)
-    if n is not None and n != 1:
-        raise APIError(f"'n' must be 1: this server returns one choice per request, got {n}", param="n")
-    best_of = _integer(body, "best_of", 1, 2 ** 31 - 1)
-    if best_of is not None and best_of != 1:
-        raise APIError(f"'best_of' must be 1, got {best_of}", param="best_of")
-    for name in ("logprobs", "top_logprobs", "echo", "suffix", "tools", "functions", "logit_bias"):
-        v = body.get(name)
-        if v not in (None, False, {}, [], ""):
-            raise APIError(f"'{name}' is not supported by this server; leave it out", param=name)
+Stops = Annotated[list[str], BeforeValidator(_stops)]
+Count = Annotated[int, Field(ge=0)]
 
 
-def _common(body: dict, kind: str) -> Request:
-    _unsupported(body)
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise APIError(f"'model' must be a string, got {_kind(model)}", param="model")
-    name = "max_completion_tokens" if kind == "chat" and body.get("max_completion_tokens") is not None \
-        else "max_tokens"  # chat's newer name wins
-    max_tokens = _integer(body, name, 0)
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise APIError(f"'stream_options' must be an object, got {_kind(options)}", param="stream_options")
-    return Request(kind, model, max_tokens=max_tokens, sampling=_sampling(body), stop=_stops(body),
-                   stream=flag(body, "stream"), include_usage=flag(options or {}, "include_usage"),
-                   ignore_eos=flag(body, "ignore_eos"))
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    include_usage: bool | None = None
 
 
-def _content(message: dict, i: int) -> str:
-    """A message's text: a string, or an array of {"type": "text", "text": ...} parts joined."""
-    content = message.get("content")
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise APIError(f"messages[{i}].content: only text parts ({{'type': 'text', 'text': ...}}) are "
-                               "supported", param="messages")
-            texts.append(part["text"])
-        return "".join(texts)
-    raise APIError(f"messages[{i}].content must be a string or an array of text parts, got {_kind(content)}",
-                   param="messages")
+class Body(BaseModel):
+    """What chat and completion requests share."""
+    model_config = ConfigDict(extra="ignore", strict=True)
+    model: str | None = None
+    max_tokens: Count | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    ignore_eos: bool | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_N)] | None = None
+    stop: Stops | None = None
+    temperature: _sampled("temperature") = None
+    top_k: _sampled("top_k") = None
+    top_p: _sampled("top_p") = None
+    min_p: _sampled("min_p") = None
+    typical_p: _sampled("typical_p") = None
+    repeat_penalty: _sampled("repeat_penalty") = None
+    presence_penalty: _sampled("presence_penalty") = None
+    frequency_penalty: _sampled("frequency_penalty") = None
+    penalty_last_n: _sampled("penalty_last_n") = None
+    seed: _sampled("seed") = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_offered(cls, body):
+        for name, hint in REFUSED.items():
+            if body.get(name) not in (None, False, {}, [], ""):
+                raise _refuse(f"'{name}' is not supported by this server; leave it out{hint}")
+        return body
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(**{name: getattr(self, name) for name in RANGES if getattr(self, name) is not None})
+
+    def request(self, kind: str) -> Request:
+        options = self.stream_options
+        return Request(kind, self.model, max_tokens=self.max_tokens, sampling=self.sampling(), stop=self.stop or [],
+                       stream=bool(self.stream), include_usage=bool(options and options.include_usage),
+                       ignore_eos=bool(self.ignore_eos), n=self.n or 1)
+
+
+# -- chat ---------------------------------------------------------------------------------------------------------
+def _call_arguments(v):
+    """JSON text, as OpenAI sends it, or the object itself (as some clients do)."""
+    if isinstance(v, (str, dict)):
+        return v
+    raise _refuse(f"must be JSON text or an object, got {_kind(v)}")
+
+
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    name: str
+    arguments: Annotated[Any, BeforeValidator(_call_arguments)] = "{}"
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    role: str
+    content: Any = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's earlier calls
+    tool_call_id: str | None = None           # a tool message: the call it answers
+    name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object_with_a_role(cls, m):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise _refuse("must be an object with a string 'role'")
+        return m
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text(cls, content):
+        """A string, or an array of {"type": "text", "text": ...} parts joined; null is empty."""
+        if content is None or isinstance(content, str):
+            return content or ""
+        if isinstance(content, list):
+            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                       for p in content):
+                raise _refuse("only text parts ({'type': 'text', 'text': ...}) are supported")
+            return "".join(p["text"] for p in content)
+        raise _refuse(f"must be a string or an array of text parts, got {_kind(content)}")
+
+    def for_template(self) -> dict:
+        """The message as chat templates read it (Hugging Face's shape: tool call arguments as objects)."""
+        out = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [{"id": c.id, "type": "function",
+                                  "function": {"name": c.function.name, "arguments": _arguments(c.function.arguments)}}
+                                 for c in self.tool_calls]
+        for key in ("tool_call_id", "name"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+def _arguments(text: str | dict):
+    """A call's arguments as the object templates print with tojson (text that is not a JSON object stays text)."""
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, dict) else text
+
+
+class Function(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    name: Annotated[str, Field(min_length=1)]
+    description: str | None = None
+    parameters: dict | None = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["function"]
+    function: Function
+
+
+class ChatBody(Body):
+    messages: list[Message] = Field(None, validate_default=True)  # left out: the sentence of _non_empty
+    max_completion_tokens: Count | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _non_empty(cls, v):
+        if not isinstance(v, list) or not v:
+            raise _refuse("'messages' must be a non-empty array of {'role': ..., 'content': ...} objects")
+        return v
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _choice(cls, v):
+        if v is None or v in ("none", "auto"):
+            return v
+        if v == "required" or isinstance(v, dict):
+            raise _refuse("only 'auto' and 'none' are supported: forcing a tool call needs constrained decoding, "
+                          "which this server does not offer yet")
+        raise _refuse(f"must be 'none' or 'auto', got {_kind(v)}")
+
+    def request(self, kind: str) -> Request:
+        req = super().request(kind)
+        if self.max_completion_tokens is not None:  # chat's newer name wins
+            req.max_tokens = self.max_completion_tokens
+        req.messages = [m.for_template() for m in self.messages]
+        if self.tools and self.tool_choice != "none":
+            req.tools = [t.model_dump(exclude_none=True) for t in self.tools]
+        req.parallel_tool_calls = self.parallel_tool_calls is not False
+        return req
+
+
+# -- completions --------------------------------------------------------------------------------------------------
+def _prompt(prompt, info: ValidationInfo):
+    """One string or one array of token ids within the vocabulary (a batch of one prompt is that prompt)."""
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        return _token_ids(prompt, info, "prompt")
+    if isinstance(prompt, list) and len(prompt) > 1:
+        raise _refuse("'prompt' must be one string or one array of token ids: batches of prompts are not "
+                      "supported, send one request each")
+    raise _refuse("'prompt' must be a string or a non-empty array of token ids")
+
+
+def _token_ids(ids: list[int], info: ValidationInfo, name: str) -> list[int]:
+    n_vocab = info.context["n_vocab"]
+    bad = next((t for t in ids if not 0 <= t < n_vocab), None)
+    if bad is not None:
+        raise _refuse(f"'{name}' holds token id {bad}, outside the vocabulary [0, {n_vocab})")
+    return list(ids)
+
+
+class CompletionBody(Body):
+    prompt: Annotated[Any, BeforeValidator(_prompt)] = Field(None, validate_default=True)
+    best_of: int | None = None
+
+    @field_validator("best_of")
+    @classmethod
+    def _one(cls, v):
+        if v is not None and v != 1:
+            raise _refuse(f"'best_of' must be 1, got {v}")
+        return v
+
+    def request(self, kind: str) -> Request:
+        req = super().request(kind)
+        req.prompt = self.prompt
+        return req
+
+
+# -- embeddings and the tokenizer -----------------------------------------------------------------------------------
+def _inputs(v, info: ValidationInfo):
+    """A string, an array of strings, an array of token ids, or an array of arrays of token ids."""
+    def is_ids(x):
+        return isinstance(x, list) and x and all(isinstance(t, int) and not isinstance(t, bool) for t in x)
+    if isinstance(v, str) or is_ids(v):
+        v = [v]
+    if isinstance(v, list) and v and all(isinstance(x, str) or is_ids(x) for x in v):
+        return [x if isinstance(x, str) else _token_ids(x, info, "input") for x in v]
+    raise _refuse("'input' must be a string, an array of strings, an array of token ids or an array of arrays of "
+                  "token ids, none of them empty")
+
+
+class EmbeddingBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    input: Annotated[list, BeforeValidator(_inputs)]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+
+
+class TokenizeBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    content: str
+    add_special: bool = False
+
+
+class DetokenizeBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    tokens: Annotated[list[int], BeforeValidator(lambda v, info: _ids(v, info))]
+
+
+def _ids(v, info: ValidationInfo):
+    if not isinstance(v, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in v):
+        raise _refuse("'tokens' must be an array of token ids")
+    n_vocab = info.context["n_vocab"]
+    bad = next((t for t in v if not 0 <= t < n_vocab), None)
+    if bad is not None:
+        raise _refuse(f"token id {bad} is outside the vocabulary [0, {n_vocab})")
+    return v
+
+
+# -- entry points -------------------------------------------------------------------------------------------------
+def validate(model: type[BaseModel], body: dict, **context) -> BaseModel:
+    """``body`` validated as ``model``; the first problem as an APIError naming its field."""
+    try:
+        return model.model_validate(body, context=context)
+    except ValidationError as exc:
+        raise _api_error(exc.errors(include_url=False)[0]) from None
 
 
 def chat_request(body: dict) -> Request:
-    req = _common(body, "chat")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise APIError("'messages' must be a non-empty array of {'role': ..., 'content': ...} objects",
-                       param="messages")
-    req.messages = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise APIError(f"messages[{i}] must be an object with a string 'role'", param="messages")
-        req.messages.append({"role": m["role"], "content": _content(m, i)})
-    return req
+    return validate(ChatBody, body).request("chat")
 
 
 def completion_request(body: dict, vocab_size: int) -> Request:
-    req = _common(body, "completion")
-    prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
-        prompt = prompt[0]  # a batch of one prompt
-    if isinstance(prompt, str):
-        req.prompt = prompt
-    elif isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-        bad = next((t for t in prompt if not 0 <= t < vocab_size), None)
-        if bad is not None:
-            raise APIError(f"'prompt' holds token id {bad}, outside the vocabulary [0, {vocab_size})",
-                           param="prompt")
-        req.prompt = list(prompt)
-    elif isinstance(prompt, list) and len(prompt) > 1:
-        raise APIError("'prompt' must be one string or one array of token ids: batches of prompts are not "
-                       "supported, send one request each", param="prompt")
+    return validate(CompletionBody, body, n_vocab=vocab_size).request("completion")
+
+
+def _api_error(error: dict) -> APIError:
+    loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "constrained-")))]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or None
+    param = str(loc[0]) if loc else None
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "rocmforge":
+        message = ctx["message"]  # ours: it names a top-level field itself; a nested one's gets the place
+        if path and path != param:
+            message = f"{path}{' ' if message.startswith('must') else ': '}{message}"
+        elif path and not message.startswith(("'", *RANGES)):
+            message = f"'{path}' {message}"
+        return APIError(message, param=param)
+    what = {"int_type": "an integer", "int_from_float": "an integer", "bool_type": "a boolean",
+            "string_type": "a string", "model_type": "an object", "dict_type": "an object", "list_type": "an array",
+            "model_attributes_type": "an object"}.get(kind)
+    if what:
+        message = f"'{path}' must be {what}, got {_kind(value)}"
+    elif kind == "greater_than_equal":
+        message = f"'{path}' must be >= {ctx['ge']}, got {value}"
+    elif kind == "less_than_equal":
+        message = f"'{path}' must be <= {ctx['le']}, got {value}"
+    elif kind == "literal_error":
+        message = f"'{path}' must be {ctx['expected']}, got {value!r}"
+    elif kind == "missing":
+        message = f"'{path}' is required"
+    elif kind == "string_too_short":
+        message = f"'{path}' must not be empty"
     else:
-        raise APIError("'prompt' must be a string or a non-empty array of token ids", param="prompt")
-    return req
+        message = f"'{path}': {error['msg']}"
+    return APIError(message, param=param)

@@ -376,6 +376,14 @@ class Tokenizer:
         return StreamDecoder(self, special, at_start)
 
     # -- chat ------------------------------------------------------------------------------------------------
+    @property
+    def chat_template(self) -> str:
+        """The file's tokenizer.chat_template, else the built-in one for its architecture (Gemma's for gemma*,
+        else ChatML)."""
+        from rocmforge_core.tokenizer.chat import default_template
+
+        return self.vocab.chat_template or default_template(self.vocab.architecture)
+
     def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
                             template: str | None = None, **kwargs: Any) -> str:
         """The prompt text for ``messages`` rendered with the model's tokenizer.chat_template (or ``template``).
@@ -383,10 +391,10 @@ class Tokenizer:
         Files without a template get a built-in one for their architecture (Gemma's for gemma*, else ChatML).
         The result still contains the BOS text where the template writes it: encode it with
         add_special=False, special=True."""
-        from rocmforge_core.tokenizer.chat import default_template, render_chat
+        from rocmforge_core.tokenizer.chat import render_chat
 
         v = self.vocab
-        template = template or v.chat_template or default_template(v.architecture)
+        template = template or self.chat_template
         bos = self._tokens[v.bos_id] if v.bos_id is not None else ""
         eos = self._tokens[v.eos_id] if v.eos_id is not None else ""
         return render_chat(template, messages, add_generation_prompt=add_generation_prompt, bos_token=bos,

@@ -46,6 +46,11 @@ def silu(x):
 
 def logits(arch, w, c, ids):
     """Logits f64[len(ids), vocab] of ``ids`` at positions 0.. for a model with weights ``w`` (GGUF names)."""
+    return hidden(arch, w, c, ids) @ w.get("output.weight", w["token_embd.weight"]).astype(np.float64).T
+
+
+def hidden(arch, w, c, ids):
+    """The final hidden states f64[len(ids), d_model] (after the output norm) of ``ids`` at positions 0.."""
     w = {k: v.astype(np.float64) for k, v in w.items()}
     t = len(ids)
     pos = np.arange(t)
@@ -87,5 +92,4 @@ def logits(arch, w, c, ids):
         if arch == "gemma3":
             f = rms(f, p("post_ffw_norm.weight"), c.rms_eps)
         x = x + f
-    x = rms(x, w["output_norm.weight"], c.rms_eps)
-    return x @ w.get("output.weight", w["token_embd.weight"]).T
+    return rms(x, w["output_norm.weight"], c.rms_eps)

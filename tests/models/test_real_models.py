@@ -95,3 +95,33 @@ def test_greedy_generation_matches_until_first_near_tie(loaded, prompt):
 def test_our_tokenizer_gives_the_reference_prompt_ids(loaded, prompt):
     ref = loaded["refs"]["f32deq"]["prompts"][prompt]
     assert loaded["model"].tokenizer.encode(ref["text"], add_special=True) == ref["prompt_ids"]
+
+
+def output_rows(path, ids) -> np.ndarray:
+    """Rows ``ids`` of the output matrix (the token embedding when tied), dequantized by gguf-py."""
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+    tensors = {t.name: t for t in reader.tensors}
+    t = tensors.get("output.weight", tensors["token_embd.weight"])
+    return gguf.quants.dequantize(np.asarray(t.data)[ids], t.tensor_type).astype(np.float64)
+
+
+@pytest.mark.parametrize("prompt", ["short", "long"])
+def test_hidden_states_give_the_reference_logits(loaded, prompt):
+    """The embeddings' program (no output matrix): its final hidden states times the output matrix's rows
+    (dequantized by gguf-py) give llama.cpp's top-10 logits at every position."""
+    ref = loaded["refs"]["f32deq"]["prompts"][prompt]
+    engine, model = loaded["engine"], loaded["model"]
+    slot = engine.add_sequence()
+    try:
+        hidden = engine.hidden_states(slot, ref["prompt_ids"]).astype(np.float64)
+    finally:
+        engine.free_sequence(slot)
+    assert hidden.shape == (len(ref["prompt_ids"]), model.config.d_model)
+    wanted = sorted({t for top in ref["prompt_pos_top10"] for t, _ in top})
+    rows = dict(zip(wanted, output_rows(model.path, wanted)))
+    for pos, top in enumerate(ref["prompt_pos_top10"]):
+        ours = np.array([hidden[pos] @ rows[t] for t, _ in top])
+        err = np.abs(ours - np.array([v for _, v in top])).max()
+        assert err < TOL, f"position {pos}: logits from hidden states differ by {err:.4f}"

@@ -101,3 +101,27 @@ def test_unsupported_rope_scaling_is_refused(tmp_path, arch):
     write_model(path, arch, TinyConfig(extra={"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0}))
     with pytest.raises(UnsupportedError, match="rope scaling 'yarn'"):
         Model(path, backend="reference")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "last"])
+def test_embeddings_match_independent_implementation(tiny, pooling):
+    """Hidden states from the program variant with no output matrix, pooled and L2-normalized, against the
+    numpy model; a long input is read in several prefill pieces (chunk 8) and padded steps."""
+    variant, weights, model = tiny
+    cfg = VARIANTS[variant]
+    ids = prompt(21, cfg.vocab_size, seed=3)
+    engine = Engine(model, n_ctx=64, block_size=4, prefill_chunk=8)
+    slot = engine.add_sequence()
+    hidden = engine.hidden_states(slot, ids)
+    expected = hf_reference.hidden(arch_of(variant), weights, cfg, ids)
+    np.testing.assert_allclose(hidden, expected, atol=2e-4 * np.abs(expected).max(), rtol=0)
+    engine.free_sequence(slot)
+    slot = engine.add_sequence()
+    ours = engine.embed(slot, ids, pooling)
+    v = {"mean": expected.mean(0), "cls": expected[0], "last": expected[-1]}[pooling]
+    np.testing.assert_allclose(ours, v / np.linalg.norm(v), atol=1e-4, rtol=0)
+    assert ours.dtype == np.float32 and abs(np.linalg.norm(ours) - 1) < 1e-5
+    assert not any(k[-1] == "logits" for k in engine._shapes)  # no step computed logits
+    for shape in engine._shapes.values():
+        names = [site.name for site in shape.bound.program.sites]
+        assert names[-1] == "output_norm" and "output" not in names and "sample" not in names

@@ -4,6 +4,7 @@ its end-of-turn token, and answers equal to the engine's own greedy generation, 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import openai
@@ -77,3 +78,32 @@ def test_tokenize_round_trip_and_model_info(smol_server):
         assert c.post("/detokenize", json={"tokens": ids}).json()["content"] == "Hello, world! ünïcödé"
         meta = c.get("/v1/models").json()["data"][0]["meta"]
         assert meta["n_ctx"] == 512 and meta["n_vocab"] == 49152 and meta["architecture"] == "llama"
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Get the current weather of a city",
+                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                           "required": ["city"]}}}
+EARLIER = [{"role": "user", "content": "What is the weather in Paris?"},
+           {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+               "name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+           {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"},
+           {"role": "assistant", "content": "It is sunny in Paris, 21 C."},
+           {"role": "user", "content": "What is the weather in Berlin?"}]
+
+
+def test_a_tool_call_from_the_real_model(smol_server):
+    """SmolLM2's template renders no tools: they are described in a system message, the earlier call and its
+    result rewritten as Hermes text; after that one example the 135M model calls the tool for Berlin, greedily."""
+    with openai.OpenAI(base_url=f"{smol_server.url}/v1", api_key="x", max_retries=0, timeout=300) as client:
+        r = client.chat.completions.create(model="smollm2", messages=EARLIER, tools=[WEATHER], max_tokens=40,
+                                           temperature=0)
+        (call,) = r.choices[0].message.tool_calls
+        assert r.choices[0].finish_reason == "tool_calls" and r.choices[0].message.content is None
+        assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Berlin"}
+        chunks = list(client.chat.completions.create(model="smollm2", messages=EARLIER, tools=[WEATHER],
+                                                     max_tokens=40, temperature=0, stream=True))
+    calls = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or ()) if c.choices]
+    assert [(tc.function.name, json.loads(tc.function.arguments)) for tc in calls] == [("get_weather",
+                                                                                       {"city": "Berlin"})]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ""
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
