@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from rocmforge_core.cli.options import add_model_options, placement_profile
+from rocmforge_core.cli.speculation import add_speculation_options, check_speculation_options
 from rocmforge_core.errors import RocmforgeError
 
 
@@ -43,6 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-warm-up", action="store_true",
                    help="serve at once instead of compiling kernels and capturing every decode batch size first")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_speculation_options(p)
     p.set_defaults(func=run)
 
 
@@ -66,6 +68,7 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and not 0 < value < float("inf"):
             raise RocmforgeError(f"--{name.replace('_', '-')} must be a number of seconds > 0, got {value}")
+    check_speculation_options(args)
     if not 0 <= args.port < 65536:
         raise RocmforgeError(f"--port must be in [0, 65535], got {args.port}")
     key = api_key(args.api_key, args.api_key_file)
@@ -75,7 +78,9 @@ def run(args) -> int:
                                      max_queue=args.max_queue, prefill_chunk=args.prefill_chunk,
                                      threads=args.threads, warm_up=not args.no_warm_up, host=args.host,
                                      allowed_hosts=allowed, read_timeout=args.read_timeout,
-                                     max_connections=args.max_connections, time_limit=args.time_limit))
+                                     max_connections=args.max_connections, time_limit=args.time_limit,
+                                     lookup_ngram=args.lookup_ngram, model_draft=args.model_draft,
+                                     draft_max=args.draft_max))
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:

@@ -35,6 +35,7 @@ from typing import Callable, Iterable
 
 from rocmforge_core.engine import SamplingParams, sequence
 from rocmforge_core.engine.engine import PACK_ROWS, prefill_pieces
+from rocmforge_core.engine.speculative import accept_verified, verification
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.serve.errors import APIError
 
@@ -73,8 +74,11 @@ class Sequence(sequence.Sequence):
 
 
 class Batcher:
-    def __init__(self, engine, *, max_queue: int = 64, metrics=None, time_limit: float | None = None):
+    def __init__(self, engine, *, max_queue: int = 64, metrics=None, time_limit: float | None = None,
+                 speculation=None):
+        """``speculation`` (engine.speculative.Speculation): decode every request by verifying drafts."""
         self.engine = engine
+        self.speculation = speculation
         self.time_limit = time_limit
         self.cache = engine.cache
         self.max_queue = max_queue
@@ -228,15 +232,43 @@ class Batcher:
             self._finish(seq, "error", error)
 
     def _decode(self) -> None:
+        """One decode step over every generating sequence: its newest token, and with speculation its draft tokens
+        as more rows of the same sequence (speculative.py), the step's rows bounded by PACK_ROWS (the batch
+        invariance bound) but never below one per sequence."""
         batch = [s for s in self.running if s.ids and not s.cancelled]  # prompt read, a token to feed
         if not batch:
             return
-        result = self.engine.step([s.ids[-1] for s in batch], [s.slot for s in batch],
-                                  [s.position for s in batch], range(len(batch)), "decode", [s.row() for s in batch])
+        drafts = self._drafts(batch)
+        tokens, slots, positions, sampling = [], [], [], []
+        for seq, draft in zip(batch, drafts):
+            rows = verification(seq, draft)
+            tokens += rows.tokens
+            slots += [seq.slot] * len(rows.tokens)
+            positions += rows.positions
+            sampling += rows.sampling
+        result = self.engine.step(tokens, slots, positions, range(len(tokens)), "decode", sampling)
         if self.metrics:
             self.metrics.decode_step(len(batch))
-        for seq, token in zip(batch, result.tokens):
-            self._accept(seq, token)
+        sampled, row = result.tokens, 0
+        for seq, draft in zip(batch, drafts):
+            accepted = accept_verified(draft, sampled[row:row + len(draft) + 1], lambda t, s=seq: self._accept(s, t))
+            row += len(draft) + 1
+            if self.metrics and draft:
+                self.metrics.add("draft_tokens", len(draft))
+                self.metrics.add("draft_accepted", accepted)
+
+    def _drafts(self, batch: list[Sequence]) -> list[list[int]]:
+        """Each sequence's draft tokens, in arrival order while the step has rows to spare."""
+        spec = self.speculation
+        if spec is None:
+            return [[] for _ in batch]
+        spare = max(PACK_ROWS - len(batch), 0)
+        requests = []
+        for seq in batch:
+            k = min(spec.draft_max, seq.draft_room(), spare)
+            spare -= k
+            requests.append((seq.id, seq.context, k))
+        return [draft[:k] for draft, (_, _, k) in zip(spec.drafter.propose(requests), requests)]
 
     def _prefill(self) -> None:
         """One prefill step: the next piece of the first sequence still reading its prompt when that piece is long
@@ -274,13 +306,14 @@ class Batcher:
                 seq.first_token_at = time.monotonic()
                 self._accept(seq, result.tokens[row])
 
-    def _accept(self, seq: Sequence, token: int) -> None:
-        """A token sampled for the sequence in a step: end the sequence if that token does."""
+    def _accept(self, seq: Sequence, token: int) -> bool:
+        """A token sampled for the sequence in a step: end the sequence if that token does (True then)."""
         finished = seq.accept(token)
         if self.metrics and seq.finish_reason != "eos":  # an end-of-generation token is not generated text
             self.metrics.generated(1)
         if finished:
             self._finish(seq, seq.finish_reason)
+        return finished
 
     def _finish(self, seq: Sequence, reason: str, error: APIError | None = None) -> None:
         with self._cond:
@@ -292,6 +325,8 @@ class Batcher:
             if seq.slot is not None:
                 self.engine.free_sequence(seq.slot)
                 seq.slot = None
+                if self.speculation is not None:
+                    self.speculation.drafter.release(seq.id)
         if self.metrics and reason == "cancelled":
             self.metrics.add("cancelled")
         seq.emit(("error", error) if error else ("done", reason))

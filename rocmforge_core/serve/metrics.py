@@ -32,6 +32,8 @@ class Metrics:
         self.decode_steps = 0
         self.decode_rows = 0        # sequences summed over decode steps: decode_rows / decode_steps = mean batch
         self.max_decode_batch = 0
+        self.draft_tokens = 0       # speculative decoding: tokens proposed by the drafter
+        self.draft_accepted = 0     # of those, accepted by the model
         self._recent: deque[tuple[float, int]] = deque()
 
     def request(self, endpoint: str, status: int) -> None:
@@ -87,6 +89,10 @@ class Metrics:
         metric("decode_sequences_total", "counter", "sequences summed over decode steps (divide by "
                "decode_steps_total for the mean batch)", [({}, self.decode_rows)])
         metric("decode_batch_max", "gauge", "largest decode batch so far", [({}, self.max_decode_batch)])
+        metric("draft_tokens_total", "counter", "speculative decoding: draft tokens proposed",
+               [({}, self.draft_tokens)])
+        metric("draft_accepted_total", "counter", "speculative decoding: draft tokens the model accepted (divide by "
+               "draft_tokens_total for the acceptance rate)", [({}, self.draft_accepted)])
         batcher = state.batcher
         if batcher is not None:
             s = batcher.stats()
