@@ -107,6 +107,8 @@ test_whole_model_logits_match_reference = gpu.test_whole_model_logits_match_refe
 test_a_sequence_decoded_in_any_batch_gets_the_logits_it_gets_alone = (
     gpu.test_a_sequence_decoded_in_any_batch_gets_the_logits_it_gets_alone)
 test_served_requests_answer_as_each_does_alone = gpu.test_served_requests_answer_as_each_does_alone
+test_speculative_verification_rows_get_the_logits_of_plain_decoding = (
+    gpu.test_speculative_verification_rows_get_the_logits_of_plain_decoding)
 test_backend_works_from_another_thread = gpu.test_backend_works_from_another_thread
 
 
