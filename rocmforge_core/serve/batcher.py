@@ -3,7 +3,8 @@ running batch at every step.
 
 Each iteration (1) frees cancelled sequences, (2) admits waiting requests while a sequence slot is free and the
 KV cache can hold their prompt plus their token budget, (3) runs one decode step over every sequence that is
-generating (one token each, over the paged KV cache, each with its own sampling parameters and seed), and
+generating (one token each, over the paged KV cache, each with its own sampling parameters and seed; with
+speculation, its draft tokens too, as more rows of the same sequence: engine/speculative.py), and
 (4) runs one prefill step of at most the engine's ``prefill_chunk`` prompt tokens, taken in arrival order from
 sequences still reading their prompt, so a long prompt is spread over several iterations instead of stalling
 running streams. Each prompt is read in its own pieces (``engine.prefill_pieces``), long ones alone in their step,

@@ -15,6 +15,8 @@ from rocmforge_core.engine.speculative import PromptLookup, Speculation, accept_
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.models.synthetic import TinyConfig, write_model
 
+from .test_engine import Digits
+
 GREEDY = SamplingParams(temperature=0)
 SEEDED = SamplingParams(temperature=1.0, top_k=20, seed=9, repeat_penalty=1.3, penalty_last_n=6)
 
@@ -24,15 +26,6 @@ def model(tiny_llama):
     m = Model(tiny_llama, backend="reference")
     yield m
     m.close()
-
-
-class Digits:
-    """A streaming decoder: token t reads as "<t>"."""
-    def add(self, token):
-        return f"<{token}>"
-
-    def flush(self):
-        return ""
 
 
 class Oracle:
