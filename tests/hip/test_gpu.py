@@ -363,6 +363,43 @@ def test_speculative_verification_rows_get_the_logits_of_plain_decoding(hip, tmp
     model.close()
 
 
+def test_a_speculating_batcher_answers_as_generate_alone(hip, tmp_path):
+    """The server's batcher on hip with prompt lookup: several sequences' verification rows in one decode step
+    (greedy, seeded, penalised requests, 5 requests in 3 slots) give the tokens plain Engine.generate gives each."""
+    import threading
+    from rocmforge_core.engine import Engine, SamplingParams
+    from rocmforge_core.engine.model import Model
+    from rocmforge_core.engine.speculative import PromptLookup, Speculation
+    from rocmforge_core.models.synthetic import TinyConfig, write_model
+    from rocmforge_core.serve.batcher import Batcher, Sequence
+    from rocmforge_core.serve.metrics import Metrics
+
+    config = TinyConfig(dtype="Q8_0")
+    path = tmp_path / "speculating.gguf"
+    write_model(path, "llama", config, seed=8)
+    prompts = [[5, 9, 2, 7] * (2 + i) for i in range(5)]
+    kinds = [SamplingParams(temperature=0), SamplingParams(temperature=0.9, seed=11),
+             SamplingParams(temperature=0, frequency_penalty=1.0)]
+    model = Model(path, backend="hip")
+    engine = Engine(model, n_ctx=128, max_seqs=3)
+    alone = [engine.generate(p, max_tokens=16, sampling=kinds[i % 3]).ids for i, p in enumerate(prompts)]
+    counters = Metrics()
+    batcher = Batcher(engine, metrics=counters, speculation=Speculation(PromptLookup(), 4))
+    finished = threading.Semaphore(0)
+    seqs = [Sequence(p, 16, kinds[i % 3], lambda ev: ev[0] != "text" and finished.release())
+            for i, p in enumerate(prompts)]
+    threading.Thread(target=batcher.run, daemon=True).start()
+    try:
+        for s in seqs:
+            batcher.submit(s)
+        for _ in seqs:
+            assert finished.acquire(timeout=120)
+    finally:
+        batcher.stop()
+    assert [s.ids for s in seqs] == alone and counters.draft_tokens > 0
+    model.close()
+
+
 def test_served_requests_answer_as_each_does_alone(hip, tmp_path):
     """The server's batcher on hip: requests with prompts of 3 to 150 tokens (long ones read in pieces, short ones
     sharing prefill steps), greedy and seeded sampling, penalties, 6 requests in 4 slots, give the tokens each gets
