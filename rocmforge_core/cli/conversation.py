@@ -35,7 +35,8 @@ def read_message(stdin, interactive: bool) -> str | None:
         return "\n".join(lines)
 
 
-def converse(args, model: Model, engine: Engine, template: str | None, system: str | None) -> int:
+def converse(args, model: Model, engine: Engine, template: str | None, system: str | None,
+             speculation=None) -> int:
     tok = model.tokenizer
     note_builtin_template(tok, template)
     stdin, out = sys.stdin, sys.stdout
@@ -53,7 +54,7 @@ def converse(args, model: Model, engine: Engine, template: str | None, system: s
         try:
             gen = engine.generate(ids, max_tokens=token_limit(args, engine), sampling=sampling, stop=args.stop,
                                   eog_ids=() if args.ignore_eos else tok.eog_ids, decoder=tok.stream(),
-                                  on_text=lambda piece: (out.write(piece), out.flush()))
+                                  on_text=lambda piece: (out.write(piece), out.flush()), speculation=speculation)
         except ContextLengthError:
             print(f"rocmforge: note: the conversation no longer fits the context of {engine.n_ctx} tokens "
                   "(-c to raise it); ending the chat", file=sys.stderr)
@@ -61,7 +62,8 @@ def converse(args, model: Model, engine: Engine, template: str | None, system: s
         out.write("\n")
         out.flush()
         messages.append({"role": "assistant", "content": gen.text})
-        for name in ("prompt_tokens", "cached_tokens", "prefill_s", "generated_tokens", "decode_s", "compile_s"):
+        for name in ("prompt_tokens", "cached_tokens", "prefill_s", "generated_tokens", "decode_s", "compile_s",
+                     "draft_tokens", "draft_accepted"):
             setattr(total, name, getattr(total, name) + getattr(gen.stats, name))
         total.seed = gen.stats.seed
     else:

@@ -41,6 +41,8 @@ def statistics(s) -> str:
     """One line of a generation's timings; kernel compilation (first use on this machine) apart from the rest."""
     compiled = f"; compile {s.compile_s:.2f} s (first use, cached now)" if s.compile_s >= 0.01 else ""
     cached = f" ({s.cached_tokens} from the prefix cache)" if s.cached_tokens else ""
+    drafted = (f"; draft tokens accepted {s.draft_accepted}/{s.draft_tokens} ({100 * s.acceptance:.0f}%)"
+               if s.draft_tokens else "")
     return (f"{s.backend}: load {s.load_s:.2f} s{compiled}; prompt {s.prompt_tokens} tokens{cached} in "
             f"{s.prefill_s:.2f} s ({s.prefill_tokens_per_s:.1f} t/s); generated {s.generated_tokens} tokens in "
-            f"{s.decode_s:.2f} s ({s.decode_tokens_per_s:.1f} t/s); seed {s.seed}")
+            f"{s.decode_s:.2f} s ({s.decode_tokens_per_s:.1f} t/s){drafted}; seed {s.seed}")

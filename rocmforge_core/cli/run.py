@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rocmforge_core.cli.generation import note_builtin_template, sampling_params, statistics, token_limit
 from rocmforge_core.cli.options import add_model_options, placement_profile
+from rocmforge_core.cli.speculation import add_speculation_options, check_speculation_options, speculation
 from rocmforge_core.default_model import default_model_path
 from rocmforge_core.engine import Engine, Model, SamplingParams
 from rocmforge_core.engine.backend_setup import configure_threads, pick_backend
@@ -62,6 +63,7 @@ def add_parser(sub) -> None:
                    help="print prompt ids, generated ids, text, timings and kernel fallbacks as JSON")
     p.add_argument("--strict", action="store_true",
                    help="fail when a kernel fails instead of falling back to the next candidate")
+    add_speculation_options(p)
     p.set_defaults(func=run)
 
 
@@ -90,10 +92,11 @@ class LoadProgress:
             self.stream.flush()
 
 
-def load_model(args) -> Model:
+def load_model(args, path=None) -> Model:
+    """The model of -m (or ``path``: a draft model, placed on the same backend without the profile)."""
     configure_threads(args.threads)
-    path = args.model or default_model_path()
-    profile = placement_profile(args)
+    profile = placement_profile(args) if path is None else None
+    path = path or args.model or default_model_path()
     progress = LoadProgress(str(path).rsplit("/", 1)[-1])
     try:
         return Model(path, backend=pick_backend(args.backend, profile), profile=profile,
@@ -152,18 +155,23 @@ def run(args) -> int:
     prompt = prompt_text(args)
     template = chat_template(args)
     sampling_params(args)  # bad options are refused before the model loads
+    check_speculation_options(args)
     model = load_model(args)
+    spec = None
     try:
         engine = Engine(model, n_ctx=args.ctx_size)
+        spec = speculation(args, model, engine, lambda path: load_model(args, path))
         if args.conversation:
             from rocmforge_core.cli.conversation import converse
-            return converse(args, model, engine, template, system=args.system or prompt)
-        return one_shot(args, model, engine, prompt, template)
+            return converse(args, model, engine, template, system=args.system or prompt, speculation=spec)
+        return one_shot(args, model, engine, prompt, template, spec)
     finally:
+        if spec is not None:
+            spec.drafter.close()
         model.close()
 
 
-def one_shot(args, model: Model, engine: Engine, prompt: str, template: str | None) -> int:
+def one_shot(args, model: Model, engine: Engine, prompt: str, template: str | None, spec=None) -> int:
     tok = model.tokenizer
     chat = args.chat if args.chat is not None else (template is not None or tok.vocab.chat_template is not None)
     if chat:
@@ -185,7 +193,7 @@ def one_shot(args, model: Model, engine: Engine, prompt: str, template: str | No
 
     gen = engine.generate(prompt_ids, max_tokens=token_limit(args, engine), sampling=sampling_params(args),
                           stop=args.stop, eog_ids=() if args.ignore_eos else tok.eog_ids, decoder=tok.stream(),
-                          on_text=None if args.json else stream)
+                          on_text=None if args.json else stream, speculation=spec)
     s = gen.stats
     if args.json:
         print(json.dumps({"model": str(model.path), "backend": s.backend, "prompt_ids": gen.prompt_ids,

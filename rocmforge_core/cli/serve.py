@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rocmforge_core.cli.generation import checked_options
 from rocmforge_core.cli.options import add_model_options, placement_profile
+from rocmforge_core.cli.speculation import add_speculation_options, check_speculation_options
 from rocmforge_core.errors import RocmforgeError
 
 
@@ -20,6 +21,12 @@ def add_parser(sub) -> None:
     add_model_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (8080; 0 = any free port)")
+    add_server_options(p)
+    p.set_defaults(func=run)
+
+
+def add_server_options(p) -> None:
+    """The options of one server (its model options apart), shared with `serve-ray`'s replicas."""
     p.add_argument("--parallel", type=int, default=4, metavar="N", help="sequences decoded together at most (4)")
     p.add_argument("--kv-size", type=int, metavar="N",
                    help="tokens of KV cache shared by all sequences (default: parallel x context); requests wait "
@@ -50,18 +57,14 @@ def add_parser(sub) -> None:
     p.add_argument("--no-warm-up", action="store_true",
                    help="serve at once instead of compiling kernels and capturing every decode batch size first")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.set_defaults(func=run)
+    add_speculation_options(p)
 
 
-def run(args) -> int:
-    try:
-        from rocmforge_core.serve import ServeOptions, ServerState
-        from rocmforge_core.serve.security import API_KEY_ENV, api_key, is_loopback
-        from rocmforge_core.serve.server import Server, bind
-    except ImportError as exc:
-        raise RocmforgeError(f"serving needs the 'serve' extra ({exc.name} is missing): "
-                             "pip install 'rocmforge[serve]'") from None
+def server_options(args):
+    """The ServeOptions of the command line, every option checked (before any model loads)."""
     from rocmforge_core.default_model import default_model_path
+    from rocmforge_core.serve import ServeOptions
+    from rocmforge_core.serve.security import api_key
 
     model = Path(args.model) if args.model else default_model_path()
     if not model.is_file():
@@ -77,19 +80,32 @@ def run(args) -> int:
         raise RocmforgeError(f"-n takes a number of tokens >= 0, or -1 for no limit, got {args.max_tokens}")
     if args.temperature is not None:
         checked_options(temperature=args.temperature)  # refused before the model loads, as `run` does
+    check_speculation_options(args)
     if not 0 <= args.port < 65536:
         raise RocmforgeError(f"--port must be in [0, 65535], got {args.port}")
-    key = api_key(args.api_key, args.api_key_file)
     allowed = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
-    state = ServerState(ServeOptions(model=model, backend=args.backend, profile=placement_profile(args),
-                                     ctx_size=args.ctx_size, parallel=args.parallel, kv_size=args.kv_size, api_key=key,
-                                     max_queue=args.max_queue, prefill_chunk=args.prefill_chunk,
-                                     prefix_cache=not args.no_prefix_cache,
-                                     threads=args.threads, warm_up=not args.no_warm_up, host=args.host,
-                                     allowed_hosts=allowed, read_timeout=args.read_timeout,
-                                     max_connections=args.max_connections, time_limit=args.time_limit,
-                                     max_tokens=None if args.max_tokens == -1 else args.max_tokens,
-                                     temperature=args.temperature))
+    return ServeOptions(model=model, backend=args.backend, profile=placement_profile(args), ctx_size=args.ctx_size,
+                        parallel=args.parallel, kv_size=args.kv_size, api_key=api_key(args.api_key, args.api_key_file),
+                        max_queue=args.max_queue, prefill_chunk=args.prefill_chunk,
+                        prefix_cache=not args.no_prefix_cache, threads=args.threads,
+                        warm_up=not args.no_warm_up, host=args.host, allowed_hosts=allowed,
+                        read_timeout=args.read_timeout, max_connections=args.max_connections,
+                        time_limit=args.time_limit, max_tokens=None if args.max_tokens == -1 else args.max_tokens,
+                        temperature=args.temperature, lookup_ngram=args.lookup_ngram, model_draft=args.model_draft,
+                        draft_max=args.draft_max)
+
+
+def run(args) -> int:
+    try:
+        from rocmforge_core.serve import ServerState
+        from rocmforge_core.serve.security import API_KEY_ENV, is_loopback
+        from rocmforge_core.serve.server import Server, bind
+    except ImportError as exc:
+        raise RocmforgeError(f"serving needs the 'serve' extra ({exc.name} is missing): "
+                             "pip install 'rocmforge[serve]'") from None
+    options = server_options(args)
+    key = options.api_key
+    state = ServerState(options)
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:

@@ -25,6 +25,7 @@ from rocmforge_core.engine import sequence
 from rocmforge_core.engine.executor import Bound, Executor, SamplerRefusedLogits
 from rocmforge_core.engine.kv_cache import KVCache
 from rocmforge_core.engine.sampling import GREEDY, RowSampling, SamplingParams
+from rocmforge_core.engine.speculative import accept_verified, verification
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.ops import arg_info, sample
 from rocmforge_core.program import (BLOCK_TABLES, HISTORY, OUT_ROWS, POSITIONS, SAMPLE_CONTROLS, SAMPLE_PARAMS,
@@ -82,6 +83,14 @@ class Stats:
     copies: int = 0     # activation copies between backends during this generation
     seed: int | None = None
     cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache (not computed)
+    draft_tokens: int = 0    # speculative decoding: tokens proposed by the drafter
+    draft_accepted: int = 0  # of those, accepted by the model
+    decode_steps: int = 0
+
+    @property
+    def acceptance(self) -> float:
+        """Share of the draft tokens the model accepted."""
+        return self.draft_accepted / self.draft_tokens if self.draft_tokens else 0.0
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -94,7 +103,7 @@ class Stats:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "prefill_tokens_per_s": self.prefill_tokens_per_s,
-                "decode_tokens_per_s": self.decode_tokens_per_s}
+                "decode_tokens_per_s": self.decode_tokens_per_s, "acceptance": self.acceptance}
 
 
 @dataclass
@@ -331,13 +340,16 @@ class Engine:
             return self.executor.run_from(bound, start, list(out["values"]))
         return run
 
-    def warm_up(self, sampling: Sequence[SamplingParams] = (GREEDY, SamplingParams(seed=0))) -> int:
+    def warm_up(self, sampling: Sequence[SamplingParams] = (GREEDY, SamplingParams(seed=0)),
+                max_rows: int | None = None) -> int:
         """Run, once, a decode step of every batch size the cache's sequence slots can make (the DECODE_BUCKETS up
-        to max_seqs) for each way of sampling in ``sampling`` (greedy and the default chain: the candidate bounds
+        to max_seqs, or up to ``max_rows``: a speculating server's verification steps have several rows per
+        sequence) for each way of sampling in ``sampling`` (greedy and the default chain: the candidate bounds
         most requests have), and one prefill step of PACK_ROWS tokens, all on the cache's padding slot: kernels are
         compiled and decode steps captured before the first request needs them. Returns the steps run."""
         pad, runs = self.cache.pad_slot, 0
-        sizes = [b for b in DECODE_BUCKETS if b < self.cache.max_seqs] + [self.cache.max_seqs]
+        top = max_rows or self.cache.max_seqs
+        sizes = [b for b in DECODE_BUCKETS if b < top] + [top]
         if not self.pads_decode:
             sizes = sizes[-1:]
         for params in sampling:
@@ -347,6 +359,23 @@ class Engine:
         n = min(PACK_ROWS, self.n_ctx)
         self.step([0] * n, [pad] * n, range(n), [n - 1], "prefill").tokens
         return runs + 1
+
+    def _speculate(self, seq, slot: int, speculation, stats: Stats) -> None:
+        """Decode ``seq`` to its end in verification steps of its drafter's tokens (speculative.py)."""
+        while not seq.finished:
+            room = min(speculation.draft_max, seq.draft_room())
+            draft = speculation.drafter.propose([(slot, seq.context, room)])[0][:room] if room else []
+            rows = verification(seq, draft)
+            n = len(rows.tokens)
+            result = self.step(rows.tokens, [slot] * n, rows.positions, range(n), "decode", rows.sampling)
+            stats.decode_steps += 1
+            stats.draft_tokens += len(draft)
+            written = iter(range(seq.position + 1, seq.position + n + 1))
+
+            def take(token, written=written):
+                self.cache.commit(slot, next(written), seq.tokens)  # the KV of the row that sampled it is written
+                return seq.accept(token)
+            stats.draft_accepted += accept_verified(draft, result.tokens, take)
 
     def _compile_seconds(self) -> float:
         return sum(backend.compile_seconds() for backend in self.model.backends.values())
@@ -385,10 +414,11 @@ class Engine:
     # -- generation -------------------------------------------------------------------------------------------
     def generate(self, prompt_ids: Sequence[int], *, max_tokens: int = 128, sampling: SamplingParams | None = None,
                  stop: Iterable[str] = (), eog_ids: Iterable[int] = (), decoder=None,
-                 on_text: Callable[[str], None] | None = None) -> Generation:
+                 on_text: Callable[[str], None] | None = None, speculation=None) -> Generation:
         """Generate up to ``max_tokens`` tokens after ``prompt_ids``. ``decoder`` (the tokenizer's streaming
         decoder: ``add(id) -> str``, ``flush() -> str``) turns tokens into text, which is checked against the stop
-        strings and passed to ``on_text`` as it arrives."""
+        strings and passed to ``on_text`` as it arrives. ``speculation`` (speculative.Speculation): decode by
+        verifying its drafter's tokens, several per step (the same tokens, see speculative.py)."""
         seq = sequence.Sequence(prompt_ids, max_tokens=max_tokens, sampling=sampling, n_ctx=self.n_ctx, stop=stop,
                                 eog_ids=eog_ids, decoder=decoder, on_text=on_text)
         stats = Stats(self.model.planner.preferred, self.model.load_seconds, len(seq.prompt_ids),
@@ -407,13 +437,22 @@ class Engine:
             self.cache.commit(slot, len(ids), seq.tokens)
             token = result.tokens[0]
             t1, c1 = time.perf_counter(), self._compile_seconds()
-            while not seq.finished and not seq.accept(token):
-                position = seq.position
-                token = self.step([seq.ids[-1]], [slot], [position], [0], "decode", [seq.row()]).tokens[0]
-                self.cache.commit(slot, position + 1, seq.tokens)
+            if not seq.finished and not seq.accept(token):
+                if speculation is None:
+                    finished = False
+                    while not finished:
+                        stats.decode_steps += 1
+                        position = seq.position
+                        token = self.step([seq.ids[-1]], [slot], [position], [0], "decode", [seq.row()]).tokens[0]
+                        self.cache.commit(slot, position + 1, seq.tokens)
+                        finished = seq.accept(token)
+                else:
+                    self._speculate(seq, slot, speculation, stats)
             t2, c2 = time.perf_counter(), self._compile_seconds()
         finally:
             self.free_sequence(slot)
+            if speculation is not None:
+                speculation.drafter.release(slot)
         stats.prefill_s, stats.decode_s = t1 - t0 - (c1 - c0), t2 - t1 - (c2 - c1)
         stats.compile_s = c2 - c0
         stats.generated_tokens = len(seq.ids)

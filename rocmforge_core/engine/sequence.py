@@ -77,6 +77,29 @@ class Sequence:
         return RowSampling(self.sampling, self.step, tuple(self.history) if self.penalized else ())
 
     @property
+    def context(self) -> list[int]:
+        """Prompt and generated tokens: what a drafter continues."""
+        return self.prompt_ids + self.ids
+
+    def draft_room(self) -> int:
+        """Draft tokens one verification step may carry: a step of 1 + n rows yields up to n + 1 tokens, which must
+        fit max_tokens, and no row may sit at the context's end or past it (as ``accept`` stops there)."""
+        room = self.max_tokens - len(self.ids) - 1
+        if self.n_ctx is not None:
+            room = min(room, self.n_ctx - 1 - self.position)
+        return max(room, 0)
+
+    def draft_rows(self, draft) -> list:
+        """How a verification step samples its rows: row j as ``row()`` would once draft[:j] were accepted (the
+        draw's counter j further on, draft[:j] in the penalty history), so each row draws the token plain
+        decoding would draw there."""
+        n = self.sampling.penalty_last_n
+        seen = list(self.history) + list(draft)
+        return [RowSampling(self.sampling, self.step + j,
+                            tuple(seen[:len(self.history) + j][-n:]) if self.penalized else ())
+                for j in range(len(draft) + 1)]
+
+    @property
     def text(self) -> str:
         return "".join(self.pieces)
 

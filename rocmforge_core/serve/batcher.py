@@ -4,9 +4,10 @@ running batch at every step.
 Each iteration (1) frees cancelled sequences, (2) admits waiting requests while a sequence slot is free and the
 KV cache can hold their prompt (the part the prefix cache does not already hold), (3) runs one decode step over
 every sequence that is generating (one token each, over the paged KV cache, each with its own sampling parameters
-and seed), and (4) runs one prefill step of at most the engine's ``prefill_chunk`` prompt tokens, taken in
-arrival order from sequences still reading their prompt, so a long prompt is spread over several iterations
-instead of stalling running streams. Each prompt is read in its own pieces (``engine.prefill_pieces``), long ones alone in their step,
+and seed; with speculation, its draft tokens too, as more rows of the same sequence: engine/speculative.py), and
+(4) runs one prefill step of at most the engine's ``prefill_chunk`` prompt tokens, taken in arrival order from
+sequences still reading their prompt, so a long prompt is spread over several iterations instead of stalling
+running streams. Each prompt is read in its own pieces (``engine.prefill_pieces``), long ones alone in their step,
 short ones sharing a step: exactly the pieces ``rocmforge run`` reads it in, so batching changes no result.
 Prefill steps come in power-of-two sizes only, so the set of step shapes stays small and fixed.
 
@@ -41,6 +42,7 @@ from typing import Callable, Iterable
 from rocmforge_core.engine import SamplingParams, sequence
 from rocmforge_core.engine.engine import PACK_ROWS, prefill_pieces
 from rocmforge_core.engine.kv_cache import CacheFullError
+from rocmforge_core.engine.speculative import accept_verified, verification
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.serve.errors import APIError
 
@@ -104,8 +106,11 @@ class Embedding:
 
 
 class Batcher:
-    def __init__(self, engine, *, max_queue: int = 64, metrics=None, time_limit: float | None = None):
+    def __init__(self, engine, *, max_queue: int = 64, metrics=None, time_limit: float | None = None,
+                 speculation=None):
+        """``speculation`` (engine.speculative.Speculation): decode every request by verifying drafts."""
         self.engine = engine
+        self.speculation = speculation
         self.time_limit = time_limit
         self.cache = engine.cache
         self.max_queue = max_queue
@@ -360,20 +365,38 @@ class Batcher:
             self._finish(seq, "error", error)
 
     def _decode(self) -> None:
+        """One decode step over every generating sequence: its newest token, and with speculation its draft tokens
+        as more rows of the same sequence (speculative.py), the step's rows bounded by PACK_ROWS (the batch
+        invariance bound) but never below one per sequence."""
         batch = [s for s in self.running if s.decoding and not s.cancelled]
         if not batch:
             return
         batch = self._make_room(batch)
         if not batch:
             return
-        result = self.engine.step([s.ids[-1] for s in batch], [s.slot for s in batch],
-                                  [s.position for s in batch], range(len(batch)), "decode", [s.row() for s in batch])
+        drafts = self._drafts(batch)
+        tokens, slots, positions, sampling = [], [], [], []
+        for seq, draft in zip(batch, drafts):
+            rows = verification(seq, draft)
+            tokens += rows.tokens
+            slots += [seq.slot] * len(rows.tokens)
+            positions += rows.positions
+            sampling += rows.sampling
+        result = self.engine.step(tokens, slots, positions, range(len(tokens)), "decode", sampling)
         if self.metrics:
             self.metrics.decode_step(len(batch))
-        now, commit = time.monotonic(), self.cache.commit
-        for seq, token in zip(batch, result.tokens):
-            commit(seq.slot, seq.position + 1, seq.tokens)  # its fed token's KV is written now
-            self._accept(seq, token, now)
+        now, commit, sampled, row = time.monotonic(), self.cache.commit, result.tokens, 0
+        for seq, draft in zip(batch, drafts):
+            written = iter(range(seq.position + 1, seq.position + len(draft) + 2))
+
+            def take(token, seq=seq, written=written):
+                commit(seq.slot, next(written), seq.tokens)  # the KV of the row that sampled it is written now
+                return self._accept(seq, token, now)
+            accepted = accept_verified(draft, sampled[row:row + len(draft) + 1], take)
+            row += len(draft) + 1
+            if self.metrics and draft:
+                self.metrics.add("draft_tokens", len(draft))
+                self.metrics.add("draft_accepted", accepted)
 
     def _make_room(self, batch: list[Sequence]) -> list[Sequence]:
         """Preempt the youngest running sequences until the KV cache has a block for each sequence of the decode
@@ -386,6 +409,21 @@ class Batcher:
             victim = self.running[-1]
             self._preempt(victim)
             batch = [s for s in batch if s is not victim]
+
+    def _drafts(self, batch: list[Sequence]) -> list[list[int]]:
+        """Each sequence's draft tokens, in arrival order while the step has rows to spare, each within the blocks
+        it holds or the one _make_room found for it (speculation never preempts)."""
+        spec = self.speculation
+        if spec is None:
+            return [[] for _ in batch]
+        spare, bs = max(PACK_ROWS - len(batch), 0), self.cache.block_size
+        requests = []
+        for seq in batch:
+            held = max(self.cache.blocks_of(seq.slot), seq.position // bs + 1) * bs
+            k = min(spec.draft_max, seq.draft_room(), spare, held - seq.position - 1)
+            spare -= k
+            requests.append((seq.id, seq.context, k))
+        return [draft[:k] for draft, (_, _, k) in zip(spec.drafter.propose(requests), requests)]
 
     def _prefill(self) -> None:
         """One prefill step: the next piece of the first sequence still reading its prompt when that piece is long
@@ -424,8 +462,9 @@ class Batcher:
             if end == len(seq.reading):
                 self._accept(seq, result.tokens[row], now)
 
-    def _accept(self, seq: Sequence, token: int, now: float) -> None:
-        """A token sampled for the sequence in a step (at ``now``): end the sequence if that token does."""
+    def _accept(self, seq: Sequence, token: int, now: float) -> bool:
+        """A token sampled for the sequence in a step (at ``now``): end the sequence if that token does (True
+        then)."""
         if self.metrics:
             if seq.first_token_at is None:
                 self.metrics.ttft.observe(now - seq.submitted)
@@ -439,6 +478,7 @@ class Batcher:
             self.metrics.generated(1)
         if finished:
             self._finish(seq, seq.finish_reason)
+        return finished
 
     def _finish(self, seq: Sequence, reason: str, error: APIError | None = None) -> None:
         with self._cond:
@@ -450,6 +490,8 @@ class Batcher:
             if seq.slot is not None:
                 self.engine.free_sequence(seq.slot)
                 seq.slot = None
+                if self.speculation is not None:
+                    self.speculation.drafter.release(seq.id)
         if self.metrics and reason == "cancelled":
             self.metrics.add("cancelled")
         elif self.metrics and error is None:

@@ -44,6 +44,8 @@ class Metrics:
         self.decode_steps = 0
         self.decode_rows = 0        # sequences summed over decode steps: decode_rows / decode_steps = mean batch
         self.max_decode_batch = 0
+        self.draft_tokens = 0       # speculative decoding: tokens proposed by the drafter
+        self.draft_accepted = 0     # of those, accepted by the model
         self._recent: deque[tuple[float, int]] = deque()
         self.registry = CollectorRegistry(auto_describe=False)  # one per server: tests run several in a process
 
@@ -127,6 +129,9 @@ class _Scrape:
         yield counter("decode_sequences_total", "sequences summed over decode steps (divide by "
                       "decode_steps_total for the mean batch)", m.decode_rows)
         yield gauge("decode_batch_max", "largest decode batch so far", m.max_decode_batch)
+        yield counter("draft_tokens_total", "speculative decoding: draft tokens proposed", m.draft_tokens)
+        yield counter("draft_accepted_total", "speculative decoding: draft tokens the model accepted (divide by "
+                      "draft_tokens_total for the acceptance rate)", m.draft_accepted)
         batcher = state.batcher
         if batcher is not None:
             s = batcher.stats()

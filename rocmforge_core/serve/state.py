@@ -37,6 +37,9 @@ class ServeOptions:
     max_tokens: int | None = None   # a request's max_tokens when it gives none (None: up to the context limit)
     temperature: float | None = None  # a request's temperature when it gives none (None: SamplingParams' default)
     shutdown_grace: float = 5.0     # seconds running requests may finish in once the server is told to stop
+    lookup_ngram: int | None = None  # speculative decoding by prompt lookup of n-grams up to this size
+    model_draft: str | Path | None = None  # speculative decoding with this draft model
+    draft_max: int | None = None    # draft tokens per sequence and step at most (speculative.DRAFT_MAX)
 
 
 class ServerState:
@@ -55,7 +58,7 @@ class ServerState:
                 raise ValueError(str(exc)) from None
         self.options = options
         self.metrics = Metrics()
-        self.model = self.engine = self.tokenizer = self.batcher = None
+        self.model = self.engine = self.tokenizer = self.batcher = self.speculation = None
         self.model_id = Path(options.model).name.removesuffix(".gguf")
         self.created = int(time.time())
         self.error: str | None = None  # why loading failed
@@ -80,6 +83,8 @@ class ServerState:
     def _load(self) -> None:
         from rocmforge_core.engine import Engine, Model
         from rocmforge_core.engine.backend_setup import configure_threads, pick_backend
+        from rocmforge_core.engine.draft_model import speculation_for
+        from rocmforge_core.engine.engine import PACK_ROWS
         from rocmforge_core.serve.batcher import Batcher
 
         o = self.options
@@ -89,11 +94,15 @@ class ServerState:
             engine = Engine(model, n_ctx=o.ctx_size, max_seqs=o.parallel, kv_tokens=o.kv_size,
                             prefill_chunk=o.prefill_chunk, prefix_cache=o.prefix_cache)
             tokenizer = model.tokenizer
+            self.speculation = spec = speculation_for(model, engine, lookup_ngram=o.lookup_ngram,
+                                                      model_draft=o.model_draft, draft_max=o.draft_max)
             if o.warm_up:  # compile kernels and capture every decode batch size before /health says ok
                 start = time.perf_counter()
-                steps = engine.warm_up()
+                rows = min(PACK_ROWS, o.parallel * (spec.draft_max + 1)) if spec else None
+                steps = engine.warm_up(max_rows=rows)
                 log.info("rocmforge: warmed up %d step shapes in %.1f s", steps, time.perf_counter() - start)
-            batcher = Batcher(engine, max_queue=o.max_queue, metrics=self.metrics, time_limit=o.time_limit)
+            batcher = Batcher(engine, max_queue=o.max_queue, metrics=self.metrics, time_limit=o.time_limit,
+                              speculation=spec)
             self.model, self.engine, self.tokenizer, self.batcher = model, engine, tokenizer, batcher
             log.info("rocmforge: serving %s on %s (%d parallel, context %d)", self.model_id,
                      model.planner.preferred, o.parallel, engine.n_ctx)
@@ -111,5 +120,7 @@ class ServerState:
     def close(self) -> None:
         if self.batcher is not None:
             self.batcher.stop()
+        if self.speculation is not None:
+            self.speculation.drafter.close()
         if self.model is not None:
             self.model.close()

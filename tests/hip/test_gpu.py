@@ -326,6 +326,96 @@ def test_a_sequence_decoded_in_any_batch_gets_the_logits_it_gets_alone(hip, tmp_
     model.close()
 
 
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_speculative_verification_rows_get_the_logits_of_plain_decoding(hip, tmp_path, arch):
+    """Speculative decoding's premise on hip: k draft tokens verified as k + 1 decode rows of one sequence (each
+    row writing its K/V, then attending to the positions up to its own; a sliding window for gemma3) give, bit
+    for bit, the logits plain decoding gives at those positions; and generations with prompt lookup and with a
+    drafter that is right or wrong give the plain tokens, greedy and seeded."""
+    from rocmforge_core.engine import Engine, SamplingParams
+    from rocmforge_core.engine.model import Model
+    from rocmforge_core.engine.speculative import PromptLookup, Speculation
+    from rocmforge_core.models.synthetic import TinyConfig, write_model
+
+    config = TinyConfig(dtype="Q8_0", sliding_window=4 if arch == "gemma3" else 0)
+    path = tmp_path / f"{arch}-spec.gguf"
+    write_model(path, arch, config, seed=6)
+    prompt = [5, 9, 2, 7, 5, 9, 2, 7, 5, 9]
+    model = Model(path, backend="hip")
+    engine = Engine(model, n_ctx=64)
+    slot = engine.add_sequence()
+    token = engine.prefill(slot, prompt).tokens[-1]
+    plain, tokens = [], [token]
+    for i in range(6):
+        step = engine.step([tokens[-1]], [slot], [len(prompt) + i], [0], "decode")
+        plain.append(engine.logits_to_host(step.logits)[0])
+        tokens.append(step.tokens[0])
+    engine.free_sequence(slot)
+    slot = engine.add_sequence()
+    engine.prefill(slot, prompt)
+    for k in (2, 5):  # rows 0..k from position len(prompt), then again over the same positions
+        step = engine.step(tokens[:k + 1], [slot] * (k + 1), range(len(prompt), len(prompt) + k + 1),
+                           range(k + 1), "decode")
+        np.testing.assert_array_equal(engine.logits_to_host(step.logits)[:k + 1], np.stack(plain[:k + 1]))
+        assert step.tokens == tokens[1:k + 2]
+    engine.free_sequence(slot)
+
+    class Drafter:
+        def __init__(self, ids, wrong):
+            self.full, self.wrong = prompt + ids, wrong
+
+        def propose(self, requests):
+            return [[(t + self.wrong) % config.vocab_size for t in self.full[len(c):len(c) + k]]
+                    for _, c, k in requests]
+
+        def release(self, key):
+            pass
+
+    for sampling in (SamplingParams(temperature=0), SamplingParams(temperature=1.0, seed=3, repeat_penalty=1.2)):
+        want = engine.generate(prompt, max_tokens=20, sampling=sampling)
+        for drafter in (PromptLookup(), Drafter(want.ids, 0), Drafter(want.ids, 1)):
+            got = engine.generate(prompt, max_tokens=20, sampling=sampling, speculation=Speculation(drafter, 4))
+            assert got.ids == want.ids, (arch, sampling, type(drafter).__name__)
+    model.close()
+
+
+def test_a_speculating_batcher_answers_as_generate_alone(hip, tmp_path):
+    """The server's batcher on hip with prompt lookup: several sequences' verification rows in one decode step
+    (greedy, seeded, penalised requests, 5 requests in 3 slots) give the tokens plain Engine.generate gives each."""
+    import threading
+    from rocmforge_core.engine import Engine, SamplingParams
+    from rocmforge_core.engine.model import Model
+    from rocmforge_core.engine.speculative import PromptLookup, Speculation
+    from rocmforge_core.models.synthetic import TinyConfig, write_model
+    from rocmforge_core.serve.batcher import Batcher, Sequence
+    from rocmforge_core.serve.metrics import Metrics
+
+    config = TinyConfig(dtype="Q8_0")
+    path = tmp_path / "speculating.gguf"
+    write_model(path, "llama", config, seed=8)
+    prompts = [[5, 9, 2, 7] * (2 + i) for i in range(5)]
+    kinds = [SamplingParams(temperature=0), SamplingParams(temperature=0.9, seed=11),
+             SamplingParams(temperature=0, frequency_penalty=1.0)]
+    model = Model(path, backend="hip")
+    engine = Engine(model, n_ctx=128, max_seqs=3)
+    alone = [engine.generate(p, max_tokens=16, sampling=kinds[i % 3]).ids for i, p in enumerate(prompts)]
+    counters = Metrics()
+    batcher = Batcher(engine, metrics=counters, speculation=Speculation(PromptLookup(), 4))
+    finished = threading.Semaphore(0)
+    seqs = [Sequence(p, 16, kinds[i % 3], lambda ev: ev[0] != "text" and finished.release())
+            for i, p in enumerate(prompts)]
+    threading.Thread(target=batcher.run, daemon=True).start()
+    try:
+        for s in seqs:
+            batcher.submit(s)
+        for _ in seqs:
+            assert finished.acquire(timeout=120)
+    finally:
+        batcher.stop()
+    assert [s.ids for s in seqs] == alone and counters.draft_tokens > 0
+    model.close()
+
+
 def test_served_requests_answer_as_each_does_alone(hip, tmp_path):
     """The server's batcher on hip: requests with prompts of 3 to 150 tokens (long ones read in pieces, short ones
     sharing prefill steps), greedy and seeded sampling, penalties, 6 requests in 4 slots, give the tokens each gets
