@@ -110,6 +110,14 @@ test_served_requests_answer_as_each_does_alone = gpu.test_served_requests_answer
 test_backend_works_from_another_thread = gpu.test_backend_works_from_another_thread
 
 
+# Each benchmarked architecture and each type at least once (a model run on the emulator takes 5-20 s; the GPU
+# runs all 20 pairs).
+@pytest.mark.parametrize("shape,qtype", [("llama-tiny", "Q8_0"), ("qwen2-tiny", "Q6_K"), ("qwen3-tiny", "Q4_0"),
+                                         ("gemma3-tiny", "Q4_K_M"), ("gemma3-tiny", "F16")])
+def test_bench_shapes_logits_match_reference(hip, tmp_path, shape, qtype):
+    gpu.test_bench_shapes_logits_match_reference(hip, tmp_path, shape, qtype)
+
+
 def load(hip, unit, names):
     """Kernels of a test's own unit (the backend knows only its own units' kernel names)."""
     return hip.runtime.load(hip.runtime.cached_binary(unit), names)
