@@ -7,12 +7,14 @@ qkv biases, q/k norms, a head size other than d_model / n_heads, sliding-window 
 layers and small dimensions, for correctness checks. Dimensions are multiples of 256, so every format fits.
 
 Files are written tensor by tensor (the tensor table first, then each tensor's data as it is made), so memory
-holds one tensor at a time, never the file."""
+holds a few tensors at a time, never the file."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +73,11 @@ SHAPES = {
 MIXES = {"Q4_0": ("Q4_0", "Q4_0", "Q4_0"), "Q4_K_M": ("Q4_K", "Q6_K", "Q6_K"), "Q4_K": ("Q4_K", "Q4_K", "Q4_K"),
          "Q8_0": ("Q8_0", "Q8_0", "Q8_0"), "Q6_K": ("Q6_K", "Q6_K", "Q6_K"), "F16": ("F16", "F16", "F16"),
          "Q5_K_M": ("Q5_K", "Q6_K", "Q6_K"), "Q4_1": ("Q4_1", "Q4_1", "Q4_1"), "Q5_0": ("Q5_0", "Q5_0", "Q5_0")}
+# general.file_type of each mix (llama.cpp's llama_ftype, which llama-bench's model column names)
+FILE_TYPES = {"F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q4_K": 14, "Q4_K_M": 15, "Q5_K_M": 17,
+              "Q6_K": 18}
 CHUNK_BYTES = 64 << 20  # a tensor's values are made this many bytes at a time
+WRITER_THREADS = 8
 
 
 def parse_spec(spec: str) -> tuple[str, Shape, str]:
@@ -188,6 +194,7 @@ def write_synthetic(spec: str, out: Path, vocab_from: Path | None = None) -> Pat
     plan = tensor_plan(s, qtype)
     w = gguf.GGUFWriter(str(path), s.arch)
     add_metadata(w, s, f"synthetic {shape_name}:{qtype}")
+    w.add_file_type(FILE_TYPES[qtype])
     for key, (value, vtype, sub_type) in tokenizer.items():
         w.add_key_value(key, value, vtype, sub_type)
     for name, shape, type_name in plan:
@@ -201,9 +208,16 @@ def write_synthetic(spec: str, out: Path, vocab_from: Path | None = None) -> Pat
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
-    rng = np.random.default_rng(0)
-    for name, shape, type_name in plan:
-        w.write_tensor_data(make_tensor(rng, s, name, shape, registry.format(type_name)))
+    # Tensors are made a few at a time on threads (numpy's generators and ufuncs release the GIL), each from a
+    # seed of its own, so the file does not depend on the thread count; memory holds one tensor per thread.
+    seeds = np.random.SeedSequence(0).spawn(len(plan))
+    threads = min(WRITER_THREADS, os.cpu_count() or 1)
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, len(plan), threads):
+            window = [pool.submit(make_tensor, np.random.default_rng(seed), s, name, shape, registry.format(t))
+                      for seed, (name, shape, t) in zip(seeds[start:start + threads], plan[start:start + threads])]
+            for future in window:
+                w.write_tensor_data(future.result())
     w.close()
     return path
 

@@ -161,6 +161,7 @@ def test_written_files_read_back_with_gguf_py(tmp_path, name, qtype):
     reader = gguf.GGUFReader(str(write_synthetic(f"{name}:{qtype}", tmp_path)))
     fields = reader.fields
     assert bytes(fields["general.architecture"].parts[-1]).decode() == s.arch
+    assert fields["general.file_type"].parts[-1][0] == shapes.FILE_TYPES[qtype]
     for key in LLAMA_CPP_KEYS + LLAMA_CPP_ARCH_KEYS.get(s.arch, []):
         assert f"{s.arch}.{key}" in fields, key
     tensors = {t.name: t for t in reader.tensors}
@@ -203,10 +204,14 @@ def test_a_shape_with_more_tokens_than_the_vocabulary_pads_it_with_unused_tokens
     assert Tokenizer.from_gguf(model).encode(TEXT) == Tokenizer.from_gguf(vocab).encode(TEXT)
 
 
-def test_matrices_written_in_pieces_are_the_matrices_written_whole(tmp_path, monkeypatch):
+def test_files_do_not_depend_on_pieces_or_threads(tmp_path, monkeypatch):
     whole = write_synthetic("llama-tiny:F16", tmp_path / "whole.gguf").read_bytes()
     monkeypatch.setattr(shapes, "CHUNK_BYTES", 4096)  # 4 rows of 256 f32 values at a time
+    monkeypatch.setattr(shapes, "WRITER_THREADS", 1)
     assert write_synthetic("llama-tiny:F16", tmp_path / "pieces.gguf").read_bytes() == whole
+    threaded = write_synthetic("qwen2-tiny:Q4_K_M", tmp_path / "one.gguf").read_bytes()
+    monkeypatch.setattr(shapes, "WRITER_THREADS", 3)
+    assert write_synthetic("qwen2-tiny:Q4_K_M", tmp_path / "three.gguf").read_bytes() == threaded
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess:
