@@ -109,6 +109,36 @@ write_models() {  # SHAPE:TYPE...: each as $WORK/models/SHAPE-TYPE.gguf with the
     done
 }
 
+bench_rocmforge() {  # NAME SUFFIX SECONDS ARGS...: `rocmforge bench --json ARGS` of a model to rf-bench-NAME$SUFFIX.json
+    local name=$1 out=rf-bench-$1$2 seconds=$3
+    shift 3
+    timeout "$(budget "$seconds")" "$PY" -m rocmforge_core.cli.bench --model "$WORK/models/$name.gguf" -r "$REPS" \
+        --backend "$BACKEND" $(thr --threads) --json "$@" >"$RAW/$out.json" 2>"$RAW/$out.err"
+    log "rocmforge bench $name $* done (rc $?)"
+}
+
+bench_llama() {  # NAME SUFFIX SECONDS ARGS...: `llama-bench -o json ARGS` of a model to llama-bench-NAME$SUFFIX.json
+    local name=$1 out=llama-bench-$1$2 seconds=$3
+    shift 3
+    timeout "$(budget "$seconds")" "$BUILD/bin/llama-bench" -m "$WORK/models/$name.gguf" -r "$REPS" $NGL $(thr -t) \
+        -o json "$@" >"$RAW/$out.json" 2>"$RAW/$out.err"
+    log "llama-bench $name $* done (rc $?)"
+}
+
+measure_both() {  # RESERVE: the script's rocmforge_side (leaving RESERVE s of the deadline), then its llama_side
+    # once llama.cpp is built; with WAIT_BUILD=1 the build first, so rocmforge does not share the CPU with it
+    local built
+    if [ "$WAIT_BUILD" = 1 ]; then
+        wait_build && built=1 || built=0
+        rocmforge_side
+    else
+        RESERVE=$1 rocmforge_side
+        wait_build && built=1 || built=0
+    fi
+    [ "$built" = 1 ] && llama_side
+    log "done"
+}
+
 print_table() {  # NAME...: the side-by-side table to $OUT/summary.txt (after the phases) and stdout
     "$PY" scripts/bench-table.py "$RAW" "$@" --json "$OUT/results.json" >"$RAW/table.md"
     cat "$RAW/phases.txt" "$RAW/table.md" >"$OUT/summary.txt"

@@ -20,7 +20,7 @@ MODELS=${RF_BENCH_MODELS:-llama-1b:Q4_K_M}     # SHAPE:TYPE ..., shapes and type
 CLIENTS=${RF_BENCH_CLIENTS:-1,8,32}
 REQUESTS=${RF_BENCH_REQUESTS:-64}
 TOKENS=${RF_BENCH_TOKENS:-128}                 # completion tokens per request (ignore_eos)
-WORK=${RF_BENCH_WORK:-/tmp/rf-serving-bench}   # llama.cpp source and build, model files
+WORK=${RF_BENCH_WORK:-/tmp/rf-bench}           # llama.cpp source and build, model files (shared)
 . scripts/bench-common.sh
 NP=$(tr , '\n' <<<"$CLIENTS" | sort -n | tail -1)  # server slots: the largest client count
 CTX=$(( TOKENS + 128 ))                        # context per slot: the longest prompt (63 tokens) + completion
@@ -60,9 +60,7 @@ write_models $MODELS
 rocmforge_side() {
     for name in "${names[@]}"; do
         model=$WORK/models/$name.gguf
-        timeout "$(budget 240)" "$PY" -m rocmforge_core.cli.bench --model "$model" -p "$PP" -n "$TG" -r "$REPS" \
-            --backend "$BACKEND" $(thr --threads) --json >"$RAW/rf-bench-$name.json" 2>"$RAW/rf-bench-$name.err"
-        log "rocmforge bench $name done (rc $?)"
+        bench_rocmforge "$name" "" 240 -p "$PP" -n "$TG"
         setsid "$PY" -c "$RF_MAIN" serve --model "$model" \
             --backend "$BACKEND" $(thr --threads) --parallel "$NP" --ctx-size "$CTX" \
             --max-queue $(( NP > 64 ? NP : 64 )) --port 18080 --log-level warning >"$RAW/rf-serve-$name.log" 2>&1 &
@@ -75,9 +73,7 @@ llama_side() {
     local bin=$BUILD/bin
     for name in "${names[@]}"; do
         model=$WORK/models/$name.gguf
-        timeout "$(budget 180)" "$bin/llama-bench" -m "$model" -p "$PP" -n "$TG" -r "$REPS" $NGL $(thr -t) -o json \
-            >"$RAW/llama-bench-$name.json" 2>"$RAW/llama-bench-$name.err"
-        log "llama-bench $name done (rc $?)"
+        bench_llama "$name" "" 180 -p "$PP" -n "$TG"
         timeout "$(budget 180)" "$bin/llama-batched-bench" -m "$model" -c $(( NP * (128 + TOKENS) )) -b 2048 -ub 512 \
             -npp 128 -ntg "$TOKENS" -npl "$CLIENTS" $NGL $(thr -t) --output-format jsonl \
             >"$RAW/llama-batched-$name.jsonl" 2>"$RAW/llama-batched-$name.err"
@@ -89,14 +85,5 @@ llama_side() {
     done
 }
 
-if [ "$WAIT_BUILD" = 1 ]; then
-    wait_build && built=1 || built=0
-    rocmforge_side
-else
-    RESERVE=150 rocmforge_side
-    wait_build && built=1 || built=0
-fi
-[ "$built" = 1 ] && llama_side
-
-log "done"
+measure_both 150
 print_table "${names[@]}"

@@ -20,53 +20,28 @@ cd "$(dirname "$0")/.."
 MODELS=${RF_BENCH_MODELS:-"llama-8b:Q4_K_M llama-8b:Q4_0 llama-8b:Q8_0 llama-1b:Q4_0 qwen2-7b:Q4_K_M qwen3-8b:Q4_K_M gemma3-4b:Q4_K_M"}
 DEPTH_MODELS=${RF_BENCH_DEPTH_MODELS:-llama-8b:Q4_K_M}  # these also get tg at each depth
 DEPTHS=${RF_BENCH_DEPTHS:-4096,16384}
-WORK=${RF_BENCH_WORK:-/tmp/rf-single-stream-bench}
+WORK=${RF_BENCH_WORK:-/tmp/rf-bench}  # shared with serving-bench.sh: one llama.cpp build
 . scripts/bench-common.sh
 
 start_llama_build llama-bench
 install_rocmforge
 write_models $MODELS
 
-at_depth() { [[ " $DEPTH_MODELS " == *" ${1/-/:} "* ]] || [[ " ${DEPTH_MODELS//:/-} " == *" $1 "* ]]; }
+at_depth() { [[ " ${DEPTH_MODELS//:/-} " == *" $1 "* ]]; }  # NAME (SHAPE-TYPE): one of RF_BENCH_DEPTH_MODELS
 
 rocmforge_side() {
     for name in "${names[@]}"; do
-        model=$WORK/models/$name.gguf
-        timeout "$(budget 150)" "$PY" -m rocmforge_core.cli.bench --model "$model" -p "$PP" -n "$TG" -r "$REPS" \
-            -ctk f16 --backend "$BACKEND" $(thr --threads) --json >"$RAW/rf-bench-$name.json" 2>"$RAW/rf-bench-$name.err"
-        log "rocmforge bench $name done (rc $?)"
-        if at_depth "$name"; then
-            timeout "$(budget 150)" "$PY" -m rocmforge_core.cli.bench --model "$model" -p 0 -n "$TG" -r "$REPS" \
-                -d "$DEPTHS" -ctk f16 --backend "$BACKEND" $(thr --threads) --json \
-                >"$RAW/rf-bench-$name-depth.json" 2>"$RAW/rf-bench-$name-depth.err"
-            log "rocmforge bench $name at depth $DEPTHS done (rc $?)"
-        fi
+        bench_rocmforge "$name" "" 150 -p "$PP" -n "$TG" -ctk f16
+        at_depth "$name" && bench_rocmforge "$name" -depth 150 -p 0 -n "$TG" -d "$DEPTHS" -ctk f16
     done
 }
 
 llama_side() {
-    local bin=$BUILD/bin
     for name in "${names[@]}"; do
-        model=$WORK/models/$name.gguf
-        timeout "$(budget 120)" "$bin/llama-bench" -m "$model" -p "$PP" -n "$TG" -r "$REPS" $NGL $(thr -t) -o json \
-            >"$RAW/llama-bench-$name.json" 2>"$RAW/llama-bench-$name.err"
-        log "llama-bench $name done (rc $?)"
-        if at_depth "$name"; then
-            timeout "$(budget 120)" "$bin/llama-bench" -m "$model" -p 0 -n "$TG" -d "$DEPTHS" -r "$REPS" $NGL \
-                $(thr -t) -o json >"$RAW/llama-bench-$name-depth.json" 2>"$RAW/llama-bench-$name-depth.err"
-            log "llama-bench $name at depth $DEPTHS done (rc $?)"
-        fi
+        bench_llama "$name" "" 120 -p "$PP" -n "$TG"
+        at_depth "$name" && bench_llama "$name" -depth 120 -p 0 -n "$TG" -d "$DEPTHS"
     done
 }
 
-if [ "$WAIT_BUILD" = 1 ]; then
-    wait_build && built=1 || built=0
-    rocmforge_side
-else
-    RESERVE=${RF_BENCH_LLAMA_RESERVE:-200} rocmforge_side
-    wait_build && built=1 || built=0
-fi
-[ "$built" = 1 ] && llama_side
-
-log "done"
+measure_both "${RF_BENCH_LLAMA_RESERVE:-200}"
 print_table "${names[@]}"

@@ -257,7 +257,7 @@ def test_whole_model_logits_match_reference(hip, tmp_path, arch, dtype):
     assert nmse(logits["hip"], logits["reference"]) < 1e-8
 
 
-def engine_logits(path, backend: str, ids: list[int], n_prefill: int) -> np.ndarray:
+def engine_logits(path, backend: str, ids: list[int], n_prefill: int, kv_dtype: str = "f32") -> np.ndarray:
     """Logits of every position of ``ids``: the first ``n_prefill`` in one prefill step, the rest decoded one by one
     (on hip the second and later decode steps replay a captured graph)."""
     from rocmforge_core.engine import Engine
@@ -265,7 +265,7 @@ def engine_logits(path, backend: str, ids: list[int], n_prefill: int) -> np.ndar
 
     model = Model(path, backend=backend)
     try:
-        engine = Engine(model, n_ctx=64)
+        engine = Engine(model, n_ctx=64, kv_dtype=kv_dtype)
         slot = engine.add_sequence()
         rows = [engine.logits_to_host(engine.prefill(slot, ids[:n_prefill], all_logits=True).logits)]
         for pos in range(n_prefill, len(ids)):
@@ -304,6 +304,17 @@ def test_bench_shapes_logits_match_reference(hip, tmp_path, shape, qtype):
     first, every = nmse(got[0], want[0]), nmse(got, want)
     print(f"\n{shape} {qtype}: nmse position 0 {first:.2e}, all {every:.2e}")
     assert first < SHAPE_TOLERANCE[qtype][0] and every < SHAPE_TOLERANCE[qtype][1]
+
+
+def test_f16_kv_cache_matches_the_reference_with_one(hip, tmp_path):
+    """`rocmforge bench -ctk f16` (as llama-bench's default cache): gemma3-tiny's windowed and global layers over
+    an f16 cache on hip against the reference backend with an f16 cache (both round k and v to f16 alike)."""
+    from rocmforge_core.cli.shapes import write_synthetic
+
+    path = write_synthetic("gemma3-tiny:F16", tmp_path)
+    ids = [int(t) for t in np.random.default_rng(4).integers(0, 1000, 21)]
+    want = engine_logits(path, "reference", ids, 13, kv_dtype="f16")
+    assert nmse(engine_logits(path, "hip", ids, 13, kv_dtype="f16"), want) < 1e-8
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3", "gemma3"])
