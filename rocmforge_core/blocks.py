@@ -176,7 +176,8 @@ def random_scales(rng: np.random.Generator, shape: tuple[int, ...], scale_range:
                   signed: bool = False) -> np.ndarray:
     """fp16 scales spread log-uniformly over ``scale_range`` (optionally with random signs)."""
     low, high = np.log(np.float32(scale_range[0])), np.log(np.float32(scale_range[1]))
-    mag = np.exp(low + (high - low) * rng.random(shape, dtype=np.float32))  # float32: a synthetic 8B file is ~1e8 scales
+    # float32 throughout: a synthetic 8B file has ~1e8 scales
+    mag = np.exp(low + (high - low) * rng.random(shape, dtype=np.float32))
     if signed:
         mag = np.where(rng.random(shape, dtype=np.float32) < 0.5, -mag, mag)
     return mag.astype(np.float16)

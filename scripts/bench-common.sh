@@ -66,8 +66,8 @@ start_llama_build() {  # the llama.cpp tools from .carry, built in the backgroun
     fi
     # LLAMA_BUILD_APP=OFF: the trimmed source has no app/ folder, which the default (ON) would add
     setsid nice -n 19 bash -c "cmake -S '$WORK/llama.cpp' -B '$BUILD' -G Ninja -DCMAKE_BUILD_TYPE=Release $flags \
-        -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
-        -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DBUILD_SHARED_LIBS=OFF \
+        -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+        -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DBUILD_SHARED_LIBS=OFF \
         && cmake --build '$BUILD' -j$JOBS --target $1" >"$RAW/llama-build.log" 2>&1 &
     BUILD_PID=$!
     log "llama.cpp build started ($( [ "$CUDA" = 1 ] && echo CUDA || echo CPU), -j$JOBS: $1)"
@@ -109,7 +109,7 @@ write_models() {  # SHAPE:TYPE...: each as $WORK/models/SHAPE-TYPE.gguf with the
     done
 }
 
-bench_rocmforge() {  # NAME SUFFIX SECONDS ARGS...: `rocmforge bench --json ARGS` of a model to rf-bench-NAME$SUFFIX.json
+bench_rocmforge() {  # NAME SUFFIX SECONDS ARGS...: `rocmforge bench --json ARGS`, to rf-bench-NAME$SUFFIX.json
     local name=$1 out=rf-bench-$1$2 seconds=$3
     shift 3
     timeout "$(budget "$seconds")" "$PY" -m rocmforge_core.cli.bench --model "$WORK/models/$name.gguf" -r "$REPS" \

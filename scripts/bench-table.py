@@ -31,11 +31,15 @@ BENCH_RUNS = ("", "-depth")  # file name suffixes of a model's bench runs
 
 
 def bench_reports(raw: Path, name: str) -> dict | None:
-    """rocmforge bench's reports of a model, one report with the results of all its runs."""
+    """rocmforge bench's reports of a model as one report with the results of all its runs (each result with its
+    run's context size and load time)."""
     reports = [r for r in (load(raw / f"rf-bench-{name}{run}.json") for run in BENCH_RUNS) if r]
     if not reports:
         return None
-    return {**reports[0], "results": [t for r in reports for t in r.get("results", [])]}
+    per_run = ("n_ctx", "load_s")
+    merged = {k: v for k, v in reports[0].items() if k not in per_run}
+    merged["results"] = [{**t, **{k: r[k] for k in per_run if k in r}} for r in reports for t in r.get("results", [])]
+    return merged
 
 
 def llama_bench_tests(raw: Path, name: str) -> list[dict] | None:

@@ -17,7 +17,8 @@
 # logs.tgz go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-MODELS=${RF_BENCH_MODELS:-"llama-8b:Q4_K_M llama-8b:Q4_0 llama-8b:Q8_0 llama-1b:Q4_0 qwen2-7b:Q4_K_M qwen3-8b:Q4_K_M gemma3-4b:Q4_K_M"}
+MODELS=${RF_BENCH_MODELS:-"llama-8b:Q4_K_M llama-8b:Q4_0 llama-8b:Q8_0 llama-1b:Q4_0 qwen2-7b:Q4_K_M qwen3-8b:Q4_K_M
+                           gemma3-4b:Q4_K_M"}  # SHAPE:TYPE ..., in the order measured
 DEPTH_MODELS=${RF_BENCH_DEPTH_MODELS:-llama-8b:Q4_K_M}  # these also get tg at each depth
 DEPTHS=${RF_BENCH_DEPTHS:-4096,16384}
 WORK=${RF_BENCH_WORK:-/tmp/rf-bench}  # shared with serving-bench.sh: one llama.cpp build

@@ -104,7 +104,8 @@ def run(args) -> int:
     else:
         print("| model | backend | device | test | t/s |\n|---|---|---|---|---|")
         for r in results:
-            print(f"| {label} | {backend} | {report['device']} | {display_name(r)} | {r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} |")
+            print(f"| {label} | {backend} | {report['device']} | {display_name(r)} | "
+                  f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} |")
     return 0
 
 
@@ -113,13 +114,10 @@ FILL_CHUNK = 512  # tokens per step when filling the context to a depth (llama-b
 
 
 def parse_depths(text: str) -> list[int]:
-    try:
-        depths = [int(d) for d in text.split(",")]
-    except ValueError:
-        depths = [-1]
-    if not depths or min(depths) < 0:
+    parts = [d.strip() for d in text.split(",")]
+    if not all(d.isdigit() for d in parts):
         raise BenchError(f"-d takes depths in tokens, comma-separated and not negative (e.g. 0,4096), got {text!r}")
-    return depths
+    return [int(d) for d in parts]
 
 
 def run_tests(engine, args, depths: list[int]) -> list[dict]:

@@ -69,7 +69,8 @@ def test_runs_at_depth_get_rows_of_their_own_and_no_serving_column(tmp_path):
     (tmp_path / "rf-bench-m.json").write_text(json.dumps({"backend": "hip", "device": "GPU X", "results": [
         {"test": "pp512", "n_depth": 0, "avg_ts": 1000.0, "stddev_ts": 10.0},
         {"test": "tg128", "n_depth": 0, "avg_ts": 200.0, "stddev_ts": 2.0}]}))
-    (tmp_path / "rf-bench-m-depth.json").write_text(json.dumps({"backend": "hip", "device": "GPU X", "results": [
+    (tmp_path / "rf-bench-m-depth.json").write_text(json.dumps({"backend": "hip", "device": "GPU X", "n_ctx": 16513,
+                                                                "results": [
         {"test": "tg128", "n_depth": 4096, "avg_ts": 150.0, "stddev_ts": 1.0},
         {"test": "tg128", "n_depth": 16384, "avg_ts": 100.0, "stddev_ts": 1.0}]}))
     (tmp_path / "llama-bench-m.json").write_text(json.dumps([
@@ -77,7 +78,9 @@ def test_runs_at_depth_get_rows_of_their_own_and_no_serving_column(tmp_path):
         {"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 100.0, "stddev_ts": 1.0}]))
     (tmp_path / "llama-bench-m-depth.json").write_text(json.dumps([
         {"n_prompt": 0, "n_gen": 128, "n_depth": 4096, "avg_ts": 75.0, "stddev_ts": 1.0}]))
-    lines = table(tmp_path, "m")
+    lines = table(tmp_path, "m", json_out=tmp_path / "all.json")
+    merged = json.loads((tmp_path / "all.json").read_text())["m"]["rocmforge_bench"]
+    assert "n_ctx" not in merged and [t.get("n_ctx") for t in merged["results"]] == [None, None, 16513, 16513]
     assert lines[0] == "rocmforge backend hip on GPU X"
     assert lines[1:] == [
         "| model | test | rocmforge t/s | llama.cpp t/s | ratio |", "|---|---|--:|--:|--:|",
