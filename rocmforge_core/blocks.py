@@ -175,11 +175,19 @@ SUPER_SCALES = (1e-6, 1e-3)   # super-block scales of 256-weight formats, multip
 def random_scales(rng: np.random.Generator, shape: tuple[int, ...], scale_range: tuple[float, float],
                   signed: bool = False) -> np.ndarray:
     """fp16 scales spread log-uniformly over ``scale_range`` (optionally with random signs)."""
-    low, high = scale_range
-    mag = np.exp(rng.uniform(np.log(low), np.log(high), size=shape))
+    low, high = np.log(np.float32(scale_range[0])), np.log(np.float32(scale_range[1]))
+    # float32 throughout: a synthetic 8B file has ~1e8 scales
+    mag = np.exp(low + (high - low) * rng.random(shape, dtype=np.float32))
     if signed:
-        mag = mag * rng.choice([-1.0, 1.0], size=shape)
+        mag = np.where(rng.random(shape, dtype=np.float32) < 0.5, -mag, mag)
     return mag.astype(np.float16)
+
+
+def random_bytes(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniform random uint8 of ``shape``, drawn 8 bytes at a time (5-10x faster than integers(0, 256))."""
+    n = int(np.prod(shape, dtype=np.int64))
+    words = rng.integers(0, np.iinfo(np.uint64).max, size=-(-n // 8), dtype=np.uint64, endpoint=True)
+    return words.view(np.uint8)[:n].reshape(shape)
 
 
 def random_blocks_with_f16(type_size: int, offsets: tuple[int, ...], signed: tuple[int, ...] = (),
@@ -187,7 +195,7 @@ def random_blocks_with_f16(type_size: int, offsets: tuple[int, ...], signed: tup
     """``random_blocks(rng, n)``: random bytes, with a realistic fp16 scale at each byte offset in ``offsets``
     (those in ``signed`` get random signs, e.g. a block minimum)."""
     def random_blocks(rng: np.random.Generator, n: int) -> np.ndarray:
-        out = rng.integers(0, 256, size=(n, type_size), dtype=np.uint8)
+        out = random_bytes(rng, (n, type_size))
         for off in offsets:
             out[:, off:off + 2] = random_scales(rng, (n, 1), scale_range, signed=off in signed).view(np.uint8)
         return out

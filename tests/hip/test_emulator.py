@@ -105,6 +105,7 @@ test_captured_neighbours_share_launches_and_match_eager = gpu.test_captured_neig
 test_all_finite = gpu.test_all_finite
 test_out_of_memory_is_reported = gpu.test_out_of_memory_is_reported
 test_whole_model_logits_match_reference = gpu.test_whole_model_logits_match_reference
+test_f16_kv_cache_matches_the_reference_with_one = gpu.test_f16_kv_cache_matches_the_reference_with_one
 test_a_sequence_decoded_in_any_batch_gets_the_logits_it_gets_alone = (
     gpu.test_a_sequence_decoded_in_any_batch_gets_the_logits_it_gets_alone)
 test_served_requests_answer_as_each_does_alone = gpu.test_served_requests_answer_as_each_does_alone
@@ -112,6 +113,14 @@ test_speculative_verification_rows_get_the_logits_of_plain_decoding = (
     gpu.test_speculative_verification_rows_get_the_logits_of_plain_decoding)
 test_a_speculating_batcher_answers_as_generate_alone = gpu.test_a_speculating_batcher_answers_as_generate_alone
 test_backend_works_from_another_thread = gpu.test_backend_works_from_another_thread
+
+
+# Each benchmarked architecture and each type at least once (a model run on the emulator takes 5-20 s; the GPU
+# runs all 20 pairs).
+@pytest.mark.parametrize("shape,qtype", [("llama-tiny", "Q8_0"), ("qwen2-tiny", "Q6_K"), ("qwen3-tiny", "Q4_0"),
+                                         ("gemma3-tiny", "Q4_K_M"), ("gemma3-tiny", "F16")])
+def test_bench_shapes_logits_match_reference(hip, tmp_path, shape, qtype):
+    gpu.test_bench_shapes_logits_match_reference(hip, tmp_path, shape, qtype)
 
 
 def load(hip, unit, names):

@@ -273,6 +273,66 @@ def test_whole_model_logits_match_reference(hip, tmp_path, arch, dtype):
     assert nmse(logits["hip"], logits["reference"]) < 1e-8
 
 
+def engine_logits(path, backend: str, ids: list[int], n_prefill: int, kv_dtype: str = "f32") -> np.ndarray:
+    """Logits of every position of ``ids``: the first ``n_prefill`` in one prefill step, the rest decoded one by one
+    (on hip the second and later decode steps replay a captured graph)."""
+    from rocmforge_core.engine import Engine
+    from rocmforge_core.engine.model import Model
+
+    model = Model(path, backend=backend)
+    try:
+        engine = Engine(model, n_ctx=64, kv_dtype=kv_dtype)
+        slot = engine.add_sequence()
+        rows = [engine.logits_to_host(engine.prefill(slot, ids[:n_prefill], all_logits=True).logits)]
+        for pos in range(n_prefill, len(ids)):
+            rows.append(engine.logits_to_host(engine.step([ids[pos]], [slot], [pos], [0], "decode").logits))
+        return np.concatenate(rows)
+    finally:
+        model.close()
+
+
+# Quantized products on hip round activations to 8 bits (the decode path) or weights to f16 (prefill): per
+# product 1e-5 to 1e-4 of NMSE (test_matmul_model_shapes). Through a model of random blocks it grows: without q/k
+# norms (llama, qwen2) attention scores of these weights are large, softmax nearly one-hot, and a small change of a
+# score moves a whole row; Q8_0's and Q6_K's random blocks hold weights up to 16x those of Q4_0's, the scales being
+# drawn from the same range. Measured on the emulator (2026-12-03): position 0 (attention over itself alone)
+# 1e-4 to 1e-3 for every type, all 21 positions up to 1.4e-2 (llama-tiny Q8_0); F16 1e-12. A wrong kernel gives
+# NMSE near 1, so these bounds still catch one.
+SHAPE_TOLERANCE = {"F16": (1e-8, 1e-8), "Q8_0": (3e-3, 5e-2), "Q4_0": (3e-3, 5e-2), "Q4_K_M": (3e-3, 5e-2),
+                   "Q6_K": (3e-3, 5e-2)}  # (position 0, all positions)
+
+
+@pytest.mark.parametrize("shape", ["llama-tiny", "qwen2-tiny", "qwen3-tiny", "gemma3-tiny"])
+@pytest.mark.parametrize("qtype", list(SHAPE_TOLERANCE))
+def test_bench_shapes_logits_match_reference(hip, tmp_path, shape, qtype):
+    """The -tiny twin of every benchmarked shape (rocmforge_core/cli/shapes.py: llama 3 rope factors and an
+    untied output, qwen2's q/k/v biases, qwen3's q/k norms with a head size other than d_model / heads, gemma3's
+    sliding-window and global layers), written as the benchmarks write them, in every benchmarked type: hip's
+    logits over a prefill and decode steps against the reference backend's. 21 positions: past gemma3-tiny's
+    window of 8."""
+    from rocmforge_core.cli.shapes import write_synthetic
+
+    path = write_synthetic(f"{shape}:{qtype}", tmp_path)
+    ids = [int(t) for t in np.random.default_rng(1).integers(0, 1000, 21)]
+    want = engine_logits(path, "reference", ids, 13)
+    got = engine_logits(path, "hip", ids, 13)
+    assert got.shape == want.shape == (21, 1000) and np.isfinite(want).all()
+    first, every = nmse(got[0], want[0]), nmse(got, want)
+    print(f"\n{shape} {qtype}: nmse position 0 {first:.2e}, all {every:.2e}")
+    assert first < SHAPE_TOLERANCE[qtype][0] and every < SHAPE_TOLERANCE[qtype][1]
+
+
+def test_f16_kv_cache_matches_the_reference_with_one(hip, tmp_path):
+    """`rocmforge bench -ctk f16` (as llama-bench's default cache): gemma3-tiny's windowed and global layers over
+    an f16 cache on hip against the reference backend with an f16 cache (both round k and v to f16 alike)."""
+    from rocmforge_core.cli.shapes import write_synthetic
+
+    path = write_synthetic("gemma3-tiny:F16", tmp_path)
+    ids = [int(t) for t in np.random.default_rng(4).integers(0, 1000, 21)]
+    want = engine_logits(path, "reference", ids, 13, kv_dtype="f16")
+    assert nmse(engine_logits(path, "hip", ids, 13, kv_dtype="f16"), want) < 1e-8
+
+
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3", "gemma3"])
 @pytest.mark.parametrize("dtype", ["F16", "Q8_0", "Q4_0"])
 def test_a_sequence_decoded_in_any_batch_gets_the_logits_it_gets_alone(hip, tmp_path, arch, dtype):

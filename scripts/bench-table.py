@@ -1,11 +1,13 @@
-"""The table scripts/serving-bench.sh prints last, from the raw files its phases wrote (a missing or broken file
-leaves "-" in its cells), and with --json all parsed results in one file.
+"""The table scripts/serving-bench.sh and scripts/single-stream-bench.sh print last, from the raw files their
+phases wrote (a missing or broken file leaves "-" in its cells), and with --json all parsed results in one file.
 
-    python scripts/serving-bench-table.py RAW_DIR NAME... [--json results.json]
+    python scripts/bench-table.py RAW_DIR NAME... [--json results.json]
 
-NAME is a model as the script names it (llama-1b-Q4_K_M); per NAME, RAW_DIR holds rf-bench-NAME.json (rocmforge
-bench --json), llama-bench-NAME.json (llama-bench -o json), rf-serve-NAME.json and llama-server-NAME.json
-(python -m rocmforge_core.serve.loadtest), llama-batched-NAME.jsonl (llama-batched-bench --output-format jsonl).
+NAME is a model as the scripts name it (llama-1b-Q4_K_M); per NAME, RAW_DIR holds rf-bench-NAME.json (rocmforge
+bench --json), llama-bench-NAME.json (llama-bench -o json), each perhaps also as ...-NAME-depth.json (a second
+run at depth: -d), rf-serve-NAME.json and llama-server-NAME.json (python -m rocmforge_core.serve.loadtest),
+llama-batched-NAME.jsonl (llama-batched-bench --output-format jsonl). The serving columns and rows appear only
+where some serving result is there.
 """
 
 from __future__ import annotations
@@ -25,9 +27,34 @@ def load(path: Path):
         return None
 
 
+BENCH_RUNS = ("", "-depth")  # file name suffixes of a model's bench runs
+
+
+def bench_reports(raw: Path, name: str) -> dict | None:
+    """rocmforge bench's reports of a model as one report with the results of all its runs (each result with its
+    run's context size and load time)."""
+    reports = [r for r in (load(raw / f"rf-bench-{name}{run}.json") for run in BENCH_RUNS) if r]
+    if not reports:
+        return None
+    per_run = ("n_ctx", "load_s")
+    merged = {k: v for k, v in reports[0].items() if k not in per_run}
+    merged["results"] = [{**t, **{k: r[k] for k in per_run if k in r}} for r in reports for t in r.get("results", [])]
+    return merged
+
+
+def llama_bench_tests(raw: Path, name: str) -> list[dict] | None:
+    tests = [t for run in BENCH_RUNS for t in load(raw / f"llama-bench-{name}{run}.json") or []]
+    return tests or None
+
+
+def test_key(test: str, depth: int) -> str:
+    """llama-bench's test names: pp512, tg128 @ d4096."""
+    return test + (f" @ d{depth}" if depth else "")
+
+
 def results(raw: Path, name: str) -> dict:
-    return {"rocmforge_bench": load(raw / f"rf-bench-{name}.json"),
-            "llama_bench": load(raw / f"llama-bench-{name}.json"),
+    return {"rocmforge_bench": bench_reports(raw, name),
+            "llama_bench": llama_bench_tests(raw, name),
             "rocmforge_serve": load(raw / f"rf-serve-{name}.json"),
             "llama_server": load(raw / f"llama-server-{name}.json"),
             "llama_batched": load(raw / f"llama-batched-{name}.jsonl")}
@@ -63,13 +90,13 @@ def rows(name: str, r: dict) -> list[list[str]]:
         a, b = ours.get(clients), theirs.get(clients)
         out.append([name, f"serve, {clients} client{'s' * (clients != 1)}", serve_cell(a), serve_cell(b),
                     ratio(a and a["tokens_per_s"], b and b["tokens_per_s"]), figure(batched.get(clients))])
-    bench = {t["test"]: t for t in (r["rocmforge_bench"] or {}).get("results", [])}
+    bench = {(t["test"], t.get("n_depth", 0)): t for t in (r["rocmforge_bench"] or {}).get("results", [])}
     llama = {}
     for t in r["llama_bench"] or []:
-        llama[f"pp{t['n_prompt']}" if t["n_prompt"] else f"tg{t['n_gen']}"] = t
-    for test in sorted(set(bench) | set(llama), key=lambda t: (t[:2] != "pp", t)):
+        llama[f"pp{t['n_prompt']}" if t["n_prompt"] else f"tg{t['n_gen']}", t.get("n_depth", 0)] = t
+    for test in sorted(set(bench) | set(llama), key=lambda t: (t[1], t[0][:2] != "pp", t[0])):
         a, b = bench.get(test, {}), llama.get(test, {})
-        out.append([name, test, figure(a.get("avg_ts"), a.get("stddev_ts")),
+        out.append([name, test_key(*test), figure(a.get("avg_ts"), a.get("stddev_ts")),
                     figure(b.get("avg_ts"), b.get("stddev_ts")), ratio(a.get("avg_ts"), b.get("avg_ts")), ""])
     return out
 
@@ -91,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     if serve:
         print(f"serve: {serve['requests']} streaming /v1/completions x {serve['max_tokens']} tokens, greedy, "
               "ignore_eos; t/s = completion tokens / wall time")
-    print("| model | test | rocmforge t/s | llama.cpp t/s | ratio | llama-batched-bench TG t/s (no HTTP) |")
-    print("|---|---|--:|--:|--:|--:|")
+    serving = any(r["rocmforge_serve"] or r["llama_server"] or r["llama_batched"] for r in everything.values())
+    columns = 6 if serving else 5
+    print("| model | test | rocmforge t/s | llama.cpp t/s | ratio |"
+          + (" llama-batched-bench TG t/s (no HTTP) |" if serving else ""))
+    print("|---|---|--:|--:|--:|" + ("--:|" if serving else ""))
     for name, r in everything.items():
         for row in rows(name, r):
-            print("| " + " | ".join(row) + " |")
+            print("| " + " | ".join(row[:columns]) + " |")
     return 0
 
 

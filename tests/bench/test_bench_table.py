@@ -1,5 +1,5 @@
-"""The table scripts/serving-bench.sh prints last (scripts/serving-bench-table.py), from raw files of the formats
-each tool writes; a phase that wrote nothing leaves "-" in its cells."""
+"""The table scripts/serving-bench.sh and scripts/single-stream-bench.sh print last (scripts/bench-table.py), from
+raw files of the formats each tool writes; a phase that wrote nothing leaves "-" in its cells."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "serving-bench-table.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench-table.py"
 
 
 def serve_report(runs: list[dict]) -> dict:
@@ -63,3 +63,28 @@ def test_missing_phases_leave_dashes(tmp_path):
     lines = table(tmp_path, "m", "never-ran")
     assert "| m | serve, 1 client | 100.0 | - | - | - |" in lines
     assert not any("pp512" in line or "never-ran" in line for line in lines)
+
+
+def test_runs_at_depth_get_rows_of_their_own_and_no_serving_column(tmp_path):
+    (tmp_path / "rf-bench-m.json").write_text(json.dumps({"backend": "hip", "device": "GPU X", "results": [
+        {"test": "pp512", "n_depth": 0, "avg_ts": 1000.0, "stddev_ts": 10.0},
+        {"test": "tg128", "n_depth": 0, "avg_ts": 200.0, "stddev_ts": 2.0}]}))
+    (tmp_path / "rf-bench-m-depth.json").write_text(json.dumps({"backend": "hip", "device": "GPU X", "n_ctx": 16513,
+                                                                "results": [
+        {"test": "tg128", "n_depth": 4096, "avg_ts": 150.0, "stddev_ts": 1.0},
+        {"test": "tg128", "n_depth": 16384, "avg_ts": 100.0, "stddev_ts": 1.0}]}))
+    (tmp_path / "llama-bench-m.json").write_text(json.dumps([
+        {"n_prompt": 512, "n_gen": 0, "n_depth": 0, "avg_ts": 2000.0, "stddev_ts": 20.0},
+        {"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 100.0, "stddev_ts": 1.0}]))
+    (tmp_path / "llama-bench-m-depth.json").write_text(json.dumps([
+        {"n_prompt": 0, "n_gen": 128, "n_depth": 4096, "avg_ts": 75.0, "stddev_ts": 1.0}]))
+    lines = table(tmp_path, "m", json_out=tmp_path / "all.json")
+    merged = json.loads((tmp_path / "all.json").read_text())["m"]["rocmforge_bench"]
+    assert "n_ctx" not in merged and [t.get("n_ctx") for t in merged["results"]] == [None, None, 16513, 16513]
+    assert lines[0] == "rocmforge backend hip on GPU X"
+    assert lines[1:] == [
+        "| model | test | rocmforge t/s | llama.cpp t/s | ratio |", "|---|---|--:|--:|--:|",
+        "| m | pp512 | 1,000.0 ± 10.0 | 2,000.0 ± 20.0 | 0.50x |",
+        "| m | tg128 | 200.0 ± 2.0 | 100.0 ± 1.0 | 2.00x |",
+        "| m | tg128 @ d4096 | 150.0 ± 1.0 | 75.0 ± 1.0 | 2.00x |",
+        "| m | tg128 @ d16384 | 100.0 ± 1.0 | - | - |"]
