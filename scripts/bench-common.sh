@@ -125,6 +125,14 @@ bench_llama() {  # NAME SUFFIX SECONDS ARGS...: `llama-bench -o json ARGS` of a 
     log "llama-bench $name $* done (rc $?)"
 }
 
+gpu_tests() {  # SECONDS: with RF_BENCH_GPU_TESTS=1, `pytest -m gpu` while llama.cpp builds, to pytest-gpu.log
+    [ "${RF_BENCH_GPU_TESTS:-0}" = 1 ] || return 0
+    timeout "$(budget "$1")" "$PY" -m pytest -m gpu -q -p no:cacheprovider -rfs \
+        $(grep -rl "mark.gpu" tests --include="test_*.py") >"$RAW/pytest-gpu.log" 2>&1
+    log "gpu tests (rc $?): $(grep -E 'passed|failed' "$RAW/pytest-gpu.log" | tail -1)"
+    grep -E "^(FAILED|ERROR)" "$RAW/pytest-gpu.log" | head -10
+}
+
 measure_both() {  # RESERVE: the script's rocmforge_side (leaving RESERVE s of the deadline), then its llama_side
     # once llama.cpp is built; with WAIT_BUILD=1 the build first, so rocmforge does not share the CPU with it
     local built

@@ -55,6 +55,7 @@ serve_and_load() {  # NAME URL: wait for the server just started, run the load, 
 
 start_llama_build "llama-bench llama-quantize llama-batched-bench llama-server"
 install_rocmforge
+gpu_tests 240
 write_models $MODELS
 
 rocmforge_side() {
