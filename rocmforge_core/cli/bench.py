@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rocmforge_core.cli.options import add_model_options, placement_profile
+from rocmforge_core.cli.options import add_model_options, placement_profile, single_stream_kernels
 from rocmforge_core.cli.shapes import MIXES, SHAPES, write_synthetic
 from rocmforge_core.errors import RocmforgeError
 
@@ -57,6 +57,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    single_stream_kernels()
     if args.repetitions < 1 or args.n_prompt < 0 or args.n_gen < 0:
         raise BenchError("-r must be at least 1 and -p/-n not negative")
     if (args.out is None) == bool(args.write_synthetic):

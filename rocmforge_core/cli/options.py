@@ -3,6 +3,7 @@ tools spell them (-m, -c, -t, -ngl) beside the long names, and the placement pro
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rocmforge_core.errors import RocmforgeError
@@ -55,3 +56,11 @@ def placement_profile(args):
     profile.gpu_layers = n
     profile.offload_where = f"-ngl {n}"
     return profile
+
+
+def single_stream_kernels() -> None:
+    """`run` and `bench` decode one sequence at a time: there the hip backend's integer-dot decode kernels beat its
+    tile products (docs/HIP.md, docs/PERF.md), and batch invariance has no batch to hold across. The server keeps
+    the tile products, whose one arithmetic for 1-64 rows makes its batched answers equal its solo ones.
+    ROCMFORGE_HIP_MMA set by the user wins."""
+    os.environ.setdefault("ROCMFORGE_HIP_MMA", "0")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from rocmforge_core.cli.generation import note_builtin_template, sampling_params, statistics, token_limit
-from rocmforge_core.cli.options import add_model_options, placement_profile
+from rocmforge_core.cli.options import add_model_options, placement_profile, single_stream_kernels
 from rocmforge_core.cli.speculation import add_speculation_options, check_speculation_options, speculation
 from rocmforge_core.default_model import default_model_path
 from rocmforge_core.engine import Engine, Model, SamplingParams
@@ -148,6 +148,7 @@ def chat_template(args) -> str | None:
 
 
 def run(args) -> int:
+    single_stream_kernels()
     if args.max_tokens < -1:
         raise RocmforgeError(f"-n takes a number of tokens >= 0, or -1 for no limit, got {args.max_tokens}")
     if args.conversation and (args.json or args.chat is False):
