@@ -14,6 +14,7 @@ import numpy as np
 
 from rocmforge_core.formats import Weight
 from rocmforge_core.ops import Kernel, Signature, Verdict, no, yes
+from rocmforge_core.ops.logprobs import MAX_VOCAB as LOGPROBS_MAX_VOCAB
 from rocmforge_core.registry import get_registry
 from rocmforge_rocm_hip import sources
 from rocmforge_rocm_hip.runtime import F32, F64, I32, I64, PTR
@@ -345,13 +346,21 @@ class HipOps:
         return out
 
     # -- sampling --------------------------------------------------------------------------------------------
-    def sample(self, logits, history, params, controls, *, candidates):
+    def sample(self, logits, history, params, controls, mask, bias_ids, bias_values, *, candidates):
         rows, vocab = logits.shape
         out = self.be.empty((rows,), "i32")
         work = self.be.empty((rows, vocab), "f32")
         self.be.launch(sources.SAMPLE, "rf_sample", (rows,), (1024,),
                        [(logits.ptr, PTR), (work.ptr, PTR), (vocab, I32), (history.ptr, PTR), (history.shape[1], I32),
-                        (params.ptr, PTR), (controls.ptr, PTR), (out.ptr, PTR)])
+                        (params.ptr, PTR), (controls.ptr, PTR), (mask.ptr, PTR), (bias_ids.ptr, PTR),
+                        (bias_values.ptr, PTR), (bias_ids.shape[1], I32), (out.ptr, PTR)])
+        return out
+
+    def logprobs(self, logits, tokens, *, top):
+        rows, vocab = logits.shape
+        out = self.be.empty((rows, 1 + 2 * top), "f32")
+        self.be.launch(sources.SAMPLE, "rf_logprobs", (rows,), (1024,),
+                       [(logits.ptr, PTR), (vocab, I32), (tokens.ptr, PTR), (int(top), I32), (out.ptr, PTR)])
         return out
 
 
@@ -435,12 +444,25 @@ def _supports_sample(sig):
     logits = sig.args[0]
     if logits.dtype != "f32" or len(logits.shape) != 2:
         return no("hip sample takes f32 logits [rows, vocab]")
+    mask, ids, values = sig.args[4:7]
+    if mask.dtype != "i32" or mask.shape[1] != -(-logits.shape[1] // 32) or ids.dtype != "i64" \
+            or values.dtype != "f32" or ids.shape != values.shape:
+        return no("hip sample takes an i32 mask of ceil(vocab/32) words and an i64/f32 bias of one shape")
     candidates = sig.param("candidates", logits.shape[1])
     if candidates == 1:
         return yes("greedy")
     if candidates > SAMPLE_MAX_TOP_K:
         return no(f"hip sample draws from at most {SAMPLE_MAX_TOP_K} top-k candidates; a call keeping {candidates} "
                   "runs on another backend")
+    return yes()
+
+
+def _supports_logprobs(sig):
+    logits = sig.args[0]
+    if logits.dtype != "f32" or len(logits.shape) != 2 or logits.shape[1] > LOGPROBS_MAX_VOCAB:
+        return no(f"hip logprobs takes f32 logits [rows, vocab] with a vocabulary below {LOGPROBS_MAX_VOCAB}")
+    if not 0 < sig.param("top", 0) <= logits.shape[1]:
+        return no("hip logprobs needs 0 < top <= vocab")
     return yes()
 
 
@@ -457,6 +479,7 @@ SUPPORTS = {
     "matmul": _supports_matmul,
     "attention": _supports_attention,
     "sample": _supports_sample,
+    "logprobs": _supports_logprobs,
 }
 
 
