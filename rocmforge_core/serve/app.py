@@ -27,7 +27,9 @@ from starlette.requests import ClientDisconnect, Request as HTTPRequest
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from rocmforge_core.engine.grammar import GrammarError
 from rocmforge_core.errors import RocmforgeError
+from rocmforge_core.ops import logprobs as logprobs_op
 from rocmforge_core.serve import schemas, sse
 from rocmforge_core.serve.access_log import AccessLog
 from rocmforge_core.serve.batcher import FINISH, Sequence
@@ -226,17 +228,31 @@ def prompt_ids(state: ServerState, req: schemas.Request) -> list[int]:
     return ids
 
 
+def constraint(state: ServerState, req: schemas.Request):
+    """The request's grammar compiled for this model (a worker thread: a large schema takes a while), or None."""
+    if req.rules.grammar is None:
+        return None
+    kind, spec = req.rules.grammar
+    try:
+        return state.grammars.constraint(kind, spec)
+    except GrammarError as exc:
+        raise APIError(str(exc), param="response_format" if kind == "json_schema" else "grammar") from None
+
+
 async def generate(request: HTTPRequest, state: ServerState, req: schemas.Request) -> Response:
+    req.rules.check_vocabulary(state.model.config.vocab_size)
     ids = await run_in_threadpool(prompt_ids, state, req)
+    grammar = await run_in_threadpool(constraint, state, req)
     room = state.batcher.max_sequence_tokens - len(ids)
     max_tokens = room if req.max_tokens is None else min(req.max_tokens, room)
     queue: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
     seq = Sequence(ids, max_tokens, req.sampling, lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev),
                    stop=req.stop, eog_ids=frozenset() if req.ignore_eos else state.tokenizer.eog_ids,
-                   decoder=state.tokenizer.stream())
+                   decoder=state.tokenizer.stream(), logit_bias=req.rules.logit_bias, constraint=grammar,
+                   logprobs=req.rules.logprobs is not None)
     state.batcher.submit(seq)
-    reply = Reply(req, state.model_id, seq)
+    reply = Reply(req, state.model_id, seq, state.tokenizer)
     request.state.log_detail = reply.log_detail
     if req.stream:
         return SequenceStream(stream(reply, queue), lambda: state.batcher.cancel(seq))
@@ -251,9 +267,10 @@ async def stream(reply: "Reply", queue: asyncio.Queue):
         while not queue.empty():  # text that piled up while the client was slow goes out as one chunk
             events.append(queue.get_nowait())
         text = "".join(value for kind, value in events if kind == "text")
-        if text:
-            yield sse.event(reply.chunk(reply.delta(text), None))
-        end = next(((kind, value) for kind, value in events if kind != "text"), None)
+        scored = [value for kind, value in events if kind == "logprobs"]
+        if text or scored:
+            yield sse.event(reply.chunk(reply.delta(text), None, scored))
+        end = next(((kind, value) for kind, value in events if kind not in ("text", "logprobs")), None)
         if end is None:
             continue
         kind, value = end
@@ -270,12 +287,15 @@ async def stream(reply: "Reply", queue: asyncio.Queue):
 async def whole(request: HTTPRequest, state: ServerState, reply: "Reply", queue: asyncio.Queue) -> Response:
     """The whole answer, once the sequence ends; a client that disconnects meanwhile cancels it."""
     pieces: list[str] = []
+    scored: list[tuple] = []
 
     async def collect():
         while True:
             kind, value = await queue.get()
             if kind == "text":
                 pieces.append(value)
+            elif kind == "logprobs":
+                scored.append(value)
             else:
                 return kind, value
 
@@ -299,7 +319,7 @@ async def whole(request: HTTPRequest, state: ServerState, reply: "Reply", queue:
     kind, value = collector.result()
     if kind == "error":
         raise value
-    return JSONResponse(reply.whole("".join(pieces), FINISH[value]))
+    return JSONResponse(reply.whole("".join(pieces), FINISH[value], scored))
 
 
 # -- errors of routing and bugs -----------------------------------------------------------------------------------
@@ -345,8 +365,9 @@ def error_response(exc: APIError) -> Response:
 class Reply:
     """The OpenAI response shapes of one request (chat.completion[.chunk] or text_completion)."""
 
-    def __init__(self, req: schemas.Request, model_id: str, seq: Sequence):
-        self.req, self.seq = req, seq
+    def __init__(self, req: schemas.Request, model_id: str, seq: Sequence, tokenizer=None):
+        self.req, self.seq, self.tokenizer = req, seq, tokenizer
+        self.text_offset = 0  # completions' logprobs: where the next token's text starts
         prefix = "chatcmpl" if req.kind == "chat" else "cmpl"
         self.id = f"{prefix}-{uuid.uuid4().hex}"
         self.model = req.model or model_id
@@ -374,17 +395,48 @@ class Reply:
     def delta(self, text: str) -> dict:
         return {"content": text} if self.req.kind == "chat" else {"text": text}
 
-    def chunk(self, delta: dict, finish_reason: str | None) -> dict:
+    def chunk(self, delta: dict, finish_reason: str | None, scored: list | None = None) -> dict:
+        logprobs = self.logprobs(scored)
         if self.req.kind == "chat":
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         else:
-            choice = {"index": 0, "text": delta.get("text", ""), "logprobs": None, "finish_reason": finish_reason}
+            choice = {"index": 0, "text": delta.get("text", ""), "logprobs": logprobs, "finish_reason": finish_reason}
         return {**self.envelope(chunk=True), "choices": [choice]}
 
-    def whole(self, text: str, finish_reason: str) -> dict:
+    def whole(self, text: str, finish_reason: str, scored: list | None = None) -> dict:
+        logprobs = self.logprobs(scored or [])
         if self.req.kind == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": logprobs,
                       "finish_reason": finish_reason}
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+            choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
         return {**self.envelope(), "choices": [choice], "usage": self.usage()}
+
+    def logprobs(self, scored: list | None) -> dict | None:
+        """OpenAI's logprobs object of ``scored`` tokens ((token, logprobs op row) pairs): chat's ``content`` list
+        or completions' parallel arrays; None when the request did not ask."""
+        top = self.req.rules.logprobs
+        if top is None or scored is None:
+            return None
+        entries = []
+        for token, row in scored:
+            chosen, ids, values = logprobs_op.split(row)
+            entries.append((token, chosen, list(zip(ids, values))[:top]))
+        if self.req.kind == "chat":
+            return {"content": [{**self._token(t, lp), "top_logprobs": [self._token(i, v) for i, v in alts]}
+                                for t, lp, alts in entries], "refusal": None}
+        texts = [self._piece(t) for t, _, _ in entries]
+        offsets = []
+        for text in texts:
+            offsets.append(self.text_offset)
+            self.text_offset += len(text)
+        return {"tokens": texts, "token_logprobs": [lp for _, lp, _ in entries],
+                "top_logprobs": [{self._piece(i): v for i, v in alts} for _, _, alts in entries],
+                "text_offset": offsets}
+
+    def _piece(self, token: int) -> str:
+        return self.tokenizer.token_to_piece(token).decode("utf-8", "replace")
+
+    def _token(self, token: int, logprob: float) -> dict:
+        data = self.tokenizer.token_to_piece(token)
+        return {"token": data.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(data)}

@@ -35,6 +35,7 @@ from typing import Callable, Iterable
 
 from rocmforge_core.engine import SamplingParams, sequence
 from rocmforge_core.engine.engine import PACK_ROWS, prefill_pieces
+from rocmforge_core.engine.grammar import GrammarError
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.serve.errors import APIError
 
@@ -52,9 +53,10 @@ class Sequence(sequence.Sequence):
     is already capped so prompt + max_tokens fits the context."""
 
     def __init__(self, prompt_ids: list[int], max_tokens: int, sampling: SamplingParams, sink: Callable[[tuple], None],
-                 stop: Iterable[str] = (), eog_ids: Iterable[int] = (), decoder=None):
+                 stop: Iterable[str] = (), eog_ids: Iterable[int] = (), decoder=None, **rules):
+        """``rules``: the engine sequence's logit_bias, constraint and logprobs."""
         super().__init__(prompt_ids, max_tokens=max_tokens, sampling=sampling, stop=stop, eog_ids=eog_ids,
-                         decoder=decoder, on_text=lambda text: self.emit(("text", text)))
+                         decoder=decoder, on_text=lambda text: self.emit(("text", text)), **rules)
         self.sink = sink
         self.id = next(_ids)
         self.slot: int | None = None
@@ -235,8 +237,8 @@ class Batcher:
                                   [s.position for s in batch], range(len(batch)), "decode", [s.row() for s in batch])
         if self.metrics:
             self.metrics.decode_step(len(batch))
-        for seq, token in zip(batch, result.tokens):
-            self._accept(seq, token)
+        for row, (seq, token) in enumerate(zip(batch, result.tokens)):
+            self._accept(seq, token, result, row)
 
     def _prefill(self) -> None:
         """One prefill step: the next piece of the first sequence still reading its prompt when that piece is long
@@ -272,11 +274,19 @@ class Batcher:
         for seq, complete, row in done:
             if complete:
                 seq.first_token_at = time.monotonic()
-                self._accept(seq, result.tokens[row])
+                self._accept(seq, result.tokens[row], result, row)
 
-    def _accept(self, seq: Sequence, token: int) -> None:
-        """A token sampled for the sequence in a step: end the sequence if that token does."""
-        finished = seq.accept(token)
+    def _accept(self, seq: Sequence, token: int, result, row: int) -> None:
+        """A token sampled for the sequence in row ``row`` of a step: its log-probabilities first when asked for
+        (an event of their own, before the token's text), then end the sequence if that token does."""
+        if seq.logprobs and token not in seq.eog_ids:
+            seq.emit(("logprobs", (token, result.logprobs[row])))
+        try:
+            finished = seq.accept(token)
+        except GrammarError as exc:  # the sampler kept to the mask, so this is a bug: only this sequence fails
+            log.error("rocmforge: sequence %d: %s", seq.id, exc)
+            self._finish(seq, "error", APIError(f"the engine failed: {exc}", status=500))
+            return
         if self.metrics and seq.finish_reason != "eos":  # an end-of-generation token is not generated text
             self.metrics.generated(1)
         if finished:

@@ -1,8 +1,8 @@
 """Validation of OpenAI-style request bodies into ``Request`` values, each problem a 400 naming the field.
 
 Fields rocmforge does not know are ignored (as llama.cpp's server does); fields it knows are type- and
-range-checked; features it does not offer (n > 1, logprobs, tools, echo, suffix) are refused rather than silently
-dropped. Sampling fields left out take llama.cpp's defaults (``SamplingParams``), not OpenAI's.
+range-checked; features it does not offer (n > 1, tools, echo, suffix) are refused rather than silently
+dropped. Structured output, logit bias and log-probabilities are parsed by structured.py. Sampling fields left out take llama.cpp's defaults (``SamplingParams``), not OpenAI's.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from rocmforge_core.engine import SamplingParams
 from rocmforge_core.engine.sampling import RANGES, SamplingError
+from rocmforge_core.serve import structured
 from rocmforge_core.serve.errors import APIError
 
 MAX_STOPS = 16
@@ -32,6 +33,7 @@ class Request:
     stream: bool = False
     include_usage: bool = False
     ignore_eos: bool = False
+    rules: structured.Rules = field(default_factory=structured.Rules)  # grammar, logit_bias, logprobs
 
 
 def parse_json(raw: bytes) -> dict:
@@ -107,7 +109,7 @@ def _unsupported(body: dict) -> None:
     best_of = _integer(body, "best_of", 1, 2 ** 31 - 1)
     if best_of is not None and best_of != 1:
         raise APIError(f"'best_of' must be 1, got {best_of}", param="best_of")
-    for name in ("logprobs", "top_logprobs", "echo", "suffix", "tools", "functions", "logit_bias"):
+    for name in ("echo", "suffix", "tools", "functions"):
         v = body.get(name)
         if v not in (None, False, {}, [], ""):
             raise APIError(f"'{name}' is not supported by this server; leave it out", param=name)
@@ -126,7 +128,7 @@ def _common(body: dict, kind: str) -> Request:
         raise APIError(f"'stream_options' must be an object, got {_kind(options)}", param="stream_options")
     return Request(kind, model, max_tokens=max_tokens, sampling=_sampling(body), stop=_stops(body),
                    stream=flag(body, "stream"), include_usage=flag(options or {}, "include_usage"),
-                   ignore_eos=flag(body, "ignore_eos"))
+                   ignore_eos=flag(body, "ignore_eos"), rules=structured.parse(body, kind))
 
 
 def _content(message: dict, i: int) -> str:

@@ -122,7 +122,7 @@ BAD = [
     ({"prompt": "x", "stream": "yes"}, "'stream' must be a boolean"),
     ({"prompt": "x", "stop": [1, 2]}, "'stop' must be a string or an array of strings"),
     ({"prompt": "x", "n": 2}, "'n' must be 1"),
-    ({"prompt": "x", "logprobs": 3}, "'logprobs' is not supported"),
+    ({"prompt": "x", "logprobs": 30}, "'logprobs' must be an integer in [0, 20], got 30"),
     ({"prompt": "x", "seed": "s"}, "seed must be an integer in"),
     ({"prompt": 5}, "'prompt' must be a string or a non-empty array of token ids"),
     ({"prompt": []}, "'prompt' must be a string or a non-empty array of token ids"),
