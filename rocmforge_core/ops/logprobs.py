@@ -10,11 +10,21 @@ this op only when some row asked for log-probabilities, so other steps neither c
 
 import numpy as np
 
-from rocmforge_core.ops import ArgInfo, Case, OpSpec, Signature, Tolerance
+from rocmforge_core.ops import ArgInfo, Case, OpSpec, Signature, Tolerance, Verdict, no, yes
 from rocmforge_core.ops._cases import normal
 
 TOP = 20  # OpenAI's largest top_logprobs; completions' logprobs (at most 5) read the first ones
 MAX_VOCAB = 1 << 24  # ids are carried as f32
+
+
+def supported(sig: Signature, backend: str) -> Verdict:
+    """The op's own limits, which every kernel shares: f32 logits [rows, vocab], ids exact as f32, 0 < top <= V."""
+    logits = sig.args[0]
+    if logits.dtype != "f32" or len(logits.shape) != 2 or logits.shape[1] > MAX_VOCAB:
+        return no(f"{backend} logprobs takes f32 logits [rows, vocab] with a vocabulary below {MAX_VOCAB}")
+    if not 0 < sig.param("top", 0) <= logits.shape[1]:
+        return no(f"{backend} logprobs needs 0 < top <= vocab")
+    return yes()
 
 
 def top_ids(row: np.ndarray, top: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 from rocmforge_core.formats import Weight
 from rocmforge_core.ops import Kernel, Signature, Verdict, no, yes
-from rocmforge_core.ops.logprobs import MAX_VOCAB as LOGPROBS_MAX_VOCAB
+from rocmforge_core.ops import logprobs as logprobs_op
 from rocmforge_core.registry import get_registry
 from rocmforge_rocm_hip import sources
 from rocmforge_rocm_hip.runtime import F32, F64, I32, I64, PTR
@@ -457,15 +457,6 @@ def _supports_sample(sig):
     return yes()
 
 
-def _supports_logprobs(sig):
-    logits = sig.args[0]
-    if logits.dtype != "f32" or len(logits.shape) != 2 or logits.shape[1] > LOGPROBS_MAX_VOCAB:
-        return no(f"hip logprobs takes f32 logits [rows, vocab] with a vocabulary below {LOGPROBS_MAX_VOCAB}")
-    if not 0 < sig.param("top", 0) <= logits.shape[1]:
-        return no("hip logprobs needs 0 < top <= vocab")
-    return yes()
-
-
 SUPPORTS = {
     "add": _supports_add,
     "scale": lambda sig: _f32(sig, 0),
@@ -479,7 +470,7 @@ SUPPORTS = {
     "matmul": _supports_matmul,
     "attention": _supports_attention,
     "sample": _supports_sample,
-    "logprobs": _supports_logprobs,
+    "logprobs": lambda sig: logprobs_op.supported(sig, "hip"),
 }
 
 

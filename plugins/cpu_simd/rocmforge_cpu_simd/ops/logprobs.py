@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rocmforge_core.ops import Kernel, no, yes
-from rocmforge_core.ops.logprobs import MAX_VOCAB
+from rocmforge_core.ops import Kernel
+from rocmforge_core.ops.logprobs import supported
 from rocmforge_cpu_simd.ops.sample import top_k_ids
 
 
@@ -26,14 +26,5 @@ def logprobs(logits, tokens, *, top):
     return out
 
 
-def _supports(sig):
-    logits = sig.args[0]
-    if logits.dtype != "f32" or len(logits.shape) != 2 or logits.shape[1] > MAX_VOCAB:
-        return no(f"cpu logprobs takes f32 logits [rows, vocab] with a vocabulary below {MAX_VOCAB}")
-    if not 0 < sig.param("top", 0) <= logits.shape[1]:
-        return no("cpu logprobs needs 0 < top <= vocab")
-    return yes()
-
-
 def kernels():
-    return [Kernel("logprobs", "cpu", "cpu.logprobs", logprobs, _supports)]
+    return [Kernel("logprobs", "cpu", "cpu.logprobs", logprobs, lambda sig: supported(sig, "cpu"))]
