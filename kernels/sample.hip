@@ -1,7 +1,9 @@
 // Sampling on the device (rocmforge_core/ops/sample.py), one block of RF_SAMPLE_THREADS threads per row of
 // logits, so a decode step of any batch reads back one token id per sequence. Chain as the reference: penalties,
 // top-k, typical, top-p, min-p, temperature, draw with the same splitmix64 uniform; each row's parameters come
-// from params (f64[rows, 7]) and controls (i64[rows, 3]: top_k, seed, step). The top-k candidates (1 <= top_k <= RF_SAMPLE_CAP) are found by a radix select over
+// from params (f64[rows, 7]) and controls (i64[rows, 3]: top_k, seed, step). Before the chain, the row's sparse
+// logit bias (K (id, value) pairs, id -1 unused) is added and the tokens its mask (ceil(V/32) words, bit t % 32 of
+// word t / 32) leaves out get -inf; candidates at -inf are dropped after top-k. The top-k candidates (1 <= top_k <= RF_SAMPLE_CAP) are found by a radix select over
 // the logits and sorted by (logit descending, id ascending); the rest of the chain runs on them in double.
 #define RF_SAMPLE_THREADS 1024
 #define RF_SAMPLE_CAP 1024
@@ -38,7 +40,9 @@ __device__ void rf_rank_sort(const float* val, const int* id, const double* key,
 extern "C" __global__ void __launch_bounds__(RF_SAMPLE_THREADS)
     rf_sample(const float* __restrict__ logits_all, float* __restrict__ work_all, int V,
               const int32_t* __restrict__ hist_all, int L, const double* __restrict__ params_all,
-              const int64_t* __restrict__ controls_all, int32_t* __restrict__ out_all) {
+              const int64_t* __restrict__ controls_all, const int32_t* __restrict__ mask_all,
+              const int64_t* __restrict__ bias_ids_all, const float* __restrict__ bias_values_all, int K,
+              int32_t* __restrict__ out_all) {
     rf_grid_begin();
     const int row = blockIdx.x;
     const float* __restrict__ logits = logits_all + (long long)row * V;
@@ -46,6 +50,10 @@ extern "C" __global__ void __launch_bounds__(RF_SAMPLE_THREADS)
     const int32_t* __restrict__ hist = hist_all + (long long)row * L;
     const double* __restrict__ params = params_all + row * 7;
     const int64_t* __restrict__ controls = controls_all + row * 3;
+    const int W = (V + 31) / 32;
+    const int32_t* __restrict__ mask = mask_all + (long long)row * W;
+    const int64_t* __restrict__ bias_ids = bias_ids_all + (long long)row * K;
+    const float* __restrict__ bias_values = bias_values_all + (long long)row * K;
     int32_t* __restrict__ out = out_all + row;
     const double temperature = params[0], top_p = params[1], min_p = params[2], typical_p = params[3];
     const float repeat_penalty = (float)params[4];
@@ -59,17 +67,37 @@ extern "C" __global__ void __launch_bounds__(RF_SAMPLE_THREADS)
     __shared__ double aux[RF_SAMPLE_CAP];
     __shared__ int hist256[256];
     __shared__ uint32_t sel_prefix, sel_mask;
-    __shared__ int sel_remaining, n_cand, n_eq;
+    __shared__ int sel_remaining, n_cand, n_eq, masked, biased;
     __shared__ float best_v[RF_SAMPLE_THREADS / 32];
     __shared__ int best_i[RF_SAMPLE_THREADS / 32];
     const int tid = threadIdx.x;
 
-    // Penalties, into a copy so the logits stay as they were.
+    // Bias, mask and penalties, into a copy so the logits stay as they were (made only when one of them acts).
+    if (tid == 0) { masked = 0; biased = 0; }
+    __syncthreads();
+    for (int i = tid; i < W; i += blockDim.x)
+        if (mask[i] != -1) masked = 1;
+    for (int i = tid; i < K; i += blockDim.x)
+        if (bias_ids[i] >= 0) biased = 1;
+    __syncthreads();
     const bool penalize = L > 0 && (repeat_penalty != 1.0f || presence != 0.0 || frequency != 0.0);
     const float* lg = logits;
-    if (penalize) {
+    if (penalize || masked || biased) {
         for (int i = tid; i < V; i += blockDim.x) work[i] = logits[i];
         __syncthreads();
+        if (tid == 0)  // in order, one thread: ids are distinct, but the sum is the reference's either way
+            for (int j = 0; j < K; ++j) {
+                const long long id = bias_ids[j];
+                if (id >= 0 && id < V) work[id] = work[id] + bias_values[j];
+            }
+        __syncthreads();
+        if (masked)
+            for (int i = tid; i < V; i += blockDim.x)
+                if (!((mask[i >> 5] >> (i & 31)) & 1)) work[i] = -RF_INF;
+        __syncthreads();
+        lg = work;
+    }
+    if (penalize) {
         for (int i = tid; i < L; i += blockDim.x) {
             const int id = hist[i];
             if (id < 0 || id >= V) continue;
@@ -82,7 +110,7 @@ extern "C" __global__ void __launch_bounds__(RF_SAMPLE_THREADS)
                 }
             }
             if (!first) continue;
-            const float v = logits[id];
+            const float v = work[id];
             const float p = v <= 0.0f ? v * repeat_penalty : v / repeat_penalty;
             work[id] = (float)((double)p - (double)count * frequency - presence);
         }
@@ -174,7 +202,8 @@ extern "C" __global__ void __launch_bounds__(RF_SAMPLE_THREADS)
     __syncthreads();
     for (int i = tid; i < n; i += blockDim.x) { x[i] = aux[i]; order[i] = cid[order[i]]; }
     __syncthreads();
-    // Now x[0..n) descending with ids order[0..n).
+    // Now x[0..n) descending with ids order[0..n); masked candidates (-inf) are the last ones.
+    while (n > 1 && x[n - 1] == -(double)RF_INF) --n;
 
     if (typical_p < 1.0) {
         if (tid == 0) {
@@ -240,4 +269,73 @@ extern "C" __global__ void __launch_bounds__(RF_SAMPLE_THREADS)
         if (cum > target * total) { idx = i; break; }
     }
     out[0] = order[min(idx, n - 1)];
+}
+
+// Log-probabilities of a step's rows (rocmforge_core/ops/logprobs.py), one block of RF_SAMPLE_THREADS threads
+// per row, from the raw logits: the sampled token's, then the `top` most likely tokens (logit descending, id
+// ascending) with theirs. The normalizer is summed in double; each of the `top` rounds is a block argmax over
+// the tokens that come after the previous pick in that order, so no list of picked ids is kept.
+extern "C" __global__ void __launch_bounds__(RF_SAMPLE_THREADS)
+    rf_logprobs(const float* __restrict__ logits_all, int V, const int32_t* __restrict__ tokens, int top,
+                float* __restrict__ out_all) {
+    rf_grid_begin();
+    const int row = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
+    const float* __restrict__ x = logits_all + (long long)row * V;
+    float* __restrict__ out = out_all + (long long)row * (1 + 2 * top);
+    __shared__ double red[RF_SAMPLE_THREADS];
+    __shared__ float rv[RF_SAMPLE_THREADS];
+    __shared__ int ri[RF_SAMPLE_THREADS];
+
+    float m = -RF_INF;
+    for (int i = tid; i < V; i += nt) m = fmaxf(m, x[i]);
+    rv[tid] = m;
+    __syncthreads();
+    for (int s = nt / 2; s > 0; s >>= 1) {
+        if (tid < s) rv[tid] = fmaxf(rv[tid], rv[tid + s]);
+        __syncthreads();
+    }
+    const double mx = (double)rv[0];
+    double sum = 0.0;
+    for (int i = tid; i < V; i += nt) sum += exp((double)x[i] - mx);
+    red[tid] = sum;
+    __syncthreads();
+    for (int s = nt / 2; s > 0; s >>= 1) {
+        if (tid < s) red[tid] += red[tid + s];
+        __syncthreads();
+    }
+    const double lse = mx + log(red[0]);
+    if (tid == 0) {
+        const int t = tokens[row];
+        out[0] = (t >= 0 && t < V) ? (float)((double)x[t] - lse) : -RF_INF;
+    }
+    __syncthreads();  // rv is reused below
+
+    float pv = RF_INF;
+    int pi = -1;
+    for (int k = 0; k < top; ++k) {
+        float bv = -RF_INF;
+        int bi = 0x7fffffff;
+        for (int i = tid; i < V; i += nt) {
+            const float v = x[i];
+            const bool after = v < pv || (v == pv && i > pi);
+            if (after && (v > bv || (v == bv && i < bi))) { bv = v; bi = i; }
+        }
+        rv[tid] = bv;
+        ri[tid] = bi;
+        __syncthreads();
+        for (int s = nt / 2; s > 0; s >>= 1) {
+            if (tid < s && (rv[tid + s] > rv[tid] || (rv[tid + s] == rv[tid] && ri[tid + s] < ri[tid]))) {
+                rv[tid] = rv[tid + s];
+                ri[tid] = ri[tid + s];
+            }
+            __syncthreads();
+        }
+        pv = rv[0];
+        pi = ri[0];
+        __syncthreads();
+        if (tid == 0) {
+            out[1 + k] = (float)pi;
+            out[1 + top + k] = (float)((double)pv - lse);
+        }
+    }
 }

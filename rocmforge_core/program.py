@@ -17,10 +17,12 @@ from rocmforge_core.ops import ITEMSIZE, Signature
 
 # A step's inputs, written by the engine before each step on its preferred backend; arguments and Site.inputs name
 # them by these (negative) ids, sites by their index.
-TOKENS, POSITIONS, SEQ_IDS, OUT_ROWS, BLOCK_TABLES, HISTORY, SAMPLE_PARAMS, SAMPLE_CONTROLS = range(-1, -9, -1)
+(TOKENS, POSITIONS, SEQ_IDS, OUT_ROWS, BLOCK_TABLES, HISTORY, SAMPLE_PARAMS, SAMPLE_CONTROLS, TOKEN_MASK, BIAS_IDS,
+ BIAS_VALUES) = range(-1, -12, -1)
 STEP_INPUTS = {TOKENS: "token ids", POSITIONS: "positions", SEQ_IDS: "sequence ids", OUT_ROWS: "output rows",
                BLOCK_TABLES: "block tables", HISTORY: "sampling history", SAMPLE_PARAMS: "sampling parameters",
-               SAMPLE_CONTROLS: "sampling controls"}
+               SAMPLE_CONTROLS: "sampling controls", TOKEN_MASK: "allowed-token mask", BIAS_IDS: "logit bias ids",
+               BIAS_VALUES: "logit bias values"}
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 
 
@@ -103,13 +105,15 @@ class Site:
 
 @dataclass
 class Program:
-    """One step shape: ``m`` tokens, ``n_out`` rows of logits, sampled. The last site samples (its result is the
-    step's token ids); ``logits`` is the index of the site whose result is the logits. A program whose
-    ``output`` is "hidden" ends at the final hidden states instead (``logits`` names that site): no output
-    matrix, no sampling."""
+    """One step shape: ``m`` tokens, ``n_out`` rows of logits, sampled. ``logits``, ``tokens`` and ``logprobs`` are
+    the indices of the sites whose results are the logits, the sampled token ids and (-1: none traced) the
+    log-probabilities. A program whose ``output`` is "hidden" ends at the final hidden states instead (``logits``
+    names that site): no output matrix, no sampling, no log-probabilities."""
     phase: str
     m: int
     n_out: int
     sites: list[Site] = field(default_factory=list)
     logits: int = -1
     output: str = "logits"
+    tokens: int = -1
+    logprobs: int = -1

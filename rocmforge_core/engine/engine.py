@@ -28,8 +28,8 @@ from rocmforge_core.engine.sampling import GREEDY, RowSampling, SamplingParams
 from rocmforge_core.engine.speculative import accept_verified, verification
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.ops import arg_info, sample
-from rocmforge_core.program import (BLOCK_TABLES, HISTORY, OUT_ROWS, POSITIONS, SAMPLE_CONTROLS, SAMPLE_PARAMS,
-                                    SEQ_IDS, TOKENS)
+from rocmforge_core.program import (BIAS_IDS, BIAS_VALUES, BLOCK_TABLES, HISTORY, OUT_ROWS, POSITIONS,
+                                    SAMPLE_CONTROLS, SAMPLE_PARAMS, SEQ_IDS, TOKEN_MASK, TOKENS)
 
 DEFAULT_CTX = 4096  # as llama.cpp: the cache holds this many tokens unless asked for more
 MAX_STEPS = 32  # step shapes kept bound (a server's prefill sizes are powers of two: a handful)
@@ -117,18 +117,27 @@ class Generation:
 
 
 class StepResult:
-    """A step's logits (a tensor of the backend that computed them) and its sampled token ids, one per logits row
-    the caller asked for (read from the device on first use)."""
+    """A step's logits (a tensor of the backend that computed them), its sampled token ids, one per logits row
+    the caller asked for, and, when some row asked, every row's log-probabilities (the ``logprobs`` op's rows;
+    None otherwise), each read from the device on first use."""
 
-    def __init__(self, engine: "Engine", logits, tokens, n_out: int):
+    def __init__(self, engine: "Engine", logits, tokens, n_out: int, logprobs=None):
         self.logits, self._tokens, self._n_out, self._engine = logits, tokens, n_out, engine
+        self._logprobs = logprobs
         self._ids: list[int] | None = None
+        self._lp: np.ndarray | None = None
 
     @property
     def tokens(self) -> list[int]:
         if self._ids is None:
             self._ids = [int(t) for t in self._engine.executor.to_host(self._tokens)[:self._n_out]]
         return self._ids
+
+    @property
+    def logprobs(self) -> np.ndarray | None:
+        if self._lp is None and self._logprobs is not None:
+            self._lp = self._engine.executor.to_host(self._logprobs)[:self._n_out]
+        return self._lp
 
 
 @dataclass
@@ -142,6 +151,8 @@ class _Inputs:
             tensor = self.tensors[key]
             array = np.asarray(v, dtype=NUMPY_DTYPES[arg_info(tensor).dtype])
             last = self.written.get(key)
+            if last is array:  # a constant the engine keeps (the unconstrained mask and bias): unchanged
+                continue
             if last is None or not np.array_equal(last, array):
                 backend.write(tensor, array.reshape(tensor.shape))
                 self.written[key] = array
@@ -185,6 +196,7 @@ class Engine:
         self.max_steps = MAX_STEPS
         self._shapes: OrderedDict[tuple, _Shape] = OrderedDict()  # least recently used first
         self._made_for = (model.plan.version, self.cache.version)
+        self._unconstrained: dict[int, tuple] = {}  # rows -> read-only all-ones mask and empty bias
 
     @property
     def pads_decode(self) -> bool:
@@ -222,10 +234,14 @@ class Engine:
         width = max((len(r["history"]) for r in rows), default=0)
         width = 1 if width == 0 else 1 << (width - 1).bit_length()
         history, params, controls = sample.pack(rows, width)
-        shape = self._shape(phase, len(tokens), len(out_rows), sample.candidates(rows, vocab), width)
+        bias = sample.bias_width(rows)
+        mask, bias_ids, bias_values = self._constraints(rows, vocab, bias)
+        logprobs = any(r["logprobs"] for r in rows)
+        shape = self._shape(phase, len(tokens), len(out_rows), sample.candidates(rows, vocab), width, bias, logprobs)
         shape.inputs.fill(self.model.backend, {TOKENS: tokens, POSITIONS: positions, SEQ_IDS: slots,
                                                OUT_ROWS: out_rows, HISTORY: history, SAMPLE_PARAMS: params,
-                                               SAMPLE_CONTROLS: controls})
+                                               SAMPLE_CONTROLS: controls, TOKEN_MASK: mask, BIAS_IDS: bias_ids,
+                                               BIAS_VALUES: bias_values})
         bound = shape.bound
         fallbacks = self.model.plan.fallbacks
         try:
@@ -238,23 +254,37 @@ class Engine:
         logits = values[bound.logits_slot]
         if self.model.plan.fallbacks != fallbacks:
             self._shapes.clear()  # a bound or captured step would replay the kernel that failed
-        return StepResult(self, logits, values[bound.tokens_slot], n_out)
+        lp = bound.logprobs_slot
+        return StepResult(self, logits, values[bound.tokens_slot], n_out, None if lp is None else values[lp])
 
-    def _shape(self, phase: str, m: int, n_out: int, candidates: int, history: int,
-               output: str = "logits") -> _Shape:
+    def _constraints(self, rows: list[dict], vocab: int, bias: int) -> tuple:
+        """The step's mask and bias arrays; a step without either gets constants made once per row count, so its
+        inputs are neither rebuilt nor compared."""
+        if bias > 1 or any(r["mask"] is not None for r in rows):
+            return sample.pack_constraints(rows, vocab, bias)
+        made = self._unconstrained.get(len(rows))
+        if made is None:
+            made = sample.pack_constraints(rows, vocab, 1)
+            for array in made:
+                array.flags.writeable = False
+            self._unconstrained[len(rows)] = made
+        return made
+
+    def _shape(self, phase: str, m: int, n_out: int, candidates: int, history: int, bias: int = 1,
+               logprobs: bool = False, output: str = "logits") -> _Shape:
         made_for = (self.model.plan.version, self.cache.version)
         if made_for != self._made_for:  # a replaced kernel, or moved cache tensors: bind everything again
             self._shapes.clear()
             self._made_for = made_for
-        key = (phase, m, n_out, candidates, history, output)
+        key = (phase, m, n_out, candidates, history, bias, logprobs, output)
         shape = self._shapes.get(key)
         if shape is not None:
             self._shapes.move_to_end(key)
             return shape
         cache = self.cache
         caches = (arg_info(cache.tables), [(arg_info(k), arg_info(v)) for k, v in zip(cache.k, cache.v)])
-        program = self.model.forward.trace(phase, m, n_out, candidates=candidates, history=history,
-                                           caches=caches, output=output)
+        program = self.model.forward.trace(phase, m, n_out, candidates=candidates, history=history, bias=bias,
+                                           logprobs=logprobs, caches=caches, output=output)
         be = self.model.backend
         tensors = {BLOCK_TABLES: cache.tables}
         for site in program.sites:

@@ -79,7 +79,11 @@ class Bound:
 
     @property
     def tokens_slot(self) -> int:
-        return self.slot_of[len(self.program.sites) - 1]
+        return self.slot_of[self.program.tokens]
+
+    @property
+    def logprobs_slot(self) -> int | None:
+        return self.slot_of[self.program.logprobs] if self.program.logprobs >= 0 else None
 
 
 class Executor:

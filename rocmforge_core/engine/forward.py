@@ -13,9 +13,11 @@ import numpy as np
 
 from rocmforge_core import ops
 from rocmforge_core.ops import ArgInfo, Signature
-from rocmforge_core.ops.sample import CONTROLS, PARAMS
-from rocmforge_core.program import (BLOCK_TABLES, HISTORY, OUT_ROWS, POSITIONS, SAMPLE_CONTROLS, SAMPLE_PARAMS,
-                                    SEQ_IDS, TOKENS, Cache, Dense, Matrix, Meta, Program, Site)
+from rocmforge_core.ops.logprobs import TOP
+from rocmforge_core.ops.sample import CONTROLS, PARAMS, mask_words
+from rocmforge_core.program import (BIAS_IDS, BIAS_VALUES, BLOCK_TABLES, HISTORY, OUT_ROWS, POSITIONS,
+                                    SAMPLE_CONTROLS, SAMPLE_PARAMS, SEQ_IDS, TOKEN_MASK, TOKENS, Cache, Dense, Matrix,
+                                    Meta, Program, Site)
 
 
 class Forward:
@@ -26,13 +28,14 @@ class Forward:
         self._program: Program | None = None
         self._caches = None
 
-    def trace(self, phase: str, m: int, n_out: int, *, candidates: int = 1, history: int = 1,
-              caches=None, output: str = "logits") -> Program:
-        """The program of a step of ``m`` tokens with ``n_out`` rows of logits, sampled with a ``candidates`` bound
-        and ``history`` penalty tokens per row; with ``output`` "hidden", of ``n_out`` rows of final hidden states
-        (after the output norm), with neither the output matrix nor sampling (embeddings). ``caches``: (block
-        tables, [(k, v) per layer]) as ArgInfo, the KV cache the step will run on; without it, one-block
-        placeholders (placement does not depend on its size)."""
+    def trace(self, phase: str, m: int, n_out: int, *, candidates: int = 1, history: int = 1, bias: int = 1,
+              logprobs: bool = False, caches=None, output: str = "logits") -> Program:
+        """The program of a step of ``m`` tokens with ``n_out`` rows of logits, sampled with a ``candidates`` bound,
+        ``history`` penalty tokens and ``bias`` logit-bias entries per row, and with ``logprobs`` the rows'
+        log-probabilities after the draw; with ``output`` "hidden", of ``n_out`` rows of final hidden states (after
+        the output norm), with neither the output matrix nor sampling (embeddings). ``caches``: (block tables,
+        [(k, v) per layer]) as ArgInfo, the KV cache the step will run on; without it, one-block placeholders
+        (placement does not depend on its size)."""
         self._program, self._caches = Program(phase, m, n_out, output=output), caches
         self.tokens = Meta((m,), "i32", TOKENS)
         self.positions = Meta((m,), "i32", POSITIONS)
@@ -44,9 +47,16 @@ class Forward:
                 return program
             logits = self.arch.forward(self)
             program.logits = logits.src
-            self.op("sample", "sample", logits, Meta((n_out, history), "i32", HISTORY),
-                    Meta((n_out, len(PARAMS)), "f64", SAMPLE_PARAMS),
-                    Meta((n_out, len(CONTROLS)), "i64", SAMPLE_CONTROLS), candidates=candidates)
+            tokens = self.op("sample", "sample", logits, Meta((n_out, history), "i32", HISTORY),
+                             Meta((n_out, len(PARAMS)), "f64", SAMPLE_PARAMS),
+                             Meta((n_out, len(CONTROLS)), "i64", SAMPLE_CONTROLS),
+                             Meta((n_out, mask_words(logits.shape[-1])), "i32", TOKEN_MASK),
+                             Meta((n_out, bias), "i64", BIAS_IDS), Meta((n_out, bias), "f32", BIAS_VALUES),
+                             candidates=candidates)
+            program.tokens = tokens.src
+            if logprobs:
+                program.logprobs = self.op("logprobs", "logprobs", logits, tokens,
+                                           top=min(TOP, logits.shape[-1])).src
             return program
         finally:
             self._program = self._caches = None

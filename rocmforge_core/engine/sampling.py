@@ -9,6 +9,8 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
+import numpy as np
+
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.ops import sample
 
@@ -94,13 +96,18 @@ class SamplingParams:
 GREEDY = SamplingParams(temperature=0.0, seed=0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RowSampling:
     """How one row of a step's logits is sampled: parameters (with a concrete seed), the draw's counter (tokens
-    the sequence generated so far) and the recent tokens the penalties see."""
+    the sequence generated so far), the recent tokens the penalties see, the allowed tokens (``mask``: the
+    ``sample`` op's i32[ceil(V/32)] bit words, None for all), a sparse logit ``bias`` ((id, value) pairs) and
+    whether the step should compute the row's log-probabilities."""
     params: SamplingParams = GREEDY
     step: int = 0
     history: Sequence[int] = ()
+    mask: np.ndarray | None = None
+    bias: Sequence[tuple[int, float]] = ()
+    logprobs: bool = False
 
     def as_row(self) -> dict:
         p = self.params
@@ -108,5 +115,6 @@ class RowSampling:
                                           or p.frequency_penalty != 0.0)
         row = {k: v for k, v in asdict(p).items() if k in sample.DEFAULTS}
         row.update(seed=p.seed or 0, step=self.step,
-                   history=list(self.history)[-p.penalty_last_n:] if penalized else ())
+                   history=list(self.history)[-p.penalty_last_n:] if penalized else (),
+                   mask=self.mask, bias=self.bias, logprobs=self.logprobs)
         return row

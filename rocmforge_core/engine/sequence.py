@@ -6,6 +6,9 @@ A ``Sequence`` holds the prompt, the tokens generated so far, the penalty histor
 asks a step to sample the sequence's row as ``row()`` says and hands the token to ``accept``, which applies, in this order, the end-of-generation ids, the stop
 strings, ``max_tokens`` and the context limit, and says whether the sequence is finished. Text reaches
 ``on_text`` piece by piece, never a stop string nor the start of one that may still complete.
+
+A sequence may carry a logit bias, a grammar ``constraint`` (engine/grammar.py: its mask goes to the sampler, and
+a grammar that is complete ends the sequence with "stop") and ask for its tokens' log-probabilities.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from rocmforge_core.errors import RocmforgeError
 class Sequence:
     def __init__(self, prompt_ids: Iterable[int], *, max_tokens: int, sampling: SamplingParams | None = None,
                  n_ctx: int | None = None, stop: Iterable[str] = (), eog_ids: Iterable[int] = (), decoder=None,
-                 on_text: Callable[[str], None] | None = None):
+                 on_text: Callable[[str], None] | None = None, logit_bias: Iterable[tuple[int, float]] = (),
+                 constraint=None, logprobs: bool = False):
         """``n_ctx``: the context length, past which no token can be placed (None: ``max_tokens`` alone bounds
         the sequence). ``decoder``: the tokenizer's streaming decoder (``add(id) -> str``, ``flush() -> str``);
         without one no text is made and stop strings never match."""
@@ -34,6 +38,9 @@ class Sequence:
         self.eog_ids = frozenset(eog_ids)
         self.decoder = decoder
         self.on_text = on_text
+        self.logit_bias = tuple(logit_bias)
+        self.constraint = constraint
+        self.logprobs = logprobs
         self.stops = StopStrings(stop)
         n = self.sampling.penalty_last_n
         self.history = deque(self.prompt_ids[-n:] if n else [], maxlen=n)  # the tokens the penalties see
@@ -74,7 +81,9 @@ class Sequence:
     def row(self):
         """How a step samples this sequence's next token: its parameters, the draw's counter and, when a penalty
         is on, the recent tokens."""
-        return RowSampling(self.sampling, self.step, tuple(self.history) if self.penalized else ())
+        return RowSampling(self.sampling, self.step, tuple(self.history) if self.penalized else (),
+                           self.constraint.mask if self.constraint is not None else None, self.logit_bias,
+                           self.logprobs)
 
     @property
     def context(self) -> list[int]:
@@ -83,7 +92,10 @@ class Sequence:
 
     def draft_room(self) -> int:
         """Draft tokens one verification step may carry: a step of 1 + n rows yields up to n + 1 tokens, which must
-        fit max_tokens, and no row may sit at the context's end or past it (as ``accept`` stops there)."""
+        fit max_tokens, and no row may sit at the context's end or past it (as ``accept`` stops there). A sequence
+        with a grammar drafts nothing: its mask is known only for the next token, not for the rows after a draft."""
+        if self.constraint is not None:
+            return 0
         room = self.max_tokens - len(self.ids) - 1
         if self.n_ctx is not None:
             room = min(room, self.n_ctx - 1 - self.position)
@@ -92,11 +104,14 @@ class Sequence:
     def draft_rows(self, draft) -> list:
         """How a verification step samples its rows: row j as ``row()`` would once draft[:j] were accepted (the
         draw's counter j further on, draft[:j] in the penalty history), so each row draws the token plain
-        decoding would draw there."""
+        decoding would draw there; every row has the sequence's logit bias and log-probabilities request, and row 0
+        its grammar's mask (draft_room keeps a constrained sequence to that one row)."""
         n = self.sampling.penalty_last_n
         seen = list(self.history) + list(draft)
+        mask = self.constraint.mask if self.constraint is not None else None
         return [RowSampling(self.sampling, self.step + j,
-                            tuple(seen[:len(self.history) + j][-n:]) if self.penalized else ())
+                            tuple(seen[:len(self.history) + j][-n:]) if self.penalized else (),
+                            mask if j == 0 else None, self.logit_bias, self.logprobs)
                 for j in range(len(draft) + 1)]
 
     @property
@@ -112,10 +127,14 @@ class Sequence:
             return self.end("eos")
         self.ids.append(token)
         self.history.append(token)
+        if self.constraint is not None:
+            self.constraint.accept(token)  # the next token's mask, before the next step
         if self.decoder is not None:
             self._emit(self.stops.feed(self.decoder.add(token)))
             if self.stops.stopped:
                 return self.end("stop")
+        if self.constraint is not None and self.constraint.finished:
+            return self.end("stop")
         if len(self.ids) >= self.max_tokens:
             return self.end("length")
         if self.n_ctx is not None and self.position >= self.n_ctx:  # the cache has no room for this token

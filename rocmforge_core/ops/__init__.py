@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 OP_NAMES = (
-    "embedding", "matmul", "attention", "dequant", "transpose", "sample",
+    "embedding", "matmul", "attention", "dequant", "transpose", "sample", "logprobs",
     "rmsnorm", "rope", "activation", "add", "scale",
 )
 

@@ -1,10 +1,14 @@
-"""sample(logits, history, params, controls, *, candidates) -> i32[n]: llama.cpp's sampler chain, one draw per row.
+"""sample(logits, history, params, controls, mask, bias_ids, bias_values, *, candidates) -> i32[n]: llama.cpp's
+sampler chain, one draw per row.
 
 logits f32[n, V]; history i32[n, L], each row's last tokens for the penalties, padded with -1 (ignored);
 params f64[n, 7]: temperature, top_p, min_p, typical_p, repeat_penalty, presence_penalty, frequency_penalty;
-controls i64[n, 3]: top_k, seed, step. Rows are independent: each is sampled as if it were alone.
-Order as llama.cpp's default chain: penalties, top-k, typical, top-p, min-p, temperature, then a draw.
-temperature <= 0 means greedy (argmax after penalties; ties go to the lowest id).
+controls i64[n, 3]: top_k, seed, step; mask i32[n, ceil(V/32)]: the allowed tokens, bit (t % 32) of word t // 32
+(all ones: every token); bias_ids i64[n, K] and bias_values f32[n, K]: a sparse logit bias, id -1 unused, ids of a
+row distinct. Rows are independent: each is sampled as if it were alone, whatever the batch and K.
+Order: the bias is added (f32), tokens outside the mask get -inf, then llama.cpp's default chain: penalties,
+top-k, typical, top-p, min-p, temperature, then a draw. Candidates at -inf after top-k are dropped (at least one
+stays). temperature <= 0 means greedy (argmax after penalties; ties go to the lowest id).
 The draw is u = uniform(seed, step) in [0, 1) from a counter-based hash, so every backend draws the same u for
 the same (seed, step), and picks the first candidate (logit descending, then id ascending) whose cumulative
 probability exceeds u. ``candidates`` bounds how many candidates any row keeps after top-k (1: every row is greedy;
@@ -33,7 +37,7 @@ def uniform(seed: int, step: int) -> float:
 
 def pack(rows, history_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(history, params, controls) arrays of a call from one dict per row holding DEFAULTS' keys and
-    ``history`` (a sequence of recent token ids)."""
+    ``history`` (a sequence of recent token ids). ``pack_constraints`` makes the mask and bias."""
     n = len(rows)
     hist = np.full((n, history_len), -1, dtype=np.int32)
     params = np.empty((n, len(PARAMS)), dtype=np.float64)
@@ -44,6 +48,51 @@ def pack(rows, history_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         params[r] = [row[k] for k in PARAMS]
         controls[r] = [row["top_k"], np.uint64(int(row["seed"]) & _MASK).astype(np.int64), row["step"]]
     return hist, params, controls
+
+
+def mask_words(vocab: int) -> int:
+    return -(-vocab // 32)
+
+
+def pack_constraints(rows, vocab: int, bias_width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mask, bias_ids, bias_values) of a call from rows that may hold ``mask`` (i32[ceil(V/32)]) and ``bias``
+    (a sequence of (id, value) pairs, at most ``bias_width``)."""
+    n = len(rows)
+    mask = np.full((n, mask_words(vocab)), -1, dtype=np.int32)
+    ids = np.full((n, bias_width), -1, dtype=np.int64)
+    values = np.zeros((n, bias_width), dtype=np.float32)
+    for r, row in enumerate(rows):
+        if row.get("mask") is not None:
+            mask[r] = row["mask"]
+        bias = list(row.get("bias", ()))
+        if bias:
+            ids[r, :len(bias)] = [t for t, _ in bias]
+            values[r, :len(bias)] = [v for _, v in bias]
+    return mask, ids, values
+
+
+def bias_width(rows) -> int:
+    """The K of a call: 1 when no row has a bias, else a power of two of at least 16 holding the longest."""
+    longest = max((len(row.get("bias", ())) for row in rows), default=0)
+    return 1 if longest == 0 else max(16, 1 << (longest - 1).bit_length())
+
+
+def allowed(mask_row, vocab: int) -> np.ndarray:
+    """Booleans [V] of a mask row."""
+    bits = np.unpackbits(np.ascontiguousarray(mask_row, dtype="<i4").view(np.uint8), bitorder="little")
+    return bits[:vocab].astype(bool)
+
+
+def constrain(logits, mask_row, bias_ids, bias_values) -> np.ndarray:
+    """One row's logits with the bias added and the tokens outside the mask at -inf (a copy when either acts)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    used = np.asarray(bias_ids) >= 0
+    if used.any():
+        logits = logits.copy()
+        np.add.at(logits, np.asarray(bias_ids)[used], np.asarray(bias_values, dtype=np.float32)[used])
+    if (np.asarray(mask_row) != -1).any():
+        logits = np.where(allowed(mask_row, len(logits)), logits, np.float32(-np.inf)).astype(np.float32)
+    return logits
 
 
 def candidates(rows, vocab: int) -> int:
@@ -86,6 +135,8 @@ def sample_row(logits, history, *, temperature, top_k, top_p, min_p, typical_p, 
     ids, x = order, logits[order].astype(np.float64)
     if top_k > 0:
         ids, x = ids[:top_k], x[:top_k]
+    finite = max(1, int(np.count_nonzero(x > -np.inf)))  # masked tokens sort last
+    ids, x = ids[:finite], x[:finite]
     if typical_p < 1.0:
         p = _softmax(x)
         entropy = -np.sum(p * np.log(p + 1e-30))
@@ -112,9 +163,10 @@ def row_params(params, controls, r: int) -> dict:
     return out
 
 
-def reference(logits, history, params, controls, *, candidates):
+def reference(logits, history, params, controls, mask, bias_ids, bias_values, *, candidates):
     logits = np.asarray(logits, dtype=np.float32)
-    return np.array([sample_row(logits[r], history[r], **row_params(params, controls, r))
+    return np.array([sample_row(constrain(logits[r], mask[r], bias_ids[r], bias_values[r]), history[r],
+                                **row_params(params, controls, r))
                      for r in range(logits.shape[0])], dtype=np.int32)
 
 
@@ -133,21 +185,39 @@ def _cases(rng, formats):
     yield _case(rng, rows, vocab, "mixed rows")
     greedy = [{**DEFAULTS, "temperature": 0.0, "history": []} for _ in range(9)]
     yield _case(rng, greedy, vocab, "greedy batch")
+    # Constrained rows: a mask keeping few tokens (fewer than top-k), a bias that forces or bans, both, neither.
+    vocab = 1003  # a last mask word only partly used
+    keep = np.zeros(vocab, dtype=bool)
+    keep[rng.choice(vocab, 7, replace=False)] = True
+    few = np.packbits(np.concatenate([keep, np.zeros(32 * mask_words(vocab) - vocab, bool)]),
+                      bitorder="little").view("<i4")
+    ban = [(int(t), -100.0) for t in rng.choice(vocab, 20, replace=False)]
+    force = [(int(rng.integers(vocab)), 30.0), (int(rng.integers(vocab)), 2.5)]
+    constrained = [dict(mask=few), dict(mask=few, temperature=0.0), dict(bias=ban), dict(bias=force, temperature=0.0),
+                   dict(mask=few, bias=force, top_k=0, top_p=1.0, min_p=0.0, seed=5), dict(),
+                   dict(mask=few, typical_p=0.8, repeat_penalty=1.2, seed=9)]
+    rows = [{**DEFAULTS, "seed": 50 + i, "step": i, "history": rng.integers(0, vocab, 8).tolist(), **c}
+            for i, c in enumerate(constrained)]
+    for r, row in enumerate(rows):
+        yield _case(rng, [row], vocab, f"constrained row {r}")
+    yield _case(rng, rows, vocab, "constrained batch")
 
 
 def _case(rng, rows, vocab, label):
     hist, params, controls = pack(rows, 32)
     logits = normal(rng, len(rows), vocab, scale=3.0)
-    return Case((logits, hist, params, controls), {"candidates": candidates(rows, vocab)}, label=label)
+    constraints = pack_constraints(rows, vocab, bias_width(rows))
+    return Case((logits, hist, params, controls, *constraints), {"candidates": candidates(rows, vocab)}, label=label)
 
 
 def _representative(fmt, layout):
     args = (ArgInfo((1, 32000), "f32"), ArgInfo((1, 64), "i32"), ArgInfo((1, len(PARAMS)), "f64"),
-            ArgInfo((1, len(CONTROLS)), "i64"))
+            ArgInfo((1, len(CONTROLS)), "i64"), ArgInfo((1, mask_words(32000)), "i32"), ArgInfo((1, 1), "i64"),
+            ArgInfo((1, 1), "f32"))
     return Signature("sample", args, (("candidates", 64),))
 
 
-SPEC = OpSpec("sample", 2, __doc__, Tolerance(exact=True), _cases,
+SPEC = OpSpec("sample", 3, __doc__, Tolerance(exact=True), _cases,
               out_shape=lambda args, params: ((args[0].shape[0],), "i32"),
               work=lambda sig, formats: (10.0 * float(np.prod(sig.args[0].shape)), 4.0 * float(np.prod(sig.args[0].shape))),
               representative=_representative)

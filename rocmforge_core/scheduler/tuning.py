@@ -260,7 +260,7 @@ class Tuner:
             greedy = sig.param("candidates", vocab) == 1
             rows = [{**sample.DEFAULTS, "temperature": 0.0 if greedy else sample.DEFAULTS["temperature"],
                      "history": rng.integers(0, vocab, width).tolist()} for _ in range(n)]
-            args[1:] = sample.pack(rows, width)
+            args[1:] = sample.pack(rows, width) + sample.pack_constraints(rows, vocab, sig.args[5].shape[1])
         elif site.op == "attention":
             args[3:] = _attention_state(sig, rng)
         return tuple(args), params

@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from rocmforge_core.engine import SamplingParams
 from rocmforge_core.engine.engine import pooling_of
+from rocmforge_core.engine.grammar import GrammarError
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.serve import schemas, sse, tools
 from rocmforge_core.serve.access_log import AccessLog
@@ -255,10 +256,24 @@ def choice_sampling(sampling: SamplingParams, index: int) -> SamplingParams:
     return dataclasses.replace(sampling, seed=(sampling.seed + index) % 2 ** 64)
 
 
+def constraints(state: ServerState, req: schemas.Request) -> list:
+    """The request's grammar compiled for this model, one constraint per choice (each follows its own), or Nones
+    (a worker thread: a large schema takes a while)."""
+    if req.rules.grammar is None:
+        return [None] * req.n
+    kind, spec = req.rules.grammar
+    try:
+        return [state.grammars.constraint(kind, spec) for _ in range(req.n)]
+    except GrammarError as exc:
+        raise APIError(str(exc), param="response_format" if kind == "json_schema" else "grammar") from None
+
+
 async def generate(request: HTTPRequest, state: ServerState, req: schemas.Request) -> Response:
     """The request's ``n`` choices as sequences after the same prompt, queued together; their events arrive in
     one queue as (choice index, event)."""
+    req.rules.check_vocabulary(state.model.config.vocab_size)
     ids = await run_in_threadpool(prompt_ids, state, req)
+    grammars = await run_in_threadpool(constraints, state, req)
     room = state.batcher.max_sequence_tokens - len(ids)
     asked = state.options.max_tokens if req.max_tokens is None else req.max_tokens  # -n when the request gives none
     max_tokens = room if asked is None else min(asked, room)
@@ -269,9 +284,10 @@ async def generate(request: HTTPRequest, state: ServerState, req: schemas.Reques
         return lambda ev: loop.call_soon_threadsafe(queue.put_nowait, (index, ev))
     seqs = [Sequence(ids, max_tokens, choice_sampling(req.sampling, i), sink(i), stop=req.stop,
                      eog_ids=frozenset() if req.ignore_eos else state.tokenizer.eog_ids,
-                     decoder=state.tokenizer.stream()) for i in range(req.n)]
+                     decoder=state.tokenizer.stream(), logit_bias=req.rules.logit_bias, constraint=grammar,
+                     logprobs=req.rules.logprobs is not None) for i, grammar in enumerate(grammars)]
     state.batcher.submit(*seqs)
-    reply = Reply(req, state.model_id, seqs, tools.output_format(state.tokenizer.chat_template))
+    reply = Reply(req, state.model_id, seqs, tools.output_format(state.tokenizer.chat_template), state.tokenizer)
     request.state.log_detail = reply.log_detail
     if req.stream:
         return SequenceStream(stream(reply, queue), lambda: cancel(state, seqs))
@@ -292,20 +308,24 @@ async def stream(reply: Reply, queue: asyncio.Queue):
         while not queue.empty():  # text that piled up while the client was slow goes out as one chunk per choice
             events.append(queue.get_nowait())
         texts: dict[int, str] = {}
+        scored: dict[int, list] = {}  # (token, logprobs row) per choice, when asked for
         ends = []
         for index, (kind, value) in events:
             choice = reply.choices[index]
             if kind == "text":
                 texts[index] = texts.get(index, "") + choice.text(value)
+            elif kind == "logprobs":
+                scored.setdefault(index, []).append(value)
             elif kind == "done":
                 ends.append((choice, choice.done(value)))
             else:  # the engine failed, or the server is shutting down: the error, then the end all the same
                 yield sse.event(value.body())
                 yield sse.DONE
                 return
-        for index, text in texts.items():
-            if text:
-                yield sse.event(reply.text_chunk(index, text))
+        for index in dict.fromkeys([*texts, *scored]):
+            text = texts.get(index, "")
+            if text or index in scored:
+                yield sse.event(reply.text_chunk(index, text, scored.get(index)))
         for choice, tail in ends:
             for chunk in reply.end_chunks(choice, tail):
                 yield sse.event(chunk)
@@ -324,6 +344,8 @@ async def whole(request: HTTPRequest, state: ServerState, reply: Reply, queue: a
             choice = reply.choices[index]
             if kind == "text":
                 choice.text(value)
+            elif kind == "logprobs":
+                choice.scored.append(value)
             elif kind == "done":
                 choice.done(value)
             else:

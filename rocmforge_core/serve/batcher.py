@@ -43,6 +43,7 @@ from rocmforge_core.engine import SamplingParams, sequence
 from rocmforge_core.engine.engine import PACK_ROWS, prefill_pieces
 from rocmforge_core.engine.kv_cache import CacheFullError
 from rocmforge_core.engine.speculative import accept_verified, verification
+from rocmforge_core.engine.grammar import GrammarError
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.serve.errors import APIError
 
@@ -60,9 +61,10 @@ class Sequence(sequence.Sequence):
     so prompt + max_tokens fits the context."""
 
     def __init__(self, prompt_ids: list[int], max_tokens: int, sampling: SamplingParams, sink: Callable[[tuple], None],
-                 stop: Iterable[str] = (), eog_ids: Iterable[int] = (), decoder=None):
+                 stop: Iterable[str] = (), eog_ids: Iterable[int] = (), decoder=None, **rules):
+        """``rules``: the engine sequence's logit_bias, constraint and logprobs."""
         super().__init__(prompt_ids, max_tokens=max_tokens, sampling=sampling, stop=stop, eog_ids=eog_ids,
-                         decoder=decoder, on_text=lambda text: self.emit(("text", text)))
+                         decoder=decoder, on_text=lambda text: self.emit(("text", text)), **rules)
         self.sink = sink
         self.id = next(_ids)
         self.slot: int | None = None
@@ -389,9 +391,11 @@ class Batcher:
         for seq, draft in zip(batch, drafts):
             written = iter(range(seq.position + 1, seq.position + len(draft) + 2))
 
-            def take(token, seq=seq, written=written):
+            rows = iter(range(row, row + len(draft) + 1))  # the step's row of each token taken
+
+            def take(token, seq=seq, written=written, rows=rows):
                 commit(seq.slot, next(written), seq.tokens)  # the KV of the row that sampled it is written now
-                return self._accept(seq, token, now)
+                return self._accept(seq, token, now, result, next(rows))
             accepted = accept_verified(draft, sampled[row:row + len(draft) + 1], take)
             row += len(draft) + 1
             if self.metrics and draft:
@@ -460,11 +464,12 @@ class Batcher:
             seq.prefilled = end
             self.cache.commit(seq.slot, end, seq.tokens)
             if end == len(seq.reading):
-                self._accept(seq, result.tokens[row], now)
+                self._accept(seq, result.tokens[row], now, result, row)
 
-    def _accept(self, seq: Sequence, token: int, now: float) -> bool:
-        """A token sampled for the sequence in a step (at ``now``): end the sequence if that token does (True
-        then)."""
+    def _accept(self, seq: Sequence, token: int, now: float, result, row: int) -> bool:
+        """A token sampled for the sequence in row ``row`` of step ``result`` (at ``now``): its log-probabilities
+        first when asked for (an event of their own, before the token's text), then end the sequence if that token
+        does (True then)."""
         if self.metrics:
             if seq.first_token_at is None:
                 self.metrics.ttft.observe(now - seq.submitted)
@@ -473,7 +478,14 @@ class Batcher:
         if seq.first_token_at is None:
             seq.first_token_at = now
         seq.last_token_at = now
-        finished = seq.accept(token)
+        if seq.logprobs and token not in seq.eog_ids:
+            seq.emit(("logprobs", (token, result.logprobs[row])))
+        try:
+            finished = seq.accept(token)
+        except GrammarError as exc:  # the sampler kept to the mask, so this is a bug: only this sequence fails
+            log.error("rocmforge: sequence %d: %s", seq.id, exc)
+            self._finish(seq, "error", APIError(f"the engine failed: {exc}", status=500))
+            return True
         if self.metrics and seq.finish_reason != "eos":  # an end-of-generation token is not generated text
             self.metrics.generated(1)
         if finished:

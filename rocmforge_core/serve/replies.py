@@ -1,12 +1,14 @@
 """The OpenAI response shapes of one generation request (chat.completion[.chunk], text_completion): its ``n``
 choices, each an engine sequence after the same prompt, with the tool calls parsed out of a chat choice's text
-when tools were offered (tools.py); usage counts the prompt once and the tokens of every choice."""
+when tools were offered (tools.py) and, when asked for, each token's log-probabilities (OpenAI's logprobs
+shapes); usage counts the prompt once and the tokens of every choice."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
+from rocmforge_core.ops import logprobs as logprobs_op
 from rocmforge_core.serve import schemas, tools
 from rocmforge_core.serve.batcher import FINISH, Sequence
 
@@ -19,6 +21,8 @@ class Choice:
         self.content = ""                # text released as content
         self.tool_calls: list[dict] = []
         self.finish_reason: str | None = None  # OpenAI's, once the sequence is done
+        self.scored: list[tuple] = []    # a whole answer's (token, logprobs op row) pairs, when asked for
+        self.text_offset = 0             # completions' logprobs: where the next token's text starts
 
     def text(self, piece: str) -> str:
         """Content to release for a piece of generated text."""
@@ -39,8 +43,9 @@ class Choice:
 
 
 class Reply:
-    def __init__(self, req: schemas.Request, model_id: str, seqs: list[Sequence], tool_format: str | None = None):
-        self.req = req
+    def __init__(self, req: schemas.Request, model_id: str, seqs: list[Sequence], tool_format: str | None = None,
+                 tokenizer=None):
+        self.req, self.tokenizer = req, tokenizer  # the tokenizer spells the tokens of logprobs
         names = {t["function"]["name"] for t in req.tools or ()}
         self.choices = [Choice(i, s, tools.CallParser(tool_format, names) if req.tools else None,
                                req.parallel_tool_calls) for i, s in enumerate(seqs)]
@@ -80,19 +85,21 @@ class Reply:
                 "prompt_tokens_details": {"cached_tokens": self.choices[0].seq.cached_tokens}}
 
     # -- streamed -----------------------------------------------------------------------------------------------
-    def chunk(self, index: int, delta: dict, finish_reason: str | None = None) -> dict:
+    def chunk(self, index: int, delta: dict, finish_reason: str | None = None, scored: list | None = None) -> dict:
+        logprobs = self.logprobs(self.choices[index], scored)
         if self.chat:
-            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         else:
-            choice = {"index": index, "text": delta.get("text", ""), "logprobs": None, "finish_reason": finish_reason}
+            choice = {"index": index, "text": delta.get("text", ""), "logprobs": logprobs,
+                      "finish_reason": finish_reason}
         return {**self.envelope(chunk=True), "choices": [choice]}
 
     def first_chunks(self) -> list[dict]:
         delta = {"role": "assistant", "content": ""} if self.chat else {"text": ""}
         return [self.chunk(c.index, delta) for c in self.choices]
 
-    def text_chunk(self, index: int, text: str) -> dict:
-        return self.chunk(index, {"content": text} if self.chat else {"text": text})
+    def text_chunk(self, index: int, text: str, scored: list | None = None) -> dict:
+        return self.chunk(index, {"content": text} if self.chat else {"text": text}, scored=scored)
 
     def end_chunks(self, choice: Choice, tail: str) -> list[dict]:
         """A finished choice's last chunks: the content held back, its tool calls, its finish reason."""
@@ -110,9 +117,40 @@ class Reply:
                 message = {"role": "assistant", "content": c.content if c.content or not c.tool_calls else None}
                 if c.tool_calls:
                     message["tool_calls"] = c.tool_calls
-                choices.append({"index": c.index, "message": message, "logprobs": None,
+                choices.append({"index": c.index, "message": message, "logprobs": self.logprobs(c, c.scored),
                                 "finish_reason": c.finish_reason})
             else:
-                choices.append({"index": c.index, "text": c.content, "logprobs": None,
+                choices.append({"index": c.index, "text": c.content, "logprobs": self.logprobs(c, c.scored),
                                 "finish_reason": c.finish_reason})
         return {**self.envelope(), "choices": choices, "usage": self.usage()}
+
+    # -- logprobs -----------------------------------------------------------------------------------------------
+    def logprobs(self, choice: Choice, scored: list | None) -> dict | None:
+        """OpenAI's logprobs object of a choice's ``scored`` tokens ((token, logprobs op row) pairs): chat's
+        ``content`` list or completions' parallel arrays; None when the request did not ask (or, streamed, for a
+        chunk without tokens)."""
+        top = self.req.rules.logprobs
+        if top is None or scored is None:
+            return None
+        entries = []
+        for token, row in scored:
+            chosen, ids, values = logprobs_op.split(row)
+            entries.append((token, chosen, list(zip(ids, values))[:top]))
+        if self.chat:
+            return {"content": [{**self._token(t, lp), "top_logprobs": [self._token(i, v) for i, v in alts]}
+                                for t, lp, alts in entries], "refusal": None}
+        texts = [self._piece(t) for t, _, _ in entries]
+        offsets = []
+        for text in texts:
+            offsets.append(choice.text_offset)
+            choice.text_offset += len(text)
+        return {"tokens": texts, "token_logprobs": [lp for _, lp, _ in entries],
+                "top_logprobs": [{self._piece(i): v for i, v in alts} for _, _, alts in entries],
+                "text_offset": offsets}
+
+    def _piece(self, token: int) -> str:
+        return self.tokenizer.token_to_piece(token).decode("utf-8", "replace")
+
+    def _token(self, token: int, logprob: float) -> dict:
+        data = self.tokenizer.token_to_piece(token)
+        return {"token": data.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(data)}

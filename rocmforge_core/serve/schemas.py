@@ -4,7 +4,8 @@ naming the field (``APIError`` with ``param``), worded as one sentence.
 Fields rocmforge does not know are ignored (as llama.cpp's server does); fields it knows are type- and
 range-checked (strictly: ``"5"`` is not an integer, ``1`` is not a boolean); features it does not offer are
 refused rather than silently dropped. Sampling fields are checked by ``SamplingParams``' own range check, the one
-``rocmforge run`` makes of its options, and left out they take llama.cpp's defaults, not OpenAI's.
+``rocmforge run`` makes of its options, and left out they take llama.cpp's defaults, not OpenAI's. Structured output,
+logit bias and log-probabilities are declared here and parsed by structured.py into ``Request.rules``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from pydantic_core import PydanticCustomError
 
 from rocmforge_core.engine import SamplingParams
 from rocmforge_core.engine.sampling import RANGES, SamplingError, check_field
+from rocmforge_core.serve import structured
 from rocmforge_core.serve.errors import APIError
 
 MAX_STOPS = 16
 MAX_N = 128  # choices per request at most, as OpenAI
 # Fields of features not offered: refused unless left out or given their "off" value.
-REFUSED = {"logprobs": "", "top_logprobs": "", "echo": "", "suffix": "", "logit_bias": "",
-           "functions": " (send 'tools' instead)", "function_call": " (send 'tool_choice' instead)"}
+REFUSED = {"echo": "", "suffix": "", "functions": " (send 'tools' instead)",
+           "function_call": " (send 'tool_choice' instead)"}
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Request:
     n: int = 1                     # choices, each its own sequence after the same prompt
     tools: list[dict] | None = None  # function tools offered to the chat template (None: none, or tool_choice none)
     parallel_tool_calls: bool = True
+    rules: structured.Rules = field(default_factory=structured.Rules)  # grammar, logit_bias, logprobs
 
 
 def parse_json(raw: bytes) -> dict:
@@ -126,6 +129,18 @@ class Body(BaseModel):
     frequency_penalty: _sampled("frequency_penalty") = None
     penalty_last_n: _sampled("penalty_last_n") = None
     seed: _sampled("seed") = None
+    # structured output, logit bias and log-probabilities: their shapes vary (an object or JSON text, a bool or a
+    # count), so structured.parse checks them, with its own messages, into Request.rules
+    response_format: Any = None
+    json_schema: Any = None
+    grammar: Any = None
+    guided_json: Any = None
+    guided_regex: Any = None
+    guided_choice: Any = None
+    guided_grammar: Any = None
+    logit_bias: Any = None
+    logprobs: Any = None
+    top_logprobs: Any = None
 
     @model_validator(mode="before")
     @classmethod
@@ -142,7 +157,8 @@ class Body(BaseModel):
         options = self.stream_options
         return Request(kind, self.model, max_tokens=self.max_tokens, sampling=self.sampling(), stop=self.stop or [],
                        stream=bool(self.stream), include_usage=bool(options and options.include_usage),
-                       ignore_eos=bool(self.ignore_eos), n=self.n or 1)
+                       ignore_eos=bool(self.ignore_eos), n=self.n or 1,
+                       rules=structured.parse({name: getattr(self, name) for name in structured.FIELDS}, kind))
 
 
 # -- chat ---------------------------------------------------------------------------------------------------------
@@ -251,8 +267,8 @@ class ChatBody(Body):
         if v is None or v in ("none", "auto"):
             return v
         if v == "required" or isinstance(v, dict):
-            raise _refuse("only 'auto' and 'none' are supported: forcing a tool call needs constrained decoding, "
-                          "which this server does not offer yet")
+            raise _refuse("only 'auto' and 'none' are supported: forcing a tool call needs constrained decoding "
+                          "of the template's call format, which this server does not do yet")
         raise _refuse(f"must be 'none' or 'auto', got {_kind(v)}")
 
     def request(self, kind: str) -> Request:

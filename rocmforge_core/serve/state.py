@@ -59,6 +59,7 @@ class ServerState:
         self.options = options
         self.metrics = Metrics()
         self.model = self.engine = self.tokenizer = self.batcher = self.speculation = None
+        self.grammars = None  # compiles structured-output grammars against the model's vocabulary
         self.model_id = Path(options.model).name.removesuffix(".gguf")
         self.created = int(time.time())
         self.error: str | None = None  # why loading failed
@@ -85,6 +86,7 @@ class ServerState:
         from rocmforge_core.engine.backend_setup import configure_threads, pick_backend
         from rocmforge_core.engine.draft_model import speculation_for
         from rocmforge_core.engine.engine import PACK_ROWS
+        from rocmforge_core.engine.grammar import Grammars
         from rocmforge_core.serve.batcher import Batcher
 
         o = self.options
@@ -103,6 +105,7 @@ class ServerState:
                 log.info("rocmforge: warmed up %d step shapes in %.1f s", steps, time.perf_counter() - start)
             batcher = Batcher(engine, max_queue=o.max_queue, metrics=self.metrics, time_limit=o.time_limit,
                               speculation=spec)
+            self.grammars = Grammars(tokenizer, model.config.vocab_size)
             self.model, self.engine, self.tokenizer, self.batcher = model, engine, tokenizer, batcher
             log.info("rocmforge: serving %s on %s (%d parallel, context %d)", self.model_id,
                      model.planner.preferred, o.parallel, engine.n_ctx)

@@ -130,20 +130,22 @@ class Tokenizer:
         return f"Tokenizer({v.model!r}, {kind}, n_vocab={len(v)})"
 
     # -- encoding --------------------------------------------------------------------------------------------
-    def encode(self, text: str, add_special: bool = True, special: bool = False) -> list[int]:
+    def encode(self, text: str, add_special: bool = True, special: bool = False,
+               space_prefix: bool = True) -> list[int]:
         """Token ids of ``text``, as llama.cpp's llama_tokenize(add_special, parse_special=special).
 
         add_special adds BOS/EOS as the model's add_bos_token/add_eos_token say; special=True turns control-token
-        texts such as "<|im_start|>" into their ids (user-defined tokens are always matched, as in llama.cpp)."""
+        texts such as "<|im_start|>" into their ids (user-defined tokens are always matched, as in llama.cpp).
+        space_prefix=False leaves out SPM's added leading space: text that continues a generation (llguidance)."""
         if not isinstance(text, str):
             raise TokenizerError(f"encode() needs a str, got {type(text).__name__}")
         try:
-            return self._encode(text, add_special, special)
+            return self._encode(text, add_special, special, space_prefix)
         except UnicodeEncodeError as exc:
             raise TokenizerError(f"the text holds a lone surrogate {exc.object[exc.start]!r}, "
                                  "which is not valid Unicode") from None
 
-    def _encode(self, text: str, add_special: bool, special: bool) -> list[int]:
+    def _encode(self, text: str, add_special: bool, special: bool, space_prefix: bool = True) -> list[int]:
         v = self.vocab
         out: list[int] = []
         fragments = self._partition(text, special) if text else []
@@ -156,7 +158,7 @@ class Tokenizer:
                     out.append(frag)
                     prev_special = True
                     continue
-                if v.add_space_prefix and prev_special:
+                if v.add_space_prefix and prev_special and space_prefix:
                     frag = " " + frag
                 self._encode_words(self._words(frag.replace(" ", _SPACE_MARK)), out)
                 prev_special = False

@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_info
 from rocmforge_core import ops
 from rocmforge_core.errors import BackendError
 from rocmforge_core.formats import dequantize_weight
-from rocmforge_core.ops.sample import DEFAULTS, pack
+from rocmforge_core.ops.sample import DEFAULTS, pack, pack_constraints
 from rocmforge_cpu_simd import quantized, threads
 from rocmforge_cpu_simd.ops import attention, rmsnorm, sample
 
@@ -156,7 +156,7 @@ def test_sampler_breaks_top_k_ties_like_the_reference():
     logits[100:4000:7] = 1.5  # many ties straddle the top-k threshold
     rows = [{**DEFAULTS, "top_k": 20, "seed": 11, "step": step, "temperature": 2.0, "top_p": 0.99, "min_p": 0.0,
              "repeat_penalty": 1.2, "history": [77, 5]} for step in range(40)]
-    args = (np.tile(logits, (len(rows), 1)), *pack(rows, 2))
+    args = (np.tile(logits, (len(rows), 1)), *pack(rows, 2), *pack_constraints(rows, 5000, 1))
     expected = ops.reference("sample")(*args, candidates=32)
     np.testing.assert_array_equal(sample.sample(*args, candidates=32), expected)
 

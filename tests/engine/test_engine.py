@@ -194,7 +194,8 @@ def test_decode_steps_rewrite_only_the_inputs_that_change(model):
     (shape,) = engine._shapes.values()
     names = {id(t): STEP_INPUTS[key] for key, t in shape.inputs.tensors.items() if key != BLOCK_TABLES}
     got = [sorted(names[id(t)] for t in step if id(t) in names) for step in written]
-    sampler = ["sampling controls", "sampling history", "sampling parameters"]
+    sampler = ["allowed-token mask", "logit bias ids", "logit bias values", "sampling controls", "sampling history",
+               "sampling parameters"]
     assert got == [sorted(["output rows", "positions", "sequence ids", "token ids"] + sampler),
                    ["positions", "token ids"], ["positions", "token ids"],
                    ["positions", "sequence ids", "token ids"], ["positions", "sequence ids", "token ids"]]

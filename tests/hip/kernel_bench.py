@@ -82,7 +82,7 @@ def main(out_path: str) -> None:
         for label, params in (("top_k=40", {}), ("greedy", {"temperature": 0.0})):
             batch = [{**spec.DEFAULTS, "repeat_penalty": 1.1, **params, "seed": r, "history": list(range(64))}
                      for r in range(n_rows)]
-            args = [hip.from_host(a) for a in spec.pack(batch, 64)]
+            args = [hip.from_host(a) for a in spec.pack(batch, 64) + spec.pack_constraints(batch, 128256, 1)]
             bound = spec.candidates(batch, 128256)
             rows.append({"kernel": f"sample {label} {n_rows} rows vocab=128256",
                          "us": timed(hip, lambda: kernels["sample"].fn(logits, *args, candidates=bound))})

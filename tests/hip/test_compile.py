@@ -83,7 +83,10 @@ def test_supports_gives_reasons():
     assert not matmul.check(repacked) and "layout" in matmul.check(repacked).reason
     assert matmul.check(q40)
     sample = next(k for k in get_registry().kernels if k.backend == "hip" and k.op == "sample")
-    args = (ArgInfo((2, 5000), "f32"), ArgInfo((2, 1), "i32"), ArgInfo((2, 7), "f64"), ArgInfo((2, 3), "i64"))
+    args = (ArgInfo((2, 5000), "f32"), ArgInfo((2, 1), "i32"), ArgInfo((2, 7), "f64"), ArgInfo((2, 3), "i64"),
+            ArgInfo((2, 157), "i32"), ArgInfo((2, 1), "i64"), ArgInfo((2, 1), "f32"))
+    narrow = Signature("sample", args[:4] + (ArgInfo((2, 100), "i32"),) + args[5:], (("candidates", 64),))
+    assert not sample.check(narrow) and "ceil(vocab/32)" in sample.check(narrow).reason
     unbounded = Signature("sample", args, (("candidates", 5000),))
     assert not sample.check(unbounded) and "top-k" in sample.check(unbounded).reason
     assert sample.check(Signature("sample", args, (("candidates", 64),)))

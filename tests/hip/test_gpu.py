@@ -144,7 +144,7 @@ def test_sample_full_vocabulary_matches_reference(hip, params):
         row[rng.integers(0, 128256, 5)] = row.max()  # ties at the top
     rows = [{**spec.DEFAULTS, **params, "seed": trial, "step": trial * 7,
              "history": rng.integers(0, 128256, 64).tolist()} for trial in range(12)]
-    args = (logits, *spec.pack(rows, 64))
+    args = (logits, *spec.pack(rows, 64), *spec.pack_constraints(rows, 128256, 1))
     candidates = spec.candidates(rows, 128256)
     got = hip.to_host(sample(*(hip.from_host(a) for a in args), candidates=candidates))
     want = ops.reference("sample")(*args, candidates=candidates)
@@ -530,3 +530,26 @@ def test_backend_works_from_another_thread(hip):
     t.join()
     assert "error" not in seen, seen.get("error")
     np.testing.assert_array_equal(seen["out"], x * 2)
+
+
+def test_sample_mask_bias_and_logprobs_on_a_full_vocabulary(hip):
+    """A 128k vocabulary: rows with a mask of a few tokens, a forcing and a banning bias, one unconstrained, in one
+    call, as the reference samples them; then the logprobs op on the same logits."""
+    rng = np.random.default_rng(5)
+    spec, vocab = ops.module("sample"), 128256
+    logits = (rng.standard_normal((4, vocab)) * 4).astype(np.float32)
+    keep = np.zeros(32 * spec.mask_words(vocab), dtype=bool)
+    keep[rng.choice(vocab, 9, replace=False)] = True
+    mask = np.packbits(keep, bitorder="little").view("<i4")
+    constraints = [dict(mask=mask), dict(bias=[(int(rng.integers(vocab)), 40.0)]),
+                   dict(bias=[(int(t), -100.0) for t in np.argsort(-logits[2])[:20]], temperature=0.0), dict()]
+    rows = [{**spec.DEFAULTS, "seed": r, "step": 3, "history": [], **c} for r, c in enumerate(constraints)]
+    args = (logits, *spec.pack(rows, 1), *spec.pack_constraints(rows, vocab, spec.bias_width(rows)))
+    candidates = spec.candidates(rows, vocab)
+    got = hip.to_host(kernel("sample").fn(*(hip.from_host(a) for a in args), candidates=candidates))
+    np.testing.assert_array_equal(got, ops.reference("sample")(*args, candidates=candidates))
+    tokens = got.astype(np.int32)
+    lp = hip.to_host(kernel("logprobs").fn(hip.from_host(logits), hip.from_host(tokens), top=20))
+    want = ops.reference("logprobs")(logits, tokens, top=20)
+    np.testing.assert_array_equal(lp[:, 1:21], want[:, 1:21])
+    np.testing.assert_allclose(lp, want, rtol=1e-6)

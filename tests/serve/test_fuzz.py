@@ -13,8 +13,9 @@ from conftest import wait_idle
 
 FIELDS = ["prompt", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
           "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty", "penalty_last_n", "seed",
-          "stop", "stream", "stream_options", "n", "logprobs", "model", "ignore_eos", "echo", "tools", "tool_choice",
-          "parallel_tool_calls", "input", "encoding_format", "dimensions"]
+          "stop", "stream", "stream_options", "n", "logprobs", "top_logprobs", "logit_bias", "response_format",
+          "guided_regex", "grammar", "model", "ignore_eos", "echo", "tools", "tool_choice", "parallel_tool_calls",
+          "input", "encoding_format", "dimensions"]
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.integers(-3, 300),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20))

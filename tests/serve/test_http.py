@@ -131,7 +131,7 @@ BAD = [
     ({"prompt": "x", "functions": [{"name": "f"}]}, "send 'tools' instead"),
     ({"prompt": "x", "stop": ["a"] * 17}, "'stop' may hold at most 16 strings"),
     ({"prompt": "x", "stream_options": {"include_usage": 1}}, "'stream_options.include_usage' must be a boolean"),
-    ({"prompt": "x", "logprobs": 3}, "'logprobs' is not supported"),
+    ({"prompt": "x", "logprobs": 30}, "'logprobs' must be an integer in [0, 20], got 30"),
     ({"prompt": "x", "seed": "s"}, "seed must be an integer in"),
     ({"prompt": 5}, "'prompt' must be a string or a non-empty array of token ids"),
     ({"prompt": []}, "'prompt' must be a string or a non-empty array of token ids"),

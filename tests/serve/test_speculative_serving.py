@@ -1,9 +1,11 @@
 """Speculative decoding in the server: the batcher verifying every running sequence's drafts in its decode step
 gives each request the tokens Engine.generate gives it alone, with prompt lookup and with a draft model; the
-draft counters; the openai client against a speculating server."""
+draft counters; log-probabilities of accepted draft tokens; a grammar-constrained sequence drafts nothing; the
+openai client against a speculating server."""
 
 from __future__ import annotations
 
+import numpy as np
 import openai
 import pytest
 
@@ -57,6 +59,64 @@ def test_speculating_batcher_answers_as_generate_alone(model, drafter):
             assert draft.engine.cache.blocks_in_use() == 0 and not draft._slots  # released with each request
     finally:
         batcher.stop()
+
+
+def _scored(model, speculation, **rules):
+    """Each sequence's tokens and (token, logprobs row) events from a batcher, speculating or not."""
+    engine = Engine(model, max_seqs=3, n_ctx=256, prefill_chunk=32)
+    counters = Metrics()
+    batcher = Batcher(engine, metrics=counters, speculation=speculation)
+    batcher.start()
+    try:
+        log = Log()
+        seqs = [Sequence(p, 16, KINDS[i % 4], log.sink(i), **rules) for i, p in enumerate(prompts(model.tokenizer))]
+        batcher.submit(*seqs)
+        log.wait(lambda lg: len(lg.done) == len(seqs))
+    finally:
+        batcher.stop()
+    scored = {i: [v for name, kind, v in log.events if name == i and kind == "logprobs"] for i in range(len(seqs))}
+    return [s.ids for s in seqs], scored, counters
+
+
+def test_accepted_draft_tokens_get_the_logprobs_of_their_verification_rows(model):
+    """With speculation each accepted token's logprobs are those of the row that verified it: the same entries,
+    token for token, as plain decoding gives."""
+    plain_ids, plain, _ = _scored(model, None, logprobs=True)
+    spec_ids, spec, counters = _scored(model, Speculation(PromptLookup(), 5), logprobs=True)
+    assert counters.draft_accepted > 0 and spec_ids == plain_ids
+    for i, ids in enumerate(plain_ids):
+        assert [t for t, _ in spec[i]] == [t for t, _ in plain[i]] == [t for t in ids if t not in model.tokenizer.eog_ids]
+        for (_, a), (_, b) in zip(spec[i], plain[i]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+class _Only:
+    """A constraint allowing one token only, forever (the shape engine/grammar.py's Constraint has)."""
+    finished = False
+
+    def __init__(self, token, vocab):
+        self.mask = np.zeros(-(-vocab // 32), dtype=np.int32)
+        self.mask[token // 32] = np.int32(np.uint32(1 << token % 32).view(np.int32))
+
+    def accept(self, token):
+        assert self.mask[token // 32] & np.int32(np.uint32(1 << token % 32).view(np.int32))
+
+
+def test_a_constrained_sequence_drafts_nothing(model):
+    """Its mask is known for the next token only, so a speculating batcher verifies no draft of it."""
+    vocab = model.config.vocab_size
+    engine = Engine(model, max_seqs=1, n_ctx=256)
+    counters = Metrics()
+    batcher = Batcher(engine, metrics=counters, speculation=Speculation(PromptLookup(), 5))
+    batcher.start()
+    try:
+        log = Log()
+        seq = Sequence([9] * 40, 8, KINDS[0], log.sink(0), constraint=_Only(7, vocab))  # lookup would draft 9s
+        batcher.submit(seq)
+        log.wait(lambda lg: lg.done)
+    finally:
+        batcher.stop()
+    assert seq.ids == [7] * 8 and counters.draft_tokens == 0
 
 
 def test_openai_client_against_a_speculating_server(tiny_chat_model):

@@ -2,7 +2,7 @@
 
 from rocmforge_core.hookspecs import hookimpl
 from rocmforge_cpu_simd.backend import CpuBackend
-from rocmforge_cpu_simd.ops import activation, attention, dense, elementwise, rmsnorm, rope, sample
+from rocmforge_cpu_simd.ops import activation, attention, dense, elementwise, logprobs, rmsnorm, rope, sample
 
 
 @hookimpl
@@ -12,6 +12,6 @@ def register_backends(register):
 
 @hookimpl
 def register_kernels(register):
-    for module in (activation, attention, dense, elementwise, rmsnorm, rope, sample):
+    for module in (activation, attention, dense, elementwise, logprobs, rmsnorm, rope, sample):
         for kernel in module.kernels():
             register(kernel)

@@ -222,5 +222,5 @@ def kernel_names(unit: Unit, mma_s8: bool = False) -> list[str]:
                             "rf_quantize_q8", "rf_all_finite"],
         "quant.hip": ["rf_rows_f32", "rf_rows_f16", "rf_matmul_tiled", "rf_matvec"],
         "attention.hip": ["rf_kv_write", "rf_attention", "rf_attention_combine"],
-        "sample.hip": ["rf_sample"],
+        "sample.hip": ["rf_sample", "rf_logprobs"],
     }[unit.file]

@@ -14,6 +14,7 @@ import numpy as np
 
 from rocmforge_core.formats import Weight
 from rocmforge_core.ops import Kernel, Signature, Verdict, no, yes
+from rocmforge_core.ops import logprobs as logprobs_op
 from rocmforge_core.registry import get_registry
 from rocmforge_rocm_hip import sources
 from rocmforge_rocm_hip.runtime import F32, F64, I32, I64, PTR
@@ -366,13 +367,21 @@ class HipOps:
         return out
 
     # -- sampling --------------------------------------------------------------------------------------------
-    def sample(self, logits, history, params, controls, *, candidates):
+    def sample(self, logits, history, params, controls, mask, bias_ids, bias_values, *, candidates):
         rows, vocab = logits.shape
         out = self.be.empty((rows,), "i32")
         work = self.be.empty((rows, vocab), "f32")
         self.be.launch(sources.SAMPLE, "rf_sample", (rows,), (1024,),
                        [(logits.ptr, PTR), (work.ptr, PTR), (vocab, I32), (history.ptr, PTR), (history.shape[1], I32),
-                        (params.ptr, PTR), (controls.ptr, PTR), (out.ptr, PTR)])
+                        (params.ptr, PTR), (controls.ptr, PTR), (mask.ptr, PTR), (bias_ids.ptr, PTR),
+                        (bias_values.ptr, PTR), (bias_ids.shape[1], I32), (out.ptr, PTR)])
+        return out
+
+    def logprobs(self, logits, tokens, *, top):
+        rows, vocab = logits.shape
+        out = self.be.empty((rows, 1 + 2 * top), "f32")
+        self.be.launch(sources.SAMPLE, "rf_logprobs", (rows,), (1024,),
+                       [(logits.ptr, PTR), (vocab, I32), (tokens.ptr, PTR), (int(top), I32), (out.ptr, PTR)])
         return out
 
 
@@ -456,6 +465,10 @@ def _supports_sample(sig):
     logits = sig.args[0]
     if logits.dtype != "f32" or len(logits.shape) != 2:
         return no("hip sample takes f32 logits [rows, vocab]")
+    mask, ids, values = sig.args[4:7]
+    if mask.dtype != "i32" or mask.shape[1] != -(-logits.shape[1] // 32) or ids.dtype != "i64" \
+            or values.dtype != "f32" or ids.shape != values.shape:
+        return no("hip sample takes an i32 mask of ceil(vocab/32) words and an i64/f32 bias of one shape")
     candidates = sig.param("candidates", logits.shape[1])
     if candidates == 1:
         return yes("greedy")
@@ -478,6 +491,7 @@ SUPPORTS = {
     "matmul": _supports_matmul,
     "attention": _supports_attention,
     "sample": _supports_sample,
+    "logprobs": lambda sig: logprobs_op.supported(sig, "hip"),
 }
 
 

@@ -2,14 +2,15 @@
 
 With top_k > 0 only the k best candidates (ties broken by lower id, as the reference does) can survive the
 chain, so the reference chain runs on those k in id order: same candidates, same order, same draw, at O(V)
-instead of an O(V log V) sort of a 262k-entry vocabulary per token. Greedy is an argmax."""
+instead of an O(V log V) sort of a 262k-entry vocabulary per token. Greedy is an argmax. The bias and mask are
+applied first, by the reference's ``constrain`` (a copy of the row only when one of them acts)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from rocmforge_core.ops import Kernel, no, yes
-from rocmforge_core.ops.sample import apply_penalties, row_params, sample_row
+from rocmforge_core.ops.sample import apply_penalties, constrain, row_params, sample_row
 
 _NO_PENALTY = dict(repeat_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0)
 
@@ -36,8 +37,9 @@ def _row(logits, history, *, temperature, top_k, top_p, min_p, typical_p, repeat
     return int(ids[sample_row(logits[ids], (), **chain)])
 
 
-def sample(logits, history, params, controls, *, candidates):
-    return np.array([_row(logits[r], history[r], **row_params(params, controls, r))
+def sample(logits, history, params, controls, mask, bias_ids, bias_values, *, candidates):
+    return np.array([_row(constrain(logits[r], mask[r], bias_ids[r], bias_values[r]), history[r],
+                          **row_params(params, controls, r))
                      for r in range(logits.shape[0])], dtype=np.int32)
 
 
