@@ -11,5 +11,5 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
     starlette==1.10.0 uvicorn==0.54.0 h11==0.16.0 anyio==4.16.0 sniffio==1.3.1 click==8.5.1 httpx==0.28.1 \
     httpcore==1.0.9 certifi==2026.10.18 idna==3.20 pluggy==1.7.0 prometheus-client==0.26.0 pydantic==2.14.4 \
     pydantic-core==2.50.5 annotated-types==0.8.0 typing-extensions==4.16.0 typing-inspection==0.4.5 openai==3.60.0 \
-    jiter==0.19.0 httpx2==2.16.2 httpcore2==2.16.2 truststore==0.10.5
+    jiter==0.19.0 httpx2==2.16.2 httpcore2==2.16.2 truststore==0.10.5 llguidance==1.9.1
 ls .whl
