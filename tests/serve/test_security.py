@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -125,8 +126,14 @@ def test_one_access_log_line_per_request(http, server, caplog):
     with http.stream("POST", "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
                                                            "stream": True, "max_tokens": 2, "ignore_eos": True}) as r:
         r.read()
+
+    def lines():
+        return [r.getMessage() for r in caplog.records if r.name == "rocmforge.access"]
+    deadline = time.monotonic() + 10
+    while len(lines()) < 2 and time.monotonic() < deadline:  # a stream's line follows its last byte
+        time.sleep(0.01)
     http.get("/v1/nothing")
-    lines = [r.getMessage() for r in caplog.records if r.name == "rocmforge.access"]
+    lines = lines()
     assert len(lines) == 3, lines
     assert lines[0].startswith("127.0.0.1:") and '"POST /v1/completions" 200 ' in lines[0]
     assert re.search(r" \d+\.\d{3} s: cmpl-[0-9a-f]+ prompt \d+ \(\d+ cached\), completion 3 tokens, "
