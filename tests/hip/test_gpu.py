@@ -439,15 +439,33 @@ def test_speculative_verification_rows_get_the_logits_of_plain_decoding(hip, tmp
     model.close()
 
 
+def _batched_ids(batcher, prompts, max_tokens, sampling) -> list[list[int]]:
+    """The tokens the batcher's engine thread generates for each prompt, all submitted at once."""
+    import threading
+    from rocmforge_core.serve.batcher import Sequence
+
+    finished = threading.Semaphore(0)
+    seqs = [Sequence(p, max_tokens, k, lambda ev: ev[0] != "text" and finished.release())
+            for p, k in zip(prompts, sampling)]
+    threading.Thread(target=batcher.run, daemon=True).start()
+    try:
+        for s in seqs:
+            batcher.submit(s)
+        for _ in seqs:
+            assert finished.acquire(timeout=120)
+    finally:
+        batcher.stop()
+    return [s.ids for s in seqs]
+
+
 def test_a_speculating_batcher_answers_as_generate_alone(hip, tmp_path):
     """The server's batcher on hip with prompt lookup: several sequences' verification rows in one decode step
     (greedy, seeded, penalised requests, 5 requests in 3 slots) give the tokens plain Engine.generate gives each."""
-    import threading
     from rocmforge_core.engine import Engine, SamplingParams
     from rocmforge_core.engine.model import Model
     from rocmforge_core.engine.speculative import PromptLookup, Speculation
     from rocmforge_core.models.synthetic import TinyConfig, write_model
-    from rocmforge_core.serve.batcher import Batcher, Sequence
+    from rocmforge_core.serve.batcher import Batcher
     from rocmforge_core.serve.metrics import Metrics
 
     config = TinyConfig(dtype="Q8_0")
@@ -460,19 +478,9 @@ def test_a_speculating_batcher_answers_as_generate_alone(hip, tmp_path):
     engine = Engine(model, n_ctx=128, max_seqs=3)
     alone = [engine.generate(p, max_tokens=16, sampling=kinds[i % 3]).ids for i, p in enumerate(prompts)]
     counters = Metrics()
-    batcher = Batcher(engine, metrics=counters, speculation=Speculation(PromptLookup(), 4))
-    finished = threading.Semaphore(0)
-    seqs = [Sequence(p, 16, kinds[i % 3], lambda ev: ev[0] != "text" and finished.release())
-            for i, p in enumerate(prompts)]
-    threading.Thread(target=batcher.run, daemon=True).start()
-    try:
-        for s in seqs:
-            batcher.submit(s)
-        for _ in seqs:
-            assert finished.acquire(timeout=120)
-    finally:
-        batcher.stop()
-    assert [s.ids for s in seqs] == alone and counters.draft_tokens > 0
+    batched = _batched_ids(Batcher(engine, metrics=counters, speculation=Speculation(PromptLookup(), 4)), prompts,
+                           16, [kinds[i % 3] for i in range(len(prompts))])
+    assert batched == alone and counters.draft_tokens > 0
     model.close()
 
 
@@ -480,11 +488,10 @@ def test_served_requests_answer_as_each_does_alone(hip, tmp_path):
     """The server's batcher on hip: requests with prompts of 3 to 150 tokens (long ones read in pieces, short ones
     sharing prefill steps), greedy and seeded sampling, penalties, 6 requests in 4 slots, give the tokens each gets
     from Engine.generate alone."""
-    import threading
     from rocmforge_core.engine import Engine, SamplingParams
     from rocmforge_core.engine.model import Model
     from rocmforge_core.models.synthetic import TinyConfig, write_model
-    from rocmforge_core.serve.batcher import Batcher, Sequence
+    from rocmforge_core.serve.batcher import Batcher
 
     config = TinyConfig(dtype="Q8_0")
     path = tmp_path / "served.gguf"
@@ -496,19 +503,7 @@ def test_served_requests_answer_as_each_does_alone(hip, tmp_path):
     model = Model(path, backend="hip")
     engine = Engine(model, n_ctx=200, max_seqs=4, prefill_chunk=64)
     alone = [engine.generate(p, max_tokens=10, sampling=kinds[i % 4]).ids for i, p in enumerate(prompts)]
-    batcher = Batcher(engine)
-    finished = threading.Semaphore(0)
-    seqs = [Sequence(p, 10, kinds[i % 4], lambda ev: ev[0] != "text" and finished.release())
-            for i, p in enumerate(prompts)]
-    threading.Thread(target=batcher.run, daemon=True).start()
-    try:
-        for s in seqs:
-            batcher.submit(s)
-        for _ in seqs:
-            assert finished.acquire(timeout=120)
-    finally:
-        batcher.stop()
-    assert [s.ids for s in seqs] == alone
+    assert _batched_ids(Batcher(engine), prompts, 10, [kinds[i % 4] for i in range(len(prompts))]) == alone
     model.close()
 
 
