@@ -5,17 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rocmforge_core.engine import ContextLengthError, Engine, Model, RowSampling, SamplingParams
+from rocmforge_core.engine import ContextLengthError, Engine, RowSampling, SamplingParams
 from rocmforge_core.errors import RocmforgeError
 from rocmforge_core.ops.sample import sample_row
 from rocmforge_core.program import BLOCK_TABLES, STEP_INPUTS
-
-
-@pytest.fixture(scope="module")
-def model(tiny_llama):
-    m = Model(tiny_llama, backend="reference")
-    yield m
-    m.close()
 
 
 class Digits:

@@ -21,13 +21,6 @@ GREEDY = SamplingParams(temperature=0)
 SEEDED = SamplingParams(temperature=1.0, top_k=20, seed=9, repeat_penalty=1.3, penalty_last_n=6)
 
 
-@pytest.fixture(scope="module")
-def model(tiny_llama):
-    m = Model(tiny_llama, backend="reference")
-    yield m
-    m.close()
-
-
 class Oracle:
     """Proposes the tokens a plain generation made (``wrong``: each one plus one, never right)."""
 
