@@ -32,6 +32,16 @@ def tiny_chat_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def model(tiny_chat_model):
+    """The tiny chat model on the reference backend, for tests that drive an engine or batcher directly."""
+    from rocmforge_core.engine.model import Model
+
+    m = Model(tiny_chat_model, backend="reference")
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
 def server(tiny_chat_model):
     """A server on the reference backend (fast for a tiny model), 4 parallel sequences, an API-key-free one."""
     with ServerThread(ServeOptions(model=tiny_chat_model, backend="reference", parallel=4)) as srv:

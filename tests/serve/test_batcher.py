@@ -8,18 +8,11 @@ import time
 
 import pytest
 
-from rocmforge_core.engine import Engine, Model, SamplingParams
+from rocmforge_core.engine import Engine, SamplingParams
 from rocmforge_core.serve.batcher import Batcher, Sequence
 from rocmforge_core.serve.errors import APIError
 
 GREEDY = SamplingParams(temperature=0, frequency_penalty=1.0)
-
-
-@pytest.fixture(scope="module")
-def model(tiny_chat_model):
-    m = Model(tiny_chat_model, backend="reference")
-    yield m
-    m.close()
 
 
 class Log:

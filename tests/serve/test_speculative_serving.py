@@ -9,7 +9,7 @@ import numpy as np
 import openai
 import pytest
 
-from rocmforge_core.engine import Engine, Model, SamplingParams
+from rocmforge_core.engine import Engine, SamplingParams
 from rocmforge_core.engine.draft_model import DraftModel
 from rocmforge_core.engine.speculative import PromptLookup, Speculation
 from rocmforge_core.serve import ServeOptions
@@ -22,13 +22,6 @@ from test_batcher import Log
 
 KINDS = [SamplingParams(temperature=0), SamplingParams(temperature=0.9, seed=4),
          SamplingParams(temperature=0, frequency_penalty=1.0), SamplingParams(temperature=1.1, top_k=8, seed=2)]
-
-
-@pytest.fixture(scope="module")
-def model(tiny_chat_model):
-    m = Model(tiny_chat_model, backend="reference")
-    yield m
-    m.close()
 
 
 def prompts(tok):
