@@ -73,11 +73,16 @@ def has_dot8_q8(fmt) -> bool:
     return has_dot8_q8_source(format_source(fmt))
 
 
+def _defined(path: str, name: str) -> int:
+    """The number a format's device code (at ``path``) #defines ``name`` to, else 0."""
+    match = re.search(rf"^#define {name} (\d+)", _text(path), re.M)
+    return int(match.group(1)) if match else 0
+
+
 def chunk_size(path: str) -> int:
     """Elements per rf_chunk_load/rf_chunk_dot chunk (RF_CHUNK) when a format's device code (at ``path``) has one, else 0:
     its decode products then take whole chunks per lane."""
-    match = re.search(r"^#define RF_CHUNK (\d+)", _text(path), re.M)
-    return int(match.group(1)) if match else 0
+    return _defined(path, "RF_CHUNK")
 
 
 # The (RT, NT) instances of rf_mmq in kernels/quant.hip: RT tiles of 16 weight rows, NT tiles of 8 rows of x.
@@ -92,8 +97,7 @@ def mma_tile(m: int) -> tuple[int, int]:
 def mma_unit(path: str) -> int:
     """Elements per tile-product unit (RF_MMA_UNIT) when a format's device code (at ``path``) has the tile-product
     interface, else 0."""
-    match = re.search(r"^#define RF_MMA_UNIT (\d+)", _text(path), re.M)
-    return int(match.group(1)) if match else 0
+    return _defined(path, "RF_MMA_UNIT")
 
 
 def quant_unit(fmt, exact: bool = False) -> Unit:
