@@ -124,6 +124,35 @@ extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)
     }
 }
 
+// The two entry points of a decode product: one weight, or up to three products of the same x in one launch (q, k and
+// v; gate and up): blocks [0, b1) take w0, [b1, b2) w1, [b2, ...) w2, each with its own split (so each gets the
+// arithmetic it gets when launched alone). Small products apart leave most of the GPU idle and each pays a launch in
+// the chain. The last argument is the rows function: (xq, xd, w, out, m, n, k, row_bytes, split, block, residual,
+// total).
+#define RF_PRODUCT_KERNELS(NAME, THREADS, ...)                                                                   \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                                         \
+        NAME(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w,        \
+             float* __restrict__ out, int m, int n, int k, long long row_bytes, int split,                      \
+             const float* __restrict__ residual, float* __restrict__ total) {                                    \
+        rf_grid_begin();                                                                                          \
+        __VA_ARGS__(xq, xd, w, out, m, n, k, row_bytes, split, blockIdx.x, residual, total);                     \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                                         \
+        NAME##_multi(const int8_t* __restrict__ xq, const float* __restrict__ xd, int m, int k, long long row_bytes, \
+                     const uint8_t* __restrict__ w0, float* __restrict__ out0, int n0, int s0,                  \
+                     const uint8_t* __restrict__ w1, float* __restrict__ out1, int n1, int s1, int b1,          \
+                     const uint8_t* __restrict__ w2, float* __restrict__ out2, int n2, int s2, int b2) {        \
+        rf_grid_begin();                                                                                          \
+        const int b = blockIdx.x;                                                                                 \
+        if (b >= b2) {                                                                                            \
+            __VA_ARGS__(xq, xd, w2, out2, m, n2, k, row_bytes, s2, b - b2, nullptr, nullptr);                    \
+        } else if (b >= b1) {                                                                                     \
+            __VA_ARGS__(xq, xd, w1, out1, m, n1, k, row_bytes, s1, b - b1, nullptr, nullptr);                    \
+        } else {                                                                                                  \
+            __VA_ARGS__(xq, xd, w0, out0, m, n0, k, row_bytes, s0, b, nullptr, nullptr);                         \
+        }                                                                                                         \
+    }
+
 #if defined(RF_HAS_DOT8_Q8)
 // Decode products for formats with an integer dot, x already quantized to 8 bits per 32 elements (rf_quantize_q8
 // or a neighbour's q8 output: xq bytes, xd scales, rows end to end): each group of 8 weights costs two dp4a instead
@@ -201,34 +230,8 @@ __device__ __forceinline__ void rf_matvec_q8_rows(const int8_t* __restrict__ xq,
     }
 }
 
-// Up to three products of the same x in one launch (q, k and v; gate and up): blocks [0, b1) take w0, [b1, b2)
-// w1, [b2, ...) w2, each with its own split (so each gets the arithmetic it gets when launched alone). Small
-// products apart leave most of the GPU idle and each pays a launch in the chain.
-#define RF_MATVEC_Q8(NAME, MR)                                                                                     \
-    extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)                                          \
-        NAME(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w,        \
-             float* __restrict__ out, int m, int n, int k, long long row_bytes, int split,                      \
-             const float* __restrict__ residual, float* __restrict__ total) {                                    \
-        rf_grid_begin();                                                                                          \
-        rf_matvec_q8_rows<MR>(xq, xd, w, out, m, n, k, row_bytes, split, blockIdx.x, residual, total);           \
-    }                                                                                                             \
-    extern "C" __global__ void __launch_bounds__(RF_MV_WAVES * RF_WAVE)                                          \
-        NAME##_multi(const int8_t* __restrict__ xq, const float* __restrict__ xd, int m, int k, long long row_bytes, \
-                     const uint8_t* __restrict__ w0, float* __restrict__ out0, int n0, int s0,                  \
-                     const uint8_t* __restrict__ w1, float* __restrict__ out1, int n1, int s1, int b1,          \
-                     const uint8_t* __restrict__ w2, float* __restrict__ out2, int n2, int s2, int b2) {        \
-        rf_grid_begin();                                                                                          \
-        const int b = blockIdx.x;                                                                                 \
-        if (b >= b2) {                                                                                            \
-            rf_matvec_q8_rows<MR>(xq, xd, w2, out2, m, n2, k, row_bytes, s2, b - b2, nullptr, nullptr);          \
-        } else if (b >= b1) {                                                                                     \
-            rf_matvec_q8_rows<MR>(xq, xd, w1, out1, m, n1, k, row_bytes, s1, b - b1, nullptr, nullptr);          \
-        } else {                                                                                                  \
-            rf_matvec_q8_rows<MR>(xq, xd, w0, out0, m, n0, k, row_bytes, s0, b, nullptr, nullptr);               \
-        }                                                                                                         \
-    }
-RF_MATVEC_Q8(rf_matvec_q8, 1)
-RF_MATVEC_Q8(rf_matvec_q8_batch, RF_MV_ROWS)
+RF_PRODUCT_KERNELS(rf_matvec_q8, RF_MV_WAVES * RF_WAVE, rf_matvec_q8_rows<1>)
+RF_PRODUCT_KERNELS(rf_matvec_q8_batch, RF_MV_WAVES * RF_WAVE, rf_matvec_q8_rows<RF_MV_ROWS>)
 #endif
 
 #if defined(RF_HAS_MMA_S8) && defined(RF_MMA_UNIT)
@@ -354,8 +357,8 @@ __device__ __forceinline__ void rf_mmq_rows(const int8_t* __restrict__ xq, const
 // rf_mmq's tree. Neighbouring lanes read neighbouring units, so a row's bytes stream in whole sectors, which the
 // mma layout (16 rows per load) cannot do without a tile in shared memory.
 __device__ __forceinline__ void rf_mmv_rows(const int8_t* __restrict__ xq, const float* __restrict__ xd,
-                                            const uint8_t* __restrict__ w, float* __restrict__ out, int n, int k,
-                                            long long row_bytes, int split, int block,
+                                            const uint8_t* __restrict__ w, float* __restrict__ out, int m, int n,
+                                            int k, long long row_bytes, int split, int block,
                                             const float* __restrict__ residual, float* __restrict__ total) {
     const int lane = threadIdx.x % 32, p = lane % split;
     const int row = (block * RF_MMQ_GROUPS + threadIdx.x / 32) * (32 / split) + lane / split;
@@ -394,55 +397,10 @@ __device__ __forceinline__ void rf_mmv_rows(const int8_t* __restrict__ xq, const
     }
 }
 
-extern "C" __global__ void __launch_bounds__(RF_MMQ_GROUPS * 32)
-    rf_mmv(const int8_t* __restrict__ xq, const float* __restrict__ xd, const uint8_t* __restrict__ w,
-           float* __restrict__ out, int m, int n, int k, long long row_bytes, int split,
-           const float* __restrict__ residual, float* __restrict__ total) {
-    rf_grid_begin();
-    rf_mmv_rows(xq, xd, w, out, n, k, row_bytes, split, blockIdx.x, residual, total);
-}
-extern "C" __global__ void __launch_bounds__(RF_MMQ_GROUPS * 32)
-    rf_mmv_multi(const int8_t* __restrict__ xq, const float* __restrict__ xd, int m, int k, long long row_bytes,
-                 const uint8_t* __restrict__ w0, float* __restrict__ out0, int n0, int s0,
-                 const uint8_t* __restrict__ w1, float* __restrict__ out1, int n1, int s1, int b1,
-                 const uint8_t* __restrict__ w2, float* __restrict__ out2, int n2, int s2, int b2) {
-    rf_grid_begin();
-    const int b = blockIdx.x;
-    if (b >= b2) {
-        rf_mmv_rows(xq, xd, w2, out2, n2, k, row_bytes, s2, b - b2, nullptr, nullptr);
-    } else if (b >= b1) {
-        rf_mmv_rows(xq, xd, w1, out1, n1, k, row_bytes, s1, b - b1, nullptr, nullptr);
-    } else {
-        rf_mmv_rows(xq, xd, w0, out0, n0, k, row_bytes, s0, b, nullptr, nullptr);
-    }
-}
+RF_PRODUCT_KERNELS(rf_mmv, RF_MMQ_GROUPS * 32, rf_mmv_rows)
 
-// One launch per (RT, NT); the _multi form takes up to three products of the same x (as rf_matvec_q8_multi).
-#define RF_MMQ(RT, NT)                                                                                            \
-    extern "C" __global__ void __launch_bounds__(RF_MMQ_GROUPS * 32)                                              \
-        rf_mmq_##RT##_##NT(const int8_t* __restrict__ xq, const float* __restrict__ xd,                         \
-                           const uint8_t* __restrict__ w, float* __restrict__ out, int m, int n, int k,         \
-                           long long row_bytes, int split, const float* __restrict__ residual,                  \
-                           float* __restrict__ total) {                                                          \
-        rf_grid_begin();                                                                                          \
-        rf_mmq_rows<RT, NT>(xq, xd, w, out, m, n, k, row_bytes, split, blockIdx.x, residual, total);            \
-    }                                                                                                             \
-    extern "C" __global__ void __launch_bounds__(RF_MMQ_GROUPS * 32)                                              \
-        rf_mmq_##RT##_##NT##_multi(const int8_t* __restrict__ xq, const float* __restrict__ xd, int m, int k,    \
-                                   long long row_bytes, const uint8_t* __restrict__ w0, float* __restrict__ out0, \
-                                   int n0, int s0, const uint8_t* __restrict__ w1, float* __restrict__ out1,     \
-                                   int n1, int s1, int b1, const uint8_t* __restrict__ w2,                       \
-                                   float* __restrict__ out2, int n2, int s2, int b2) {                           \
-        rf_grid_begin();                                                                                          \
-        const int b = blockIdx.x;                                                                                 \
-        if (b >= b2) {                                                                                            \
-            rf_mmq_rows<RT, NT>(xq, xd, w2, out2, m, n2, k, row_bytes, s2, b - b2, nullptr, nullptr);            \
-        } else if (b >= b1) {                                                                                     \
-            rf_mmq_rows<RT, NT>(xq, xd, w1, out1, m, n1, k, row_bytes, s1, b - b1, nullptr, nullptr);            \
-        } else {                                                                                                  \
-            rf_mmq_rows<RT, NT>(xq, xd, w0, out0, m, n0, k, row_bytes, s0, b, nullptr, nullptr);                 \
-        }                                                                                                         \
-    }
+// One pair of entry points per (RT, NT).
+#define RF_MMQ(RT, NT) RF_PRODUCT_KERNELS(rf_mmq_##RT##_##NT, RF_MMQ_GROUPS * 32, rf_mmq_rows<RT, NT>)
 RF_MMQ(1, 1)
 RF_MMQ(2, 2)
 RF_MMQ(2, 4)
