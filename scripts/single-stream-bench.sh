@@ -12,7 +12,7 @@
 #
 # As scripts/serving-bench.sh: the llama.cpp build starts first, in the background, while rocmforge installs,
 # writes the models and measures; every phase runs under a timeout cut to a deadline (scripts/bench-common.sh).
-# Both engines use an f16 KV cache (llama-bench's default). The models run in the order given: the first ones
+# RF_BENCH_GPU_TESTS=1 runs `pytest -m gpu` first, while llama.cpp builds. Both engines use an f16 KV cache (llama-bench's default). The models run in the order given: the first ones
 # are measured on both sides before later ones start, should time run short. summary.txt, results.json and
 # logs.tgz go to $OUT.
 set -uo pipefail
@@ -26,6 +26,7 @@ WORK=${RF_BENCH_WORK:-/tmp/rf-bench}  # shared with serving-bench.sh: one llama.
 
 start_llama_build llama-bench
 install_rocmforge
+gpu_tests 200  # with RF_BENCH_GPU_TESTS=1
 write_models $MODELS
 
 at_depth() { [[ " ${DEPTH_MODELS//:/-} " == *" $1 "* ]]; }  # NAME (SHAPE-TYPE): one of RF_BENCH_DEPTH_MODELS

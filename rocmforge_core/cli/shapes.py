@@ -211,10 +211,12 @@ def write_synthetic(spec: str, out: Path, vocab_from: Path | None = None) -> Pat
     # Tensors are made a few at a time on threads (numpy's generators and ufuncs release the GIL), each from a
     # seed of its own, so the file does not depend on the thread count; memory holds one tensor per thread.
     seeds = np.random.SeedSequence(0).spawn(len(plan))
+    gain = norm_gain(s, plan, registry)
     threads = min(WRITER_THREADS, os.cpu_count() or 1)
     with ThreadPoolExecutor(threads) as pool:
         for start in range(0, len(plan), threads):
-            window = [pool.submit(make_tensor, np.random.default_rng(seed), s, name, shape, registry.format(t))
+            window = [pool.submit(make_tensor, np.random.default_rng(seed), s, name, shape, registry.format(t),
+                                  gain)
                       for seed, (name, shape, t) in zip(seeds[start:start + threads], plan[start:start + threads])]
             for future in window:
                 w.write_tensor_data(future.result())
@@ -222,12 +224,35 @@ def write_synthetic(spec: str, out: Path, vocab_from: Path | None = None) -> Pat
     return path
 
 
-def make_tensor(rng: np.random.Generator, s: Shape, name: str, shape: tuple[int, ...], fmt) -> np.ndarray:
+def norm_gain(s: Shape, plan: list[tuple[str, tuple[int, ...], str]], registry) -> float:
+    """The scale of the norms ahead of a matrix (attn_norm, ffn_norm, output_norm): random blocks are not
+    trained weights (their scales and, in K-quants, their minimums make rows of rms up to 0.65 with a mean of
+    their own), and at unit norms a 32-layer stack grows activations past f16's range within a few layers, where
+    the hip backend's f16 prefill products then (rightly) fail the engine's finite-values check. Scaled by the
+    largest rms of the file's formats (to a power of two, exact in any float), each product after a norm gives
+    values of about unit rms; trained-scale F16 files keep unit norms."""
+    from rocmforge_core.formats import Weight, dequantize_weight
+    rng, rms = np.random.default_rng(0), 0.0
+    for type_name in sorted({t for _, shape, t in plan if len(shape) == 2}):
+        fmt = registry.format(type_name)
+        sample = make_tensor(rng, s, "sample", (16, s.d_model), fmt)
+        values = dequantize_weight(Weight("sample", fmt, (16, s.d_model), sample))
+        rms = max(rms, float(np.sqrt(np.mean(np.square(values, dtype=np.float64)))))
+    return 2.0 ** round(-math.log2(rms * math.sqrt(s.d_model))) if rms else 1.0
+
+
+NORMS_BEFORE_A_MATRIX = ("attn_norm.weight", "ffn_norm.weight", "output_norm.weight")
+
+
+def make_tensor(rng: np.random.Generator, s: Shape, name: str, shape: tuple[int, ...], fmt,
+                gain: float = 1.0) -> np.ndarray:
     if name == "rope_freqs.weight":
         return llama3_rope_factors(s)
-    if len(shape) == 1:  # norms near 1, as trained ones are; biases small
+    if len(shape) == 1:  # norms near 1, as trained ones are (times gain ahead of a matrix); biases small
         spread = rng.standard_normal(shape[0], dtype=np.float32)
-        return (0.1 * spread) if name.endswith(".bias") else (1.0 + 0.1 * spread)
+        if name.endswith(".bias"):
+            return 0.1 * spread
+        return (1.0 + 0.1 * spread) * np.float32(gain if name.endswith(NORMS_BEFORE_A_MATRIX) else 1.0)
     rows, cols = shape
     row_bytes = fmt.row_bytes(cols)
     step = max(1, CHUNK_BYTES // max(row_bytes, cols * 4))
