@@ -12,8 +12,9 @@
 #
 # As scripts/serving-bench.sh: the llama.cpp build starts first, in the background, while rocmforge installs,
 # writes the models and measures; every phase runs under a timeout cut to a deadline (scripts/bench-common.sh).
-# RF_BENCH_GPU_TESTS=1 runs `pytest -m gpu` first, while llama.cpp builds. Both engines use an f16 KV cache (llama-bench's default). The models run in the order given: the first ones
-# are measured on both sides before later ones start, should time run short. summary.txt, results.json and
+# RF_BENCH_GPU_TESTS=1 runs `pytest -m gpu` first, while llama.cpp builds. Both engines use an f16 KV cache
+# (llama-bench's default). The models run in the order given: the first ones are measured on both sides before
+# later ones start, should time run short. summary.txt, results.json and
 # logs.tgz go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
