@@ -24,6 +24,10 @@ EXACT_FORMATS = ("F32", "F16", "BF16")  # held to 1e-7: the f16 BLAS path would 
 SAMPLE_MAX_TOP_K = 1024
 ATTENTION_SPLIT = 32  # positions per split when few queries attend to a long cache (one wave step each)
 DECODE_SPLIT = 32  # positions per split of a decode batch's attention at least (one wave step)
+# Splits of a decode batch's attention at most: one wave step of 32 positions each up to caches of 8192, longer
+# beyond. A wave walks its split alone, so a long split is latency: a cap of 64 made tg at depth 4096 in a 16k
+# cache 1.8x slower (docs/PERF.md); a cap of 1024 was 8 % faster again for 4x the partials' memory.
+DECODE_MAX_SPLITS = 256
 THREADS = 256
 MMQ_GROUPS = 8  # mma groups (32 lanes) per rf_mmq block: RF_MMQ_GROUPS in kernels/quant.hip
 
@@ -343,9 +347,9 @@ class HipOps:
         context = mb * bs
         if m <= MATVEC_MAX_M:
             # A decode batch: splits of a length fixed by the cache's size alone, so a token's softmax is summed in
-            # the same pieces in any batch (batch invariance): 32 positions, or more for caches over 2048 so that
-            # there are at most 64 splits; splits past a token's position exit at once.
-            split_len = max(DECODE_SPLIT, 1 << (math.ceil(context / 64) - 1).bit_length())
+            # the same pieces in any batch (batch invariance): 32 positions, or more for caches over 8192 so that
+            # there are at most DECODE_MAX_SPLITS; splits past a token's position exit at once.
+            split_len = max(DECODE_SPLIT, 1 << (math.ceil(context / DECODE_MAX_SPLITS) - 1).bit_length())
             splits = math.ceil(context / split_len)
         else:
             splits = 1
