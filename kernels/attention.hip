@@ -166,34 +166,70 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
     }
 }
 
-// One thread per (item, value dim): merge the splits' partial softmaxes. Only the splits that reach the token's
-// position can hold anything (the others have sum 0 and max -inf), so a short sequence in a long cache reads a few
-// partials, not all of them. With xq (one token, RF_DV % 32 == 0) the output is also quantized for the output
-// projection (rf_q8_store).
-extern "C" __global__ void rf_attention_combine(const float* __restrict__ part, float* __restrict__ out, int items,
-                                                int n_splits, int8_t* __restrict__ xq, float* __restrict__ xd,
-                                                const int32_t* __restrict__ positions, int hq, int split_len) {
+// One block per item: merge the splits' partial softmaxes. Only the splits that reach the token's position can
+// hold anything (the others have sum 0 and max -inf), so a short sequence in a long cache reads a few partials,
+// not all of them. The block's threads share the splits (a thread per value dim walking them all was 40-50 us a
+// layer at 129 splits: one round trip to memory after another): the maximum and the denominator by a fixed tree,
+// then RF_COMBINE_GROUPS groups of RF_DV threads each take every G-th split's numerators, summed in group order,
+// so the arithmetic depends on the token's position and the split length alone (batch invariance). With xq (one
+// token, RF_DV % 32 == 0) the output is also quantized for the output projection (rf_q8_store).
+#define RF_COMBINE_THREADS 256
+#define RF_COMBINE_MAX 256  // splits at most (ops.DECODE_MAX_SPLITS; prefill's splits are fewer)
+#define RF_COMBINE_GROUPS (RF_DV < RF_COMBINE_THREADS ? RF_COMBINE_THREADS / RF_DV : 1)
+
+template <bool MAX>
+__device__ __forceinline__ float rf_block_reduce(float v, float* red) {
+    const int tid = threadIdx.x;
+    red[tid] = v;
+    __syncthreads();
+#pragma unroll
+    for (int o = RF_COMBINE_THREADS / 2; o > 0; o >>= 1) {
+        if (tid < o) red[tid] = MAX ? fmaxf(red[tid], red[tid + o]) : red[tid] + red[tid + o];
+        __syncthreads();
+    }
+    const float r = red[0];
+    __syncthreads();
+    return r;
+}
+
+extern "C" __global__ void __launch_bounds__(RF_COMBINE_THREADS)
+    rf_attention_combine(const float* __restrict__ part, float* __restrict__ out, int items, int n_splits,
+                         int8_t* __restrict__ xq, float* __restrict__ xd, const int32_t* __restrict__ positions,
+                         int hq, int split_len) {
     rf_grid_begin();
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    const long long n = (long long)items * RF_DV;
-    if (i >= n) {
-        if (xq) rf_q8_store(0.0f, i, n, xq, xd);
-        return;
-    }
-    const int item = (int)(i / RF_DV), d = (int)(i % RF_DV);
-    const int splits = min(n_splits, positions[item / hq] / split_len + 1);
+    __shared__ float red[RF_COMBINE_THREADS], w[RF_COMBINE_MAX], num[RF_COMBINE_GROUPS][RF_DV];
+    const int item = blockIdx.x, tid = threadIdx.x;
+    const int splits = min(n_splits, positions[item / hq] / split_len + 1);  // n_splits <= RF_COMBINE_MAX: host
+    const float* base = part + (long long)item * (RF_DV + 2);
+    const long long stride = (long long)items * (RF_DV + 2);
     float mx = -RF_INF;
-#pragma unroll 8
-    for (int s = 0; s < splits; ++s) mx = fmaxf(mx, part[((long long)s * items + item) * (RF_DV + 2) + RF_DV]);
-    float num = 0.0f, den = 0.0f;
-#pragma unroll 4
-    for (int s = 0; s < splits; ++s) {
-        const float* pp = part + ((long long)s * items + item) * (RF_DV + 2);
-        if (pp[RF_DV + 1] == 0.0f) continue;
-        const float w = expf(pp[RF_DV] - mx);
-        num += w * pp[d];
-        den += w * pp[RF_DV + 1];
+    for (int s = tid; s < splits; s += RF_COMBINE_THREADS) mx = fmaxf(mx, base[s * stride + RF_DV]);
+    mx = rf_block_reduce<true>(mx, red);
+    float den = 0.0f;
+    for (int s = tid; s < splits; s += RF_COMBINE_THREADS) {
+        const float sum = base[s * stride + RF_DV + 1];
+        const float ws = sum == 0.0f ? 0.0f : expf(base[s * stride + RF_DV] - mx);
+        w[s] = ws;
+        den += ws * sum;
     }
-    out[i] = num / den;
-    if (xq) rf_q8_store(num / den, i, n, xq, xd);
+    den = rf_block_reduce<false>(den, red);  // its barriers also publish w
+    for (int t = tid; t < RF_COMBINE_GROUPS * RF_DV; t += RF_COMBINE_THREADS) {
+        const int g = t / RF_DV, d = t % RF_DV;
+        float n = 0.0f;
+#pragma unroll 8
+        for (int s = g; s < splits; s += RF_COMBINE_GROUPS) n += w[s] * base[s * stride + d];
+        num[g][d] = n;
+    }
+    __syncthreads();
+    for (int d0 = 0; d0 < RF_DV; d0 += RF_COMBINE_THREADS) {
+        const int d = d0 + tid;
+        if (d0 + tid - tid % 32 >= RF_DV) break;  // whole 32-lane groups past the end: rf_q8_store's shuffles
+        float n = 0.0f;
+        if (d < RF_DV) {
+#pragma unroll
+            for (int g = 0; g < RF_COMBINE_GROUPS; ++g) n += num[g][d];
+            out[(long long)item * RF_DV + d] = n / den;
+        }
+        if (xq) rf_q8_store(d < RF_DV ? n / den : 0.0f, (long long)item * RF_DV + d, (long long)items * RF_DV, xq, xd);
+    }
 }

@@ -1,7 +1,7 @@
 """Decode speed of a synthetic model on hip by cache size, depth and the cap on decode attention's splits
 (ops.DECODE_MAX_SPLITS), one engine per setting over one loaded model. On the device machine, after
 scripts/device-install.sh:  python3 scripts/attention-split-probe.py [SHAPE:TYPE] [CAP ...]
-(default llama-8b:Q4_K_M, caps 64 256 1024). The decode kernels are the server's (tile products) unless
+(default llama-8b:Q4_K_M, caps 64 128 256; the merge kernel takes 256 splits at most). The decode kernels are the server's (tile products) unless
 ROCMFORGE_HIP_MMA=0 picks `rocmforge bench`'s integer-dot ones; 8 tokens warm up, 64 are timed."""
 import sys
 import tempfile
@@ -19,7 +19,7 @@ from rocmforge_core.engine.model import Model
 SETTINGS = ((641, 0), (16513, 0), (16513, 4096), (4225, 4096))  # (n_ctx, depth)
 
 spec = sys.argv[1] if len(sys.argv) > 1 else "llama-8b:Q4_K_M"
-caps = [int(c) for c in sys.argv[2:]] or [64, 256, 1024]
+caps = [int(c) for c in sys.argv[2:]] or [64, 128, 256]
 with tempfile.TemporaryDirectory() as tmp:
     model = Model(write_synthetic(spec, Path(tmp)), backend="hip")
     rng = np.random.default_rng(0)

@@ -26,9 +26,12 @@ ATTENTION_SPLIT = 32  # positions per split when few queries attend to a long ca
 DECODE_SPLIT = 32  # positions per split of a decode batch's attention at least (one wave step)
 # Splits of a decode batch's attention at most: one wave step of 32 positions each up to caches of 8192, longer
 # beyond. A wave walks its split alone, so a long split is latency: a cap of 64 made tg at depth 4096 in a 16k
-# cache 1.8x slower (docs/PERF.md); a cap of 1024 was 8 % faster again for 4x the partials' memory.
+# cache 1.8x slower (docs/PERF.md); a cap of 1024 was 8 % faster again for 4x the partials' memory. The merge
+# kernel takes up to COMBINE_MAX_SPLITS.
 DECODE_MAX_SPLITS = 256
 THREADS = 256
+COMBINE_THREADS = 256  # RF_COMBINE_THREADS in kernels/attention.hip
+COMBINE_MAX_SPLITS = 256  # RF_COMBINE_MAX there
 MMQ_GROUPS = 8  # mma groups (32 lanes) per rf_mmq block: RF_MMQ_GROUPS in kernels/quant.hip
 
 
@@ -364,8 +367,9 @@ class HipOps:
                           (float(scale), F32), (int(window), I32), (float(softcap), F32), (split_len, I32)]
                        + own)
         if splits > 1:
+            assert splits <= COMBINE_MAX_SPLITS, f"{splits} attention splits, the merge takes {COMBINE_MAX_SPLITS}"
             q8 = self._q8_outputs(out.reshape(m, hq * dv)) if dv % 32 == 0 else [(0, PTR), (0, PTR)]
-            self.be.launch(unit, "rf_attention_combine", (_blocks(items * dv),), (THREADS,),
+            self.be.launch(unit, "rf_attention_combine", (items,), (COMBINE_THREADS,),
                            [(part.ptr, PTR), (out.ptr, PTR), (items, I32), (splits, I32)] + q8
                            + [(positions.ptr, PTR), (hq, I32), (split_len, I32)])
         return out
