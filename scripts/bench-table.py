@@ -36,7 +36,7 @@ def bench_reports(raw: Path, name: str) -> dict | None:
     reports = [r for r in (load(raw / f"rf-bench-{name}{run}.json") for run in BENCH_RUNS) if r]
     if not reports:
         return None
-    per_run = ("n_ctx", "load_s")
+    per_run = ("n_ctx", "load_s", "fallbacks")
     merged = {k: v for k, v in reports[0].items() if k not in per_run}
     merged["results"] = [{**t, **{k: r[k] for k in per_run if k in r}} for r in reports for t in r.get("results", [])]
     return merged
@@ -96,7 +96,8 @@ def rows(name: str, r: dict) -> list[list[str]]:
         llama[f"pp{t['n_prompt']}" if t["n_prompt"] else f"tg{t['n_gen']}", t.get("n_depth", 0)] = t
     for test in sorted(set(bench) | set(llama), key=lambda t: (t[1], t[0][:2] != "pp", t[0])):
         a, b = bench.get(test, {}), llama.get(test, {})
-        out.append([name, test_key(*test), figure(a.get("avg_ts"), a.get("stddev_ts")),
+        fell = f" ({a['fallbacks']} kernels fell back)" if a.get("fallbacks") else ""
+        out.append([name, test_key(*test), figure(a.get("avg_ts"), a.get("stddev_ts")) + fell,
                     figure(b.get("avg_ts"), b.get("stddev_ts")), ratio(a.get("avg_ts"), b.get("avg_ts")), ""])
     return out
 

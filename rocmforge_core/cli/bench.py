@@ -97,8 +97,15 @@ def run(args) -> int:
     be = model.backend
     devices = be.devices()
     backend = model.planner.preferred
+    # Kernels that failed or gave non-finite values at run time and were replaced (the hybrid planner's fallback):
+    # then the figures are not the chosen backend's alone, and the report says so.
+    fallbacks = model.plan.fallbacks
     report = {"model": label, "backend": backend, "device": devices[0].name if devices else platform.processor(),
-              "load_s": load_s, "n_ctx": n_ctx, "cache_type": args.cache_type, "results": results}
+              "load_s": load_s, "n_ctx": n_ctx, "cache_type": args.cache_type, "fallbacks": fallbacks,
+              "results": results}
+    if fallbacks:
+        print(f"rocmforge: {fallbacks} kernel{'s' * (fallbacks != 1)} fell back to another backend during the run "
+              "(warnings above): these figures are not the backend's alone", file=sys.stderr)
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         print()

@@ -88,3 +88,17 @@ def test_runs_at_depth_get_rows_of_their_own_and_no_serving_column(tmp_path):
         "| m | tg128 | 200.0 ± 2.0 | 100.0 ± 1.0 | 2.00x |",
         "| m | tg128 @ d4096 | 150.0 ± 1.0 | 75.0 ± 1.0 | 2.00x |",
         "| m | tg128 @ d16384 | 100.0 ± 1.0 | - | - |"]
+
+
+def test_a_run_whose_kernels_fell_back_is_marked(tmp_path):
+    """rocmforge bench counts run-time fallbacks (the figures are then not the backend's alone): the depth run
+    here had two, the plain run none."""
+    (tmp_path / "rf-bench-m.json").write_text(json.dumps({"backend": "hip", "device": "GPU X", "fallbacks": 0,
+                                                          "results": [{"test": "tg128", "avg_ts": 200.0,
+                                                                       "stddev_ts": 2.0}]}))
+    (tmp_path / "rf-bench-m-depth.json").write_text(json.dumps({"backend": "hip", "device": "GPU X", "fallbacks": 2,
+                                                                "results": [{"test": "tg128", "n_depth": 4096,
+                                                                             "avg_ts": 20.0, "stddev_ts": 1.0}]}))
+    lines = table(tmp_path, "m")
+    assert "| m | tg128 | 200.0 ± 2.0 | - | - |" in lines
+    assert "| m | tg128 @ d4096 | 20.0 ± 1.0 (2 kernels fell back) | - | - |" in lines

@@ -228,3 +228,24 @@ def test_write_synthetic_command(tmp_path):
     check_copied(out, vocab, 1000)
     proc = run_bench("--synthetic", "llama-tiny:Q4_0", "--out", str(out))
     assert proc.returncode == 1 and "--out goes with --write-synthetic" in proc.stderr
+
+
+@pytest.mark.parametrize("qtype", ["Q4_K_M", "Q8_0", "Q4_0", "F16"])
+def test_norms_ahead_of_a_matrix_bring_its_products_to_about_unit_rms(qtype):
+    """Random blocks have rms far from a trained matrix's 1/sqrt(cols) (Q8_0's 0.65 over 4096 columns), so at unit
+    norms an 8B stack outgrew f16 within five layers; scaled norms (a power of two) keep each product after a norm
+    near unit rms. F16 files are made at that scale already and keep unit norms."""
+    from rocmforge_core.formats import Weight, dequantize_weight
+    from rocmforge_core.registry import get_registry
+
+    registry, s = get_registry(), SHAPES["llama-8b"]
+    gain = shapes.norm_gain(s, tensor_plan(s, qtype), registry)
+    assert np.log2(gain) == round(np.log2(gain)) and (gain == 1.0) == (qtype == "F16")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, s.d_model)).astype(np.float32) * np.float32(gain)  # rmsnorm's output times the gain
+    for type_name in {t for _, shape, t in tensor_plan(s, qtype) if len(shape) == 2}:
+        fmt = registry.format(type_name)
+        raw = shapes.make_tensor(rng, s, "w", (64, s.d_model), fmt)
+        w = dequantize_weight(Weight("w", fmt, (64, s.d_model), raw))
+        rms = float(np.sqrt(np.mean((x @ w.T) ** 2)))
+        assert 0.1 < rms < 2.0, (type_name, rms)
