@@ -223,13 +223,13 @@ extern "C" __global__ void __launch_bounds__(RF_COMBINE_THREADS)
     __syncthreads();
     for (int d0 = 0; d0 < RF_DV; d0 += RF_COMBINE_THREADS) {
         const int d = d0 + tid;
-        if (d0 + tid - tid % 32 >= RF_DV) break;  // whole 32-lane groups past the end: rf_q8_store's shuffles
+        if (d - tid % 32 >= RF_DV) break;  // whole 32-lane groups past the end: rf_q8_store's shuffles
         float n = 0.0f;
         if (d < RF_DV) {
 #pragma unroll
             for (int g = 0; g < RF_COMBINE_GROUPS; ++g) n += num[g][d];
             out[(long long)item * RF_DV + d] = n / den;
         }
-        if (xq) rf_q8_store(d < RF_DV ? n / den : 0.0f, (long long)item * RF_DV + d, (long long)items * RF_DV, xq, xd);
+        if (xq) rf_q8_store(n / den, (long long)item * RF_DV + d, (long long)items * RF_DV, xq, xd);
     }
 }

@@ -1,8 +1,9 @@
 """Decode speed of a synthetic model on hip by cache size, depth and the cap on decode attention's splits
 (ops.DECODE_MAX_SPLITS), one engine per setting over one loaded model. On the device machine, after
 scripts/device-install.sh:  python3 scripts/attention-split-probe.py [SHAPE:TYPE] [CAP ...]
-(default llama-8b:Q4_K_M, caps 64 128 256; the merge kernel takes 256 splits at most). The decode kernels are the server's (tile products) unless
-ROCMFORGE_HIP_MMA=0 picks `rocmforge bench`'s integer-dot ones; 8 tokens warm up, 64 are timed."""
+(default llama-8b:Q4_K_M, caps 64 128 256; the merge kernel takes 256 splits at most). The decode kernels are
+the server's (tile products) unless ROCMFORGE_HIP_MMA=0 picks `rocmforge bench`'s integer-dot ones; 8 tokens
+warm up, 64 are timed."""
 import sys
 import tempfile
 import time

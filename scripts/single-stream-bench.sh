@@ -14,8 +14,7 @@
 # writes the models and measures; every phase runs under a timeout cut to a deadline (scripts/bench-common.sh).
 # RF_BENCH_GPU_TESTS=1 runs `pytest -m gpu` first, while llama.cpp builds. Both engines use an f16 KV cache
 # (llama-bench's default). The models run in the order given: the first ones are measured on both sides before
-# later ones start, should time run short. summary.txt, results.json and
-# logs.tgz go to $OUT.
+# later ones start, should time run short. summary.txt, results.json and logs.tgz go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODELS=${RF_BENCH_MODELS:-"llama-8b:Q4_K_M llama-8b:Q4_0 llama-8b:Q8_0 llama-1b:Q4_0 qwen2-7b:Q4_K_M qwen3-8b:Q4_K_M
