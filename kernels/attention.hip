@@ -1,5 +1,6 @@
 // Attention over a paged KV cache (rocmforge_core/ops/attention.py): cache write, then one wave per
-// (token, query head) with an online softmax over the token's visible positions, RF_WAVE keys per step.
+// (token, kv head, chunk of its query heads) with an online softmax over the token's visible positions, RF_WAVE
+// keys per step.
 // Compile-time: RF_D (key head dim), RF_DV (value head dim), RF_KV_F16 (cache holds f16, else f32).
 // Long contexts split the positions over gridDim.y; rf_attention_combine merges the partial softmaxes.
 
@@ -29,23 +30,30 @@ __device__ __forceinline__ void rf_kv_unpack(uint4 r, float* v) {
 }
 #endif
 
-#define RF_DV_LANE ((RF_DV + RF_WAVE - 1) / RF_WAVE)
 #define RF_ATT_WAVES 4
+// The value sum reads 8 elements (16 bytes of an f16 cache) per lane and load: RF_VLR lanes cover a value row
+// (RF_VCL chunks of 8 each), so one load of the wave covers RF_VP rows; lanes past RF_VP * RF_VLR idle there.
+#define RF_VCH (RF_DV / 8)
+#define RF_VCL ((RF_VCH + RF_WAVE - 1) / RF_WAVE)
+#define RF_VLR ((RF_VCH + RF_VCL - 1) / RF_VCL)
+#define RF_VP (RF_WAVE / RF_VLR)
 
 __device__ __forceinline__ long long rf_slot(const int32_t* __restrict__ table, int pos, int bs) {
     return (long long)table[pos / bs] * bs + pos % bs;
 }
 
-// acc[i] (value dim lane + i * RF_WAVE) += p * v_cache[row]; row < 0: the token's own value row v_new, not yet in
-// the cache (decode, see rf_attention), rounded as the cache would hold it.
-__device__ __forceinline__ void rf_accumulate_v(const kv_t* __restrict__ vc, long long row, float p, int lane,
-                                                float* acc, const float* __restrict__ v_new) {
-    const kv_t* vr = vc + row * RF_DV;
+// Elements e .. e + 7 of a cache row (e % 8 == 0), or of the token's own row `own` (rows < 0: decode, see
+// rf_attention) rounded as the cache would hold it.
+__device__ __forceinline__ void rf_kv_load8(const kv_t* __restrict__ c, long long row, int width, int e,
+                                            const float* __restrict__ own, float* v) {
+    if (row < 0) {
 #pragma unroll
-    for (int i = 0; i < RF_DV_LANE; ++i) {
-        const int d = lane + i * RF_WAVE;
-        if (d < RF_DV) acc[i] += p * (row >= 0 ? rf_kv_load(vr + d) : rf_kv_round(v_new[d]));
+        for (int i = 0; i < 8; ++i) v[i] = rf_kv_round(own[e + i]);
+        return;
     }
+    const uint4* p = (const uint4*)(c + row * width + e);
+#pragma unroll
+    for (int i = 0; i < 8 / RF_KV_PER16; ++i) rf_kv_unpack(p[i], v + i * RF_KV_PER16);
 }
 
 // k [m, hkv, RF_D], v [m, hkv, RF_DV] into their slots; one thread per (token, kv head, dim).
@@ -63,32 +71,41 @@ extern "C" __global__ void rf_kv_write(const float* __restrict__ k, const float*
     if (d < RF_DV) vc[slot * RF_DV + d] = rf_kv_store(v[((long long)t * hkv + h) * RF_DV + d]);
 }
 
+// One wave per (token, kv head, chunk of up to G of the query heads sharing that kv head): each key and value row
+// is read once for all of them, not once per query head (a GQA model's 4-8 heads per kv head). Each lane scores
+// one position against the G queries (shared memory); the value sum then takes RF_VP positions per load, each
+// lane 8 dims of one, and the RF_VP lanes of a dim are summed in order at the end. The softmax denominator is
+// summed lane by lane and over the wave at the end.
 // part (n_splits > 1): [split][m * hq][RF_DV + 2] holding (acc..., running max, running sum).
 // k_new, v_new (one token, m == 1): the token's own k and v rows. Then this kernel also writes them into the cache
 // (block 0 of the grid) instead of rf_kv_write, and no wave reads that slot: the token's own position takes its
 // key and value from k_new and v_new, one launch fewer per layer in decode.
-extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
-    rf_attention(const float* __restrict__ q, kv_t* __restrict__ kc, kv_t* __restrict__ vc,
-                 const int32_t* __restrict__ tables, int mb, const int32_t* __restrict__ seq_ids,
-                 const int32_t* __restrict__ positions, float* __restrict__ out, float* __restrict__ part, int m,
-                 int hq, int hkv, int bs, float scale, int window, float softcap, int split_len,
-                 const float* __restrict__ k_new, const float* __restrict__ v_new) {
-    rf_grid_begin();
+template <int G>
+__device__ __forceinline__ void rf_attention_impl(
+    const float* __restrict__ q, kv_t* __restrict__ kc, kv_t* __restrict__ vc, const int32_t* __restrict__ tables,
+    int mb, const int32_t* __restrict__ seq_ids, const int32_t* __restrict__ positions, float* __restrict__ out,
+    float* __restrict__ part, int m, int hq, int hkv, int bs, float scale, int window, float softcap, int split_len,
+    const float* __restrict__ k_new, const float* __restrict__ v_new) {
     if (k_new && blockIdx.x == 0 && blockIdx.y == 0) {
         const long long slot = rf_slot(tables + (long long)seq_ids[0] * mb, positions[0], bs) * hkv;
         for (int i = threadIdx.x; i < hkv * RF_D; i += blockDim.x) kc[slot * RF_D + i] = rf_kv_store(k_new[i]);
         for (int i = threadIdx.x; i < hkv * RF_DV; i += blockDim.x) vc[slot * RF_DV + i] = rf_kv_store(v_new[i]);
     }
-    __shared__ float qs[RF_ATT_WAVES][RF_D];
+    __shared__ float qs[RF_ATT_WAVES][G][RF_D];
     const int wave = threadIdx.x / RF_WAVE, lane = threadIdx.x % RF_WAVE;
+    const int group = hq / hkv, chunks = (group + G - 1) / G;
     const int item = blockIdx.x * RF_ATT_WAVES + wave;
-    const bool valid = item < m * hq;
-    const int t = valid ? item / hq : 0, h = valid ? item % hq : 0, kvh = h / (hq / hkv);
+    const bool valid = item < m * hkv * chunks;
+    const int t = valid ? item / (hkv * chunks) : 0, kvh = valid ? item / chunks % hkv : 0;
+    const int h0 = kvh * group + item % chunks * G, ng = valid ? min(G, group - item % chunks * G) : 0;
     const int pos = positions[t];
     // A split that starts past the positions of all this block's tokens holds nothing, and the merge does not
     // read it: a short sequence in a long cache launches many such blocks.
     if (gridDim.y > 1 && !__syncthreads_or(valid && (int)blockIdx.y * split_len <= pos)) return;
-    for (int d = lane; d < RF_D; d += RF_WAVE) qs[wave][d] = valid ? q[(long long)item * RF_D + d] : 0.0f;
+#pragma unroll
+    for (int g = 0; g < G; ++g)
+        for (int d = lane; d < RF_D; d += RF_WAVE)
+            qs[wave][g][d] = g < ng ? q[((long long)t * hq + h0 + g) * RF_D + d] : 0.0f;
     __syncthreads();
 
     int lo = window > 0 ? max(0, pos - window + 1) : 0, hi = pos;
@@ -98,10 +115,20 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
     }
     if (!valid) hi = lo - 1;
     const int32_t* table = tables + (long long)seq_ids[t] * mb;
+    const float* k_own = k_new + kvh * RF_D;
+    const float* v_own = v_new + kvh * RF_DV;
+    const int vp = lane / RF_VLR, vc0 = lane % RF_VLR * RF_VCL;  // this lane's row of a load, first chunk
 
-    float run_max = -RF_INF, run_sum = 0.0f, acc[RF_DV_LANE];
+    float run_max[G], run_sum[G], acc[G][RF_VCL][8];
 #pragma unroll
-    for (int i = 0; i < RF_DV_LANE; ++i) acc[i] = 0.0f;
+    for (int g = 0; g < G; ++g) {
+        run_max[g] = -RF_INF;
+        run_sum[g] = 0.0f;
+#pragma unroll
+        for (int c = 0; c < RF_VCL; ++c)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[g][c][e] = 0.0f;
+    }
 
     for (int base = lo; base <= hi; base += RF_WAVE) {
         const int p = base + lane;
@@ -109,62 +136,120 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
         // is read once per position.
         const bool own = k_new && p == pos;
         const long long row = own ? -1 : p <= hi ? rf_slot(table, p, bs) * hkv + kvh : 0;
-        float s = -RF_INF;
+        float s[G];
+#pragma unroll
+        for (int g = 0; g < G; ++g) s[g] = 0.0f;
         if (p <= hi) {
-            float dot = 0.0f;
-            if (own) {
-#pragma unroll 8
-                for (int c = 0; c < RF_D; ++c) dot += qs[wave][c] * rf_kv_round(k_new[kvh * RF_D + c]);
-            } else {
-                const uint4* kr = (const uint4*)(kc + row * RF_D);
+#pragma unroll 4
+            for (int c = 0; c < RF_D; c += 8) {
+                float kv[8];
+                rf_kv_load8(kc, row, RF_D, c, k_own, kv);
 #pragma unroll
-                for (int c = 0; c < RF_D / RF_KV_PER16; ++c) {
-                    float kv[RF_KV_PER16];
-                    rf_kv_unpack(kr[c], kv);
-#pragma unroll
-                    for (int e = 0; e < RF_KV_PER16; ++e) dot += qs[wave][c * RF_KV_PER16 + e] * kv[e];
+                for (int g = 0; g < G; ++g) {
+                    const float4 a = *(const float4*)&qs[wave][g][c], b = *(const float4*)&qs[wave][g][c + 4];
+                    s[g] += a.x * kv[0] + a.y * kv[1] + a.z * kv[2] + a.w * kv[3] + b.x * kv[4] + b.y * kv[5] +
+                            b.z * kv[6] + b.w * kv[7];
                 }
             }
-            s = dot * scale;
-            if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
         }
-        const float new_max = fmaxf(run_max, rf_wave_max(s));
-        const float e = p <= hi ? expf(s - new_max) : 0.0f;
-        const float alpha = expf(run_max - new_max);
-        run_sum = run_sum * alpha + rf_wave_sum(e);
+        float e[G];
 #pragma unroll
-        for (int i = 0; i < RF_DV_LANE; ++i) acc[i] *= alpha;
+        for (int g = 0; g < G; ++g) {
+            float sg = s[g] * scale;
+            if (softcap > 0.0f) sg = softcap * tanhf(sg / softcap);
+            sg = p <= hi ? sg : -RF_INF;
+            const float new_max = fmaxf(run_max[g], rf_wave_max(sg));
+            e[g] = p <= hi ? expf(sg - new_max) : 0.0f;
+            const float alpha = expf(run_max[g] - new_max);
+            run_sum[g] = run_sum[g] * alpha + e[g];
+            run_max[g] = new_max;
+#pragma unroll
+            for (int c = 0; c < RF_VCL; ++c)
+#pragma unroll
+                for (int i = 0; i < 8; ++i) acc[g][c][i] *= alpha;
+        }
         const int n = min(RF_WAVE, hi - base + 1);
-        if (n == RF_WAVE) {  // fully unrolled: all the value loads of a step in flight at once
 #pragma unroll
-            for (int j = 0; j < RF_WAVE; ++j)
-                rf_accumulate_v(vc, __shfl(row, j, RF_WAVE), __shfl(e, j, RF_WAVE), lane, acc, v_new + kvh * RF_DV);
-        } else {
-            for (int j = 0; j < n; ++j)
-                rf_accumulate_v(vc, __shfl(row, j, RF_WAVE), __shfl(e, j, RF_WAVE), lane, acc, v_new + kvh * RF_DV);
+        for (int j0 = 0; j0 < RF_WAVE; j0 += RF_VP) {  // fully unrolled: all the value loads of a step in flight
+            if (j0 >= n) break;
+            const int j = min(j0 + vp, RF_WAVE - 1);
+            const long long r = __shfl(row, j, RF_WAVE);
+            float ej[G];
+#pragma unroll
+            for (int g = 0; g < G; ++g) ej[g] = __shfl(e[g], j, RF_WAVE);
+            if (vp < RF_VP && j0 + vp < n) {
+#pragma unroll
+                for (int c = 0; c < RF_VCL; ++c) {
+                    if (vc0 + c < RF_VCH) {
+                        float v[8];
+                        rf_kv_load8(vc, r, RF_DV, 8 * (vc0 + c), v_own, v);
+#pragma unroll
+                        for (int g = 0; g < G; ++g)
+#pragma unroll
+                            for (int i = 0; i < 8; ++i) acc[g][c][i] += ej[g] * v[i];
+                    }
+                }
+            }
         }
-        run_max = new_max;
     }
-    if (!valid) return;
-    if (gridDim.y == 1) {  // a division, as the merge of splits does: one split and many give the same result
+    // Lane l < RF_VLR gathers the sums of lanes l + RF_VLR, l + 2 RF_VLR, ... (the other rows of each load).
 #pragma unroll
-        for (int i = 0; i < RF_DV_LANE; ++i) {
-            const int d = lane + i * RF_WAVE;
-            if (d < RF_DV) out[(long long)item * RF_DV + d] = acc[i] / run_sum;
-        }
-    } else {
-        float* pp = part + ((long long)blockIdx.y * m * hq + item) * (RF_DV + 2);
+    for (int g = 0; g < G; ++g) {
+        run_sum[g] = rf_wave_sum(run_sum[g]);
 #pragma unroll
-        for (int i = 0; i < RF_DV_LANE; ++i) {
-            const int d = lane + i * RF_WAVE;
-            if (d < RF_DV) pp[d] = acc[i];
-        }
-        if (lane == 0) {
-            pp[RF_DV] = run_max;
-            pp[RF_DV + 1] = run_sum;
+        for (int c = 0; c < RF_VCL; ++c)
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const float a = acc[g][c][i];
+#pragma unroll
+                for (int r = 1; r < RF_VP; ++r) acc[g][c][i] += __shfl(a, min(lane + r * RF_VLR, RF_WAVE - 1), RF_WAVE);
+            }
+    }
+    if (vp != 0) return;
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        if (g >= ng) break;
+        const long long o = (long long)t * hq + h0 + g;
+#pragma unroll
+        for (int c = 0; c < RF_VCL; ++c) {
+            if (vc0 + c >= RF_VCH) break;
+            const int d = 8 * (vc0 + c);
+            if (gridDim.y == 1) {  // a division, as the merge of splits does: one split and many give the same result
+                float4* op = (float4*)(out + o * RF_DV + d);
+                op[0] = make_float4(acc[g][c][0] / run_sum[g], acc[g][c][1] / run_sum[g], acc[g][c][2] / run_sum[g],
+                                    acc[g][c][3] / run_sum[g]);
+                op[1] = make_float4(acc[g][c][4] / run_sum[g], acc[g][c][5] / run_sum[g], acc[g][c][6] / run_sum[g],
+                                    acc[g][c][7] / run_sum[g]);
+            } else {
+                float* pp = part + ((long long)blockIdx.y * m * hq + o) * (RF_DV + 2);
+#pragma unroll
+                for (int i = 0; i < 8; ++i) pp[d + i] = acc[g][c][i];
+                if (d == 0) {
+                    pp[RF_DV] = run_max[g];
+                    pp[RF_DV + 1] = run_sum[g];
+                }
+            }
         }
     }
 }
+
+// One entry point per chunk size G (query heads per wave): ops.attention takes the smallest that holds a kv head's
+// query heads, up to 8.
+#define RF_ATTENTION(G)                                                                                            \
+    extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE) rf_attention_g##G(                       \
+        const float* __restrict__ q, kv_t* __restrict__ kc, kv_t* __restrict__ vc,                                 \
+        const int32_t* __restrict__ tables, int mb, const int32_t* __restrict__ seq_ids,                           \
+        const int32_t* __restrict__ positions, float* __restrict__ out, float* __restrict__ part, int m, int hq,   \
+        int hkv, int bs, float scale, int window, float softcap, int split_len, const float* __restrict__ k_new,  \
+        const float* __restrict__ v_new) {                                                                         \
+        rf_grid_begin();                                                                                           \
+        rf_attention_impl<G>(q, kc, vc, tables, mb, seq_ids, positions, out, part, m, hq, hkv, bs, scale, window, \
+                             softcap, split_len, k_new, v_new);                                                    \
+    }
+RF_ATTENTION(1)
+RF_ATTENTION(2)
+RF_ATTENTION(4)
+RF_ATTENTION(8)
 
 // One block per item: merge the splits' partial softmaxes. Only the splits that reach the token's position can
 // hold anything (the others have sum 0 and max -inf), so a short sequence in a long cache reads a few partials,
@@ -173,7 +258,7 @@ extern "C" __global__ void __launch_bounds__(RF_ATT_WAVES * RF_WAVE)
 // then RF_COMBINE_GROUPS groups of RF_DV threads each take every G-th split's numerators, summed in group order,
 // so the arithmetic depends on the token's position and the split length alone (batch invariance). With xq (one
 // token, RF_DV % 32 == 0) the output is also quantized for the output projection (rf_q8_store).
-#define RF_COMBINE_THREADS 256
+#define RF_COMBINE_THREADS 1024
 #define RF_COMBINE_MAX 256  // splits at most (ops.DECODE_MAX_SPLITS; prefill's splits are fewer)
 #define RF_COMBINE_GROUPS (RF_DV < RF_COMBINE_THREADS ? RF_COMBINE_THREADS / RF_DV : 1)
 

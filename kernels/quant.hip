@@ -210,10 +210,12 @@ __device__ __forceinline__ void rf_matvec_q8_rows(const int8_t* __restrict__ xq,
         if (row < n) {
             if constexpr (MR == 1) {  // loads of four units in flight
 #pragma unroll 4
-                for (int u = piece * RF_WAVE + lane; u < units; u += step) rf_chunk_row<MR>(wr, u, xqj, xdj, k, mr, acc);
+                for (int u = piece * RF_WAVE + lane; u < units; u += step)
+                    rf_chunk_row<MR>(wr, u, xqj, xdj, k, mr, acc);
             } else {
 #pragma unroll 2
-                for (int u = piece * RF_WAVE + lane; u < units; u += step) rf_chunk_row<MR>(wr, u, xqj, xdj, k, mr, acc);
+                for (int u = piece * RF_WAVE + lane; u < units; u += step)
+                    rf_chunk_row<MR>(wr, u, xqj, xdj, k, mr, acc);
             }
         }
         rf_matvec_reduce(acc, mr, split, part);
@@ -351,47 +353,74 @@ __device__ __forceinline__ void rf_mmq_rows(const int8_t* __restrict__ xq, const
             }
 }
 
-// The same products for one row of x (m = 1, a single sequence), with rf_mmq's arithmetic bit for bit: lane p of
-// the split lanes of a row of w takes group p's units (p, p + S, ...) in order, builds each slice's integer sum
-// from the four quad lanes' words of rf_mma_load with dp4a, adds rf_mma_combine of them, and the split lanes meet in
-// rf_mmq's tree. Neighbouring lanes read neighbouring units, so a row's bytes stream in whole sectors, which the
-// mma layout (16 rows per load) cannot do without a tile in shared memory.
+// The same products for one row of x (m = 1, a single sequence), with rf_mmq's arithmetic bit for bit: partial p of
+// the split partials of a row of w adds, in order, the contributions of group p's units (p, p + S, ...), each
+// rf_mma_combine of the slices' integer sums (built with dp4a from the four quad lanes' words of rf_mma_load), and
+// the partials meet in rf_mmq's tree. Only the additions have to keep that order: L lanes (L >= S, rf_mmv_lanes)
+// take a row's units L at a time, lane q unit q of each run, and lane p < S adds the contributions of lanes
+// p, p + S, ... by shuffles. A lane walking all of its group's units alone (L = S) waited on memory once per unit:
+// 81 us for an 8B ffn_down (Q6_K, 56 units a lane) under Nsight Compute, 0.6 TB/s. Neighbouring lanes read
+// neighbouring units, so a row's bytes stream in whole sectors.
+#define RF_MMV_RUNS 4  // runs of L units whose loads are issued before their additions
+
+__device__ __forceinline__ int rf_mmv_lanes(int units, int split) {  // ops._mmv_lanes
+    int lanes = split;
+    while (lanes < 32 && units >= 2 * lanes) lanes *= 2;
+    return lanes;
+}
+
+__device__ __forceinline__ float rf_mmv_unit(const int8_t* __restrict__ xq, const float* __restrict__ xd,
+                                             const uint8_t* __restrict__ wr, int u) {
+    const int8_t* x = xq + u * RF_MMA_UNIT;
+    int is[RF_MMA_SLICES], xs[RF_MMA_SLICES];
+#pragma unroll
+    for (int i = 0; i < RF_MMA_SLICES; ++i) is[i] = xs[i] = 0;
+    rf_mma_w w0;
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+        const rf_mma_w wt = rf_mma_load(wr, u, t);
+        if (t == 0) w0 = wt;
+#pragma unroll
+        for (int i = 0; i < RF_MMA_SLICES; ++i) {
+            const int xv = *(const int*)(x + RF_MMA_XOFF(i, t));
+            is[i] = rf_dp4a(wt.q[i], xv, is[i]);
+#if defined(RF_MMA_XS)
+            xs[i] = rf_dp4a(0x01010101, xv, xs[i]);
+#endif
+        }
+    }
+    return rf_mma_combine(w0, is, xs, xd + u * (RF_MMA_UNIT / 32));
+}
+
 __device__ __forceinline__ void rf_mmv_rows(const int8_t* __restrict__ xq, const float* __restrict__ xd,
                                             const uint8_t* __restrict__ w, float* __restrict__ out, int m, int n,
                                             int k, long long row_bytes, int split, int block,
                                             const float* __restrict__ residual, float* __restrict__ total) {
-    const int lane = threadIdx.x % 32, p = lane % split;
-    const int row = (block * RF_MMQ_GROUPS + threadIdx.x / 32) * (32 / split) + lane / split;
+    const int units = k / RF_MMA_UNIT, lanes = rf_mmv_lanes(units, split);
+    const int lane = threadIdx.x % 32, q = lane % lanes, p = q % split, first = lane - q;
+    const int row = (block * RF_MMQ_GROUPS + threadIdx.x / 32) * (32 / lanes) + lane / lanes;
     const uint8_t* wr = w + (long long)min(row, n - 1) * row_bytes;
-    const int units = k / RF_MMA_UNIT;
     float acc = 0.0f;
-#pragma unroll 4
-    for (int u = p; u < units; u += split) {
-        const int8_t* x = xq + u * RF_MMA_UNIT;
-        int is[RF_MMA_SLICES], xs[RF_MMA_SLICES];
+    for (int u0 = 0; u0 < units; u0 += RF_MMV_RUNS * lanes) {
+        float c[RF_MMV_RUNS];
 #pragma unroll
-        for (int i = 0; i < RF_MMA_SLICES; ++i) is[i] = xs[i] = 0;
-        rf_mma_w w0;
+        for (int r = 0; r < RF_MMV_RUNS; ++r) {
+            const int u = u0 + r * lanes + q;
+            c[r] = u < units ? rf_mmv_unit(xq, xd, wr, u) : 0.0f;
+        }
 #pragma unroll
-        for (int t = 0; t < 4; ++t) {
-            const rf_mma_w wt = rf_mma_load(wr, u, t);
-            if (t == 0) w0 = wt;
-#pragma unroll
-            for (int i = 0; i < RF_MMA_SLICES; ++i) {
-                const int xv = *(const int*)(x + RF_MMA_XOFF(i, t));
-                is[i] = rf_dp4a(wt.q[i], xv, is[i]);
-#if defined(RF_MMA_XS)
-                xs[i] = rf_dp4a(0x01010101, xv, xs[i]);
-#endif
+        for (int r = 0; r < RF_MMV_RUNS; ++r) {
+            for (int j = 0; j < lanes; j += split) {
+                const float cj = __shfl(c[r], first + p + j, 32);
+                if (q < split && u0 + r * lanes + p + j < units) acc = __fadd_rn(acc, cj);
             }
         }
-        acc = __fadd_rn(acc, rf_mma_combine(w0, is, xs, xd + u * (RF_MMA_UNIT / 32)));
     }
     for (int s = 1; s < split; s *= 2) {
         const float other = __shfl_xor(acc, s, 32);  // lane + s where p % 2s == 0
         if (p % (2 * s) == 0) acc += other;
     }
-    if (p == 0 && row < n) {
+    if (q == 0 && row < n) {
         out[row] = acc;
         if (total) total[row] = acc + residual[row];
     }

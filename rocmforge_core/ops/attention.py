@@ -75,6 +75,8 @@ def _cases(rng, formats):
     yield _case(rng, seqs=[(0, 33)], hq=4, hkv=1, d=128, bs=16, window=8, label="prefill MQA window")
     yield _case(rng, seqs=[(70, 1), (3, 5), (0, 1)], hq=6, hkv=2, d=64, bs=16, window=0, label="mixed batch")
     yield _case(rng, seqs=[(600, 1)], hq=4, hkv=1, d=256, bs=32, window=512, label="long decode window")
+    # 14 query heads per kv head: more than a hip wave takes (8), so two waves share a kv head, the second with 6
+    yield _case(rng, seqs=[(90, 1), (20, 3)], hq=28, hkv=2, d=128, bs=16, window=0, label="wide GQA groups")
 
 
 def _work(sig, formats):

@@ -1,6 +1,8 @@
-"""One captured decode step of the synthetic llama-1b under Nsight Compute (scripts/decode-profile.sh).
+"""One captured decode step of a synthetic model under Nsight Compute (scripts/decode-profile.sh).
 
-``decode_profile.py TYPE`` runs a few decode steps and profiles one replay between cuProfilerStart/Stop;
+``decode_profile.py SPEC [DEPTH]`` (SPEC: SHAPE:TYPE, or a TYPE of llama-1b) fills DEPTH cached positions with one
+prefill (default 64, as mid-way through tg128), runs a few decode steps and profiles one replay between
+cuProfilerStart/Stop;
 ``decode_profile.py --summarize FILE.csv`` prints device time and DRAM bytes per kernel name from ncu's CSV."""
 
 from __future__ import annotations
@@ -12,21 +14,22 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def profile(fmt: str) -> None:
+def profile(spec: str, depth: int) -> None:
     from cuda.bindings import driver
 
     from rocmforge_core.cli.bench import write_synthetic
     from rocmforge_core.engine import Engine
     from rocmforge_core.engine.model import Model
     with tempfile.TemporaryDirectory() as tmp:
-        model = Model(write_synthetic(f"llama-1b:{fmt}", Path(tmp)), backend="hip")
-        engine, be = Engine(model, n_ctx=600), model.backend
+        model = Model(write_synthetic(spec if ":" in spec else f"llama-1b:{spec}", Path(tmp)), backend="hip")
+        engine, be = Engine(model, n_ctx=depth + 600), model.backend
         slot = engine.add_sequence()
-        for pos in range(64):  # eager, capture, then replays; 64 cached positions as mid-way through tg128
+        engine.step([1] * depth, [slot] * depth, list(range(depth)), [depth - 1], "prefill")
+        for pos in range(depth, depth + 4):  # eager, capture, then replays
             engine.step([1], [slot], [pos], [0], "decode")
         be.synchronize()
         driver.cuProfilerStart()
-        engine.step([1], [slot], [64], [0], "decode")
+        engine.step([1], [slot], [depth + 4], [0], "decode")
         be.synchronize()
         driver.cuProfilerStop()
         model.close()
@@ -52,8 +55,8 @@ def summarize(path: str) -> None:
     print(f"{len(ids)} kernels, {total:.1f} us device busy, {sum(e[2] for e in per.values()):.1f} MB read")
     for name, (calls, us, mb) in sorted(per.items(), key=lambda kv: -kv[1][1]):
         print(f"  {name:<28} {calls:4d} calls {us:8.1f} us {us / calls:6.2f} us/call {mb:8.1f} MB "
-              f"{mb / us * 1e-3 if us else 0:5.2f} TB/s")
+              f"{mb / us if us else 0:5.2f} TB/s")
 
 
 if __name__ == "__main__":
-    summarize(sys.argv[2]) if sys.argv[1] == "--summarize" else profile(sys.argv[1])
+    summarize(sys.argv[2]) if sys.argv[1] == "--summarize" else profile(sys.argv[1], int((sys.argv[2:] or [64])[0]))

@@ -68,7 +68,8 @@ def test_matmul_model_shapes(hip, fmt, m):
 
 
 @pytest.mark.parametrize("fmt", ["Q4_0", "Q8_0", "Q4_K", "Q6_K", "Q5_K"])
-@pytest.mark.parametrize("n, k", [(1000, 2048), (256, 4096)])  # splits of 4 and 8 groups over the units
+# Splits of 4 and 8 groups over the units; rf_mmv's 8 to 32 lanes a row, and a last run of units cut short (14336).
+@pytest.mark.parametrize("n, k", [(1000, 2048), (256, 4096), (40, 1024), (48, 14336)])
 def test_decode_products_are_batch_invariant(hip, fmt, n, k):
     """Row j of a decode product is bit for bit the same whether x has 1 row or up to 64 (every tile instance of
     rf_mmq where the target has the integer tile product, the integer-dot kernels elsewhere), and close to the

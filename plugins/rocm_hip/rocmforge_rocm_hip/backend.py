@@ -221,6 +221,6 @@ def kernel_names(unit: Unit, mma_s8: bool = False) -> list[str]:
         "elementwise.hip": ["rf_add", "rf_scale", "rf_activation", "rf_rmsnorm", "rf_rope", "rf_transpose", "rf_to_f16",
                             "rf_quantize_q8", "rf_all_finite"],
         "quant.hip": ["rf_rows_f32", "rf_rows_f16", "rf_matmul_tiled", "rf_matvec"],
-        "attention.hip": ["rf_kv_write", "rf_attention", "rf_attention_combine"],
+        "attention.hip": ["rf_kv_write"] + [f"rf_attention_g{g}" for g in (1, 2, 4, 8)] + ["rf_attention_combine"],
         "sample.hip": ["rf_sample", "rf_logprobs"],
     }[unit.file]

@@ -30,7 +30,7 @@ DECODE_SPLIT = 32  # positions per split of a decode batch's attention at least 
 # kernel takes up to COMBINE_MAX_SPLITS.
 DECODE_MAX_SPLITS = 256
 THREADS = 256
-COMBINE_THREADS = 256  # RF_COMBINE_THREADS in kernels/attention.hip
+COMBINE_THREADS = 1024  # RF_COMBINE_THREADS in kernels/attention.hip
 COMBINE_MAX_SPLITS = 256  # RF_COMBINE_MAX there
 MMQ_GROUPS = 8  # mma groups (32 lanes) per rf_mmq block: RF_MMQ_GROUPS in kernels/quant.hip
 
@@ -86,6 +86,24 @@ def _mmq_split(k: int, unit: int) -> int:
     return split
 
 
+def _mmv_lanes(k: int, unit: int, split: int) -> int:
+    """Lanes taking one row of w in rf_mmv (a multiple of the split, up to 32): rf_mmv_lanes in kernels/quant.hip.
+    More lanes per row than partials keep more of a row's units in flight at once."""
+    lanes, units = split, k // unit
+    while lanes < 32 and units >= 2 * lanes:
+        lanes *= 2
+    return lanes
+
+
+def _attention_heads(group: int) -> int:
+    """Query heads per wave of rf_attention (the entry points rf_attention_g1 .. g8): the smallest that holds the
+    ``group`` query heads sharing a kv head, so that each key and value row is read once for all of them."""
+    heads = 1
+    while heads < min(group, 8):
+        heads *= 2
+    return heads
+
+
 @dataclass
 class Product:
     """One decode product out = x . w for the m rows of x (quantized to xq, xd), waiting to be launched
@@ -115,8 +133,8 @@ class Product:
         mma = sources.mma_unit(p0.unit.fmt_source) if be.runtime.mma_s8 else 0
         if mma:
             splits = [_mmq_split(p.k, mma) for p in products]
-            if p0.m == 1:  # rf_mmv: 32 / split rows per mma group, the same arithmetic
-                kernel, per = "rf_mmv", [MMQ_GROUPS * 32 // s for s in splits]
+            if p0.m == 1:  # rf_mmv: 32 / lanes rows per mma group, the same arithmetic
+                kernel, per = "rf_mmv", [MMQ_GROUPS * (32 // _mmv_lanes(p.k, mma, s)) for p, s in zip(products, splits)]
             else:
                 rt, nt = sources.mma_tile(p0.m)
                 kernel, per = f"rf_mmq_{rt}_{nt}", [16 * rt * (MMQ_GROUPS // s) for s in splits]
@@ -361,7 +379,9 @@ class HipOps:
             split_len = math.ceil(math.ceil(context / splits) / wave) * wave
         out = self.be.empty((m, hq, dv), "f32")
         part = self.be.empty((splits, items, dv + 2), "f32") if splits > 1 else None
-        self.be.launch(unit, "rf_attention", (_blocks(items, 4), splits), (4 * wave,),
+        heads = _attention_heads(hq // hkv)
+        waves = m * hkv * -(-(hq // hkv) // heads)
+        self.be.launch(unit, f"rf_attention_g{heads}", (_blocks(waves, 4), splits), (4 * wave,),
                        [(q.ptr, PTR), (k_cache.ptr, PTR), (v_cache.ptr, PTR)] + table_args
                        + [(out.ptr, PTR), (_ptr(part), PTR), (m, I32), (hq, I32), (hkv, I32), (bs, I32),
                           (float(scale), F32), (int(window), I32), (float(softcap), F32), (split_len, I32)]
