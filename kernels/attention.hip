@@ -8,7 +8,6 @@
 #if RF_KV_F16
 typedef uint16_t kv_t;
 #define RF_KV_PER16 8
-__device__ __forceinline__ float rf_kv_load(const kv_t* p) { return rf_half_to_float(*p); }
 __device__ __forceinline__ kv_t rf_kv_store(float f) { return rf_float_to_half(f); }
 __device__ __forceinline__ float rf_kv_round(float f) { return rf_half_to_float(rf_float_to_half(f)); }
 __device__ __forceinline__ void rf_kv_unpack(uint4 r, float* v) {
@@ -22,7 +21,6 @@ __device__ __forceinline__ void rf_kv_unpack(uint4 r, float* v) {
 #else
 typedef float kv_t;
 #define RF_KV_PER16 4
-__device__ __forceinline__ float rf_kv_load(const kv_t* p) { return *p; }
 __device__ __forceinline__ kv_t rf_kv_store(float f) { return f; }
 __device__ __forceinline__ float rf_kv_round(float f) { return f; }
 __device__ __forceinline__ void rf_kv_unpack(uint4 r, float* v) {

@@ -358,9 +358,10 @@ __device__ __forceinline__ void rf_mmq_rows(const int8_t* __restrict__ xq, const
 // rf_mma_combine of the slices' integer sums (built with dp4a from the four quad lanes' words of rf_mma_load), and
 // the partials meet in rf_mmq's tree. Only the additions have to keep that order: L lanes (L >= S, rf_mmv_lanes)
 // take a row's units L at a time, lane q unit q of each run, and lane p < S adds the contributions of lanes
-// p, p + S, ... by shuffles. A lane walking all of its group's units alone (L = S) waited on memory once per unit:
-// 81 us for an 8B ffn_down (Q6_K, 56 units a lane) under Nsight Compute, 0.6 TB/s. Neighbouring lanes read
-// neighbouring units, so a row's bytes stream in whole sectors.
+// p, p + S, ... by shuffles. Written against a lane walking all of its group's units alone (L = S): 81 us for an 8B
+// ffn_down (Q6_K, 56 units a lane) under Nsight Compute, 0.6 TB/s; in the captured step tg128 at 8B did not move
+// (docs/PERF.md), so that walk was not what bounds decode there. Neighbouring lanes read neighbouring units, so a
+// row's bytes stream in whole sectors.
 #define RF_MMV_RUNS 4  // runs of L units whose loads are issued before their additions
 
 __device__ __forceinline__ int rf_mmv_lanes(int units, int split) {  // ops._mmv_lanes
