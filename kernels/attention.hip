@@ -168,8 +168,8 @@ __device__ __forceinline__ void rf_attention_impl(
         }
         const int n = min(RF_WAVE, hi - base + 1);
 #pragma unroll
-        for (int j0 = 0; j0 < RF_WAVE; j0 += RF_VP) {  // fully unrolled: all the value loads of a step in flight
-            if (j0 >= n) break;
+        // Fully unrolled (a fixed trip count; rows past n are skipped): all the value loads of a step in flight.
+        for (int j0 = 0; j0 < RF_WAVE; j0 += RF_VP) {
             const int j = min(j0 + vp, RF_WAVE - 1);
             const long long r = __shfl(row, j, RF_WAVE);
             float ej[G];
@@ -206,12 +206,11 @@ __device__ __forceinline__ void rf_attention_impl(
     if (vp != 0) return;
 #pragma unroll
     for (int g = 0; g < G; ++g) {
-        if (g >= ng) break;
         const long long o = (long long)t * hq + h0 + g;
 #pragma unroll
         for (int c = 0; c < RF_VCL; ++c) {
-            if (vc0 + c >= RF_VCH) break;
             const int d = 8 * (vc0 + c);
+            if (g >= ng || d >= RF_DV) continue;
             if (gridDim.y == 1) {  // a division, as the merge of splits does: one split and many give the same result
                 float4* op = (float4*)(out + o * RF_DV + d);
                 op[0] = make_float4(acc[g][c][0] / run_sum[g], acc[g][c][1] / run_sum[g], acc[g][c][2] / run_sum[g],
