@@ -4,7 +4,7 @@ rows, and a generation loop with EOS/EOT and stop strings, streaming and statist
 ``step`` takes any mix of sequences (tokens, their sequence slots and positions, the rows that need logits, how
 each row is sampled), so a continuous-batching server can drive it directly; ``generate`` runs one sequence: the
 whole prompt in one prefill step, then one decode step per token. Each step shape (phase, tokens, logits rows,
-the sampler's candidate bound and history length) is traced once into a program (forward.py), bound to kernels
+the sampler's candidate bound and history width) is traced once into a program (forward.py), bound to kernels
 and tensors by the executor (executor.py) and replayed; its inputs live in tensors allocated once and refilled
 with ``Backend.write``. When the preferred backend can capture (``Backend.capture``) and the step runs on it, the
 step replays a captured graph, sampling included, and only the token ids come back to the host. Decode batches
@@ -34,6 +34,10 @@ from rocmforge_core.program import (BIAS_IDS, BIAS_VALUES, BLOCK_TABLES, HISTORY
 DEFAULT_CTX = 4096  # as llama.cpp: the cache holds this many tokens unless asked for more
 MAX_STEPS = 32  # step shapes kept bound (a server's prefill sizes are powers of two: a handful)
 DECODE_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64)  # decode batch sizes a capturing backend runs (padded up to)
+# History columns of every step: the default penalty window, so that rows with and without penalties, and
+# histories still filling up, share one step shape (each new shape is traced, bound and captured: a stall of its
+# own). Wider windows round up to a power of two.
+HISTORY_WIDTH = SamplingParams().penalty_last_n
 PREFILL_CHUNK = 256  # prompt tokens per prefill step at most
 # Steps of up to this many rows compute each row as they would alone (batch invariance: the hip kernels' decode
 # products and attention splits, docs/ENGINE.md); longer prefill pieces run alone in their step.
@@ -212,7 +216,8 @@ class Engine:
         if not n == len(slots) == len(positions) or (phase == "decode" and n_out != n):
             raise ValueError("step: tokens, slots and positions must have one entry per token, and a decode step "
                              "needs one output row per token")
-        rows = [(s or RowSampling()).as_row() for s in (sampling or [None] * n_out)]
+        sampling = [s or RowSampling() for s in (sampling or [None] * n_out)]
+        rows = [s.as_row() for s in sampling]
         if len(rows) != n_out:
             raise ValueError("step: sampling needs one entry per output row")
         ends: dict[int, int] = {}  # per sequence, the positions the step needs room for
@@ -231,8 +236,8 @@ class Engine:
             out_rows = list(range(n + pad))
             rows += [RowSampling().as_row()] * pad
         vocab = self.model.config.vocab_size
-        width = max((len(r["history"]) for r in rows), default=0)
-        width = 1 if width == 0 else 1 << (width - 1).bit_length()
+        window = min(max((s.penalty_window for s in sampling), default=0), self.n_ctx)
+        width = max(HISTORY_WIDTH, 1 << (window - 1).bit_length() if window else 0)
         history, params, controls = sample.pack(rows, width)
         bias = sample.bias_width(rows)
         mask, bias_ids, bias_values = self._constraints(rows, vocab, bias)

@@ -109,12 +109,17 @@ class RowSampling:
     bias: Sequence[tuple[int, float]] = ()
     logprobs: bool = False
 
-    def as_row(self) -> dict:
+    @property
+    def penalty_window(self) -> int:
+        """Recent tokens the penalties look back over: 0 when no penalty acts."""
         p = self.params
-        penalized = p.penalty_last_n and (p.repeat_penalty != 1.0 or p.presence_penalty != 0.0
-                                          or p.frequency_penalty != 0.0)
+        penalized = p.repeat_penalty != 1.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0
+        return p.penalty_last_n if penalized else 0
+
+    def as_row(self) -> dict:
+        p, window = self.params, self.penalty_window
         row = {k: v for k, v in asdict(p).items() if k in sample.DEFAULTS}
         row.update(seed=p.seed or 0, step=self.step,
-                   history=list(self.history)[-p.penalty_last_n:] if penalized else (),
+                   history=list(self.history)[-window:] if window else (),
                    mask=self.mask, bias=self.bias, logprobs=self.logprobs)
         return row

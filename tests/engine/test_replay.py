@@ -117,3 +117,25 @@ def test_recorded_step_shapes_are_bounded_and_least_recently_used_go_first(tiny_
     for n in range(1, 50):
         prefill(engine, [1 + i % 90 for i in range(n)], all_logits=False)
     assert len(engine._shapes) == engine.max_steps < 49
+
+
+def test_decode_steps_share_one_shape_with_and_without_penalties_as_histories_grow(model):
+    """The sampler's history width comes from the rows' penalty windows, not from how much history they hold yet,
+    so a penalized stream keeps replaying one decode shape, and unpenalized rows share it (a width per history
+    length made a new shape, traced and captured, each time a history crossed a power of two)."""
+    from rocmforge_core.engine.sampling import RowSampling, SamplingParams
+    engine = Engine(model, n_ctx=64, max_seqs=2)
+    slots = [engine.add_sequence(), engine.add_sequence()]
+    penalized = SamplingParams(temperature=0.0, frequency_penalty=1.0)
+    history = []
+    for pos in range(20):
+        rows = [RowSampling(penalized, pos, tuple(history)), RowSampling()]
+        token = engine.step([1 + pos, 2], slots, [pos, pos], range(2), "decode", rows).tokens[0]
+        history.append(token)
+    engine.step([3, 4], slots, [20, 20], range(2), "decode")  # no penalties at all
+    assert [k[:5] for k in engine._shapes] == [("decode", 2, 2, 1, 64)]
+    wide = SamplingParams(temperature=0.0, repeat_penalty=1.1, penalty_last_n=100)
+    engine.step([5, 6], slots, [21, 21], range(2), "decode", [RowSampling(wide, 0, tuple(history))] * 2)
+    assert len(engine._shapes) == 1  # a window past the context is as wide as the context, here 64
+    for s in slots:
+        engine.free_sequence(s)
