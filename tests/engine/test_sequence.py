@@ -96,3 +96,32 @@ def test_without_a_decoder_stop_strings_never_match():
     seq = Sequence([1], max_tokens=3, sampling=GREEDY, stop=["a"])
     feed(seq, [0, 0, 0])
     assert seq.finish_reason == "length" and seq.text == ""
+
+
+class ByteTokens:
+    """Just what StreamDecoder reads of a tokenizer: token t stands for PIECES[t]."""
+
+    class vocab:
+        add_space_prefix = False
+
+    PIECES = [b"a", b"\xe2\x82", b"\xac", b"\x80"]  # "\u20ac" (E2 82 AC) split over tokens 1 and 2; a stray byte
+
+    def token_to_piece(self, token: int, special: bool = False) -> bytes:
+        return self.PIECES[token]
+
+
+@pytest.mark.parametrize("tokens", [[0, 1], [0, 1, 2], [0, 3, 1], [3, 1, 2, 1]])
+def test_a_runners_end_gives_the_text_max_tokens_gives(tokens):
+    """A server's time limit ends a sequence with ``end("time")`` after its last token; its text is the text of
+    exactly those tokens, as max_tokens gives it: a character the cut split becomes one U+FFFD, never two, never
+    a token's bytes more or less."""
+    from rocmforge_core.tokenizer.stream import StreamDecoder
+
+    cut = Sequence([1], max_tokens=100, sampling=GREEDY, decoder=StreamDecoder(ByteTokens()))
+    assert feed(cut, tokens) == [False] * len(tokens)
+    assert cut.end("time") and cut.finish_reason == "time" and cut.ids == tokens
+    length = Sequence([1], max_tokens=len(tokens), sampling=GREEDY, decoder=StreamDecoder(ByteTokens()))
+    assert feed(length, tokens)[-1] and length.finish_reason == "length"
+    expected = b"".join(ByteTokens.PIECES[t] for t in tokens).decode("utf-8", "replace")
+    assert cut.text == length.text == expected
+    assert cut.text.count("\ufffd") == {(0, 1): 1, (0, 1, 2): 0, (0, 3, 1): 2, (3, 1, 2, 1): 2}[tuple(tokens)]
