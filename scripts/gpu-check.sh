@@ -2,7 +2,8 @@
 # The HIP backend's checks on the device machine, in one call (docs/HIP.md): install the carried wheels (.whl/)
 # and this checkout without network, run `pytest -m gpu`, time the kernels and `rocmforge bench`, print a short
 # table last. Logs and JSON go to $OUT (the device tool's output folder) or /tmp/rf-gpu.
-#   scripts/gpu-check.sh [tests|bench|all]   (default all)
+#   scripts/gpu-check.sh [tests|bench|products|all]   (default all; products: the decode products' table alone,
+#   rf_mmv/rf_mmq at 1-64 rows and 1B/8B shapes, beside the integer-dot kernels at one row)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WHAT="${1:-all}"
@@ -37,11 +38,19 @@ if [ "$WHAT" = all ] || [ "$WHAT" = bench ]; then
     fi
 fi
 
+if [ "$WHAT" = products ]; then
+    $PY tests/hip/kernel_bench.py "$OUT/products.json" products 2>&1 | tee "$LOGS/products.log"
+    ROCMFORGE_HIP_MMA=0 $PY tests/hip/kernel_bench.py "$OUT/products-no-mma.json" products 2>&1 \
+        | grep "m=1 " >"$LOGS/products-no-mma.log"
+fi
+
 echo
 echo "== summary ($(( $(date +%s) - t0 )) s) =="
 tar czf "$OUT/logs.tgz" -C "$LOGS" . 2>/dev/null
 grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/pytest-gpu.log" 2>/dev/null | tail -12
 grep -E "all weights of one token|m=(8|32|64) |m=512|attention|sample|decode step|prefill step" "$LOGS/kernel_bench.log" 2>/dev/null
+cat "$LOGS/products.log" 2>/dev/null
+sed 's/^/integer-dot: /' "$LOGS/products-no-mma.log" 2>/dev/null
 for f in "$LOGS"/bench-*.json; do
     [ -s "$f" ] && $PY -c "import json,sys; d=json.load(open('$f')); print(' '.join(f\"{r['test']}={r['avg_ts']:.0f}±{r['stddev_ts']:.0f} t/s\" for r in d['results']), '$f'.split('bench-')[1])" 2>/dev/null
 done

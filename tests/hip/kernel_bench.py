@@ -17,6 +17,8 @@ LAYER = {"attn_q": (2048, 2048), "attn_k": (512, 2048), "attn_v": (512, 2048), "
          "ffn_gate": (8192, 2048), "ffn_up": (8192, 2048), "ffn_down": (2048, 8192)}
 OUTPUT = (128256, 2048)
 REPS = 20
+PRODUCTS = {"1b ffn_gate": (8192, 2048), "1b ffn_down": (2048, 8192), "8b ffn_gate": (14336, 4096),
+            "8b ffn_down": (4096, 14336)}
 
 
 def timed(hip, fn) -> float:
@@ -30,12 +32,40 @@ def timed(hip, fn) -> float:
     return ms * 1000 / (5 * REPS)
 
 
-def main(out_path: str) -> None:
+def products(hip, kernels, rng) -> list[dict]:
+    """Decode products alone (rf_mmv for one row, rf_mmq for more) at the 1B and 8B shapes: device time and the
+    rate the weight streams at (read once per call whatever m is)."""
+    rows = []
+    for fmt_name in ("Q4_0", "Q4_K", "Q6_K", "Q8_0"):
+        fmt = get_registry().format(fmt_name)
+        for name, (n, k) in PRODUCTS.items():
+            w = hip.upload_weight(fmt.random_weight(rng, name, (n, k)))
+            for m in (1, 8, 32, 64):
+                x = hip.from_host(rng.standard_normal((m, k)).astype(np.float32))
+                us = timed(hip, lambda: kernels["matmul"].fn(x, w))
+                rows.append({"kernel": f"product m={m} {fmt_name} {name} {n}x{k}", "us": us,
+                             "GB/s": n * fmt.row_bytes(k) / us / 1e3})
+            del w
+    return rows
+
+
+def main(out_path: str, only: str = "") -> None:
+    """``only``: "products" for the decode products' table alone."""
     reg = get_registry()
     hip = reg.backend("hip")
     kernels = {k.op: k for k in reg.kernels if k.backend == "hip"}
     rng = np.random.default_rng(0)
-    rows = []
+    rows = products(hip, kernels, rng) if only == "products" else every_kernel(hip, kernels, rng)
+    for r in rows:
+        extra = "".join(f"  {k} {v:.1f}" for k, v in r.items() if k not in ("kernel", "us"))
+        print(f"{r['kernel']:<48} {r['us']:9.2f} us{extra}")
+    with open(out_path, "w") as f:
+        json.dump({"device": hip.devices()[0].name, "rows": rows}, f, indent=1)
+
+
+def every_kernel(hip, kernels, rng) -> list[dict]:
+    """Each op's kernels at the 1B shapes, then the decode steps (decode_breakdown)."""
+    reg, rows = get_registry(), []
     for fmt_name in ("Q4_0", "Q4_K", "Q6_K", "Q8_0"):
         fmt = reg.format(fmt_name)
         token_us, token_bytes = 0.0, 0
@@ -95,12 +125,7 @@ def main(out_path: str) -> None:
     g = hip.from_host(rng.standard_normal((1, 8192)).astype(np.float32))
     rows.append({"kernel": "activation 1x8192", "us": timed(hip, lambda: kernels["activation"].fn(g, g, kind="swiglu"))})
     rows.append({"kernel": "add 1x2048", "us": timed(hip, lambda: kernels["add"].fn(x, x))})
-    rows += decode_breakdown(hip)
-    for r in rows:
-        extra = "".join(f"  {k} {v:.1f}" for k, v in r.items() if k not in ("kernel", "us"))
-        print(f"{r['kernel']:<48} {r['us']:9.2f} us{extra}")
-    with open(out_path, "w") as f:
-        json.dump({"device": hip.devices()[0].name, "rows": rows}, f, indent=1)
+    return rows + decode_breakdown(hip)
 
 
 def decode_breakdown(hip) -> list[dict]:
@@ -152,4 +177,4 @@ def decode_breakdown(hip) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "kernel_bench.json")
+    main(sys.argv[1] if len(sys.argv) > 1 else "kernel_bench.json", *sys.argv[2:3])
