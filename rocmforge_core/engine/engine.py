@@ -123,24 +123,47 @@ class Generation:
 class StepResult:
     """A step's logits (a tensor of the backend that computed them), its sampled token ids, one per logits row
     the caller asked for, and, when some row asked, every row's log-probabilities (the ``logprobs`` op's rows;
-    None otherwise), each read from the device on first use."""
+    None otherwise), each read from the device on first use.
 
-    def __init__(self, engine: "Engine", logits, tokens, n_out: int, logprobs=None):
-        self.logits, self._tokens, self._n_out, self._engine = logits, tokens, n_out, engine
-        self._logprobs = logprobs
+    On a device backend the step may still be running when ``Engine.step`` returns it, so that the caller can do
+    host work meanwhile: the first read of any of them (or the engine's next step, before it writes new inputs)
+    waits for it and checks that its logits are finite, running the step again checked when they are not
+    (``Executor.run_checked``: the failing kernel replaced, or an error naming the site)."""
+
+    def __init__(self, engine: "Engine", bound: Bound, values: list, n_out: int, settled: bool):
+        self._engine, self._bound, self._values, self._n_out = engine, bound, values, n_out
+        self._settled = settled
         self._ids: list[int] | None = None
         self._lp: np.ndarray | None = None
+
+    def settle(self) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        engine = self._engine
+        if not engine.executor._finite(self._values[self._bound.logits_slot]):
+            self._values = engine.run_checked(self._bound)
+
+    def _value(self, slot: int | None):
+        self.settle()
+        return None if slot is None else self._values[slot]
+
+    @property
+    def logits(self):
+        return self._value(self._bound.logits_slot)
 
     @property
     def tokens(self) -> list[int]:
         if self._ids is None:
-            self._ids = [int(t) for t in self._engine.executor.to_host(self._tokens)[:self._n_out]]
+            self._ids = [int(t) for t in self._engine.executor.to_host(self._value(self._bound.tokens_slot))
+                         [:self._n_out]]
         return self._ids
 
     @property
     def logprobs(self) -> np.ndarray | None:
-        if self._lp is None and self._logprobs is not None:
-            self._lp = self._engine.executor.to_host(self._logprobs)[:self._n_out]
+        values = self._value(self._bound.logprobs_slot)
+        if self._lp is None and values is not None:
+            self._lp = self._engine.executor.to_host(values)[:self._n_out]
         return self._lp
 
 
@@ -201,6 +224,7 @@ class Engine:
         self._shapes: OrderedDict[tuple, _Shape] = OrderedDict()  # least recently used first
         self._made_for = (model.plan.version, self.cache.version)
         self._unconstrained: dict[int, tuple] = {}  # rows -> read-only all-ones mask and empty bias
+        self._last: StepResult | None = None  # the latest step, maybe still running and not checked yet
 
     @property
     def pads_decode(self) -> bool:
@@ -220,6 +244,7 @@ class Engine:
         rows = [s.as_row() for s in sampling]
         if len(rows) != n_out:
             raise ValueError("step: sampling needs one entry per output row")
+        self._settle()
         ends: dict[int, int] = {}  # per sequence, the positions the step needs room for
         for slot, pos in zip(slots, positions):
             if pos >= ends.get(slot, 0) and slot != self.cache.pad_slot:  # padding rows own no blocks
@@ -250,17 +275,25 @@ class Engine:
         bound = shape.bound
         fallbacks = self.model.plan.fallbacks
         try:
-            values = shape.runner()
-            finite = self.executor._finite(values[bound.logits_slot])
+            self._last = StepResult(self, bound, shape.runner(), n_out, settled=False)
         except SamplerRefusedLogits:
-            finite = False
-        if not finite:
-            values = self.executor.run_checked(bound)
-        logits = values[bound.logits_slot]
+            self._last = StepResult(self, bound, self.run_checked(bound), n_out, settled=True)
         if self.model.plan.fallbacks != fallbacks:
             self._shapes.clear()  # a bound or captured step would replay the kernel that failed
-        lp = bound.logprobs_slot
-        return StepResult(self, logits, values[bound.tokens_slot], n_out, None if lp is None else values[lp])
+        return self._last
+
+    def run_checked(self, bound: Bound) -> list:
+        """A step's calls run again, each output checked (its logits were not finite)."""
+        fallbacks = self.model.plan.fallbacks
+        values = self.executor.run_checked(bound)
+        if self.model.plan.fallbacks != fallbacks:
+            self._shapes.clear()
+        return values
+
+    def _settle(self) -> None:
+        """Wait for the last step and check it before anything writes the inputs it may be run again on."""
+        if self._last is not None:
+            self._last.settle()
 
     def _constraints(self, rows: list[dict], vocab: int, bias: int) -> tuple:
         """The step's mask and bias arrays; a step without either gets constants made once per row count, so its
@@ -311,6 +344,7 @@ class Engine:
         sampling (``Forward.trace(output="hidden")``). Each piece is padded to a power of two of tokens (padding
         rows write only the cache's padding slot), so a few step shapes serve every length."""
         self.check_prompt(ids)
+        self._settle()
         rows = []
         for start, end in prefill_pieces(len(ids), self.prefill_chunk):
             n = end - start

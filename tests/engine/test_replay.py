@@ -139,3 +139,22 @@ def test_decode_steps_share_one_shape_with_and_without_penalties_as_histories_gr
     assert len(engine._shapes) == 1  # a window past the context is as wide as the context, here 64
     for s in slots:
         engine.free_sequence(s)
+
+
+def test_a_step_is_checked_when_read_or_before_the_next_step_writes_its_inputs(model):
+    """Engine.step returns once the step is queued (a device backend's replay runs on while the caller works):
+    its logits are checked for non-finite values when first read, or by the next step before that one writes
+    the inputs the first would be run again on."""
+    engine = Engine(model, n_ctx=32)
+    checked = []
+    finite = engine.executor._finite
+    engine.executor._finite = lambda tensor: checked.append(1) or finite(tensor)
+    slot = engine.add_sequence()
+    first = engine.step([5], [slot], [0], [0], "decode")
+    assert checked == []
+    second = engine.step([6], [slot], [1], [0], "decode")
+    assert checked == [1]  # the first, before the second's inputs
+    token = second.tokens[0]
+    assert checked == [1, 1] and second.tokens == [token]  # read once, checked once
+    assert first.tokens  # still readable: the reference backend keeps each step's values
+    engine.free_sequence(slot)
