@@ -14,6 +14,8 @@ class StopStrings:
         """Text safe to emit now; sets ``stopped`` when a stop string appears."""
         if self.stopped:
             return ""
+        if not self.stops:  # nothing to hold back (``_held`` stays empty)
+            return text
         pending = self._held + text
         hits = [i for i in (pending.find(s) for s in self.stops) if i >= 0]
         if hits:

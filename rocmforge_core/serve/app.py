@@ -4,7 +4,8 @@ Handlers are module-level functions; the ``ServerState`` they serve is ``request
 ``endpoint`` decorator gives each API handler its key check, readiness check, request counting and the answer to
 a client that left (499, counted as cancelled, never logged as an error). Every handler answers errors as
 OpenAI-shaped JSON (errors.py). Generation requests become ``Sequence`` values handed to the batcher; the
-batcher's thread sends their events back into this event loop. A client that disconnects, while sending its
+batcher's thread sends their events back into this event loop (a ``Mailbox``: one wakeup per burst of events, so
+one per decode step rather than one per token of every stream). A client that disconnects, while sending its
 body, mid-stream or while waiting for a whole answer, cancels its request at once. Around the routes: an access
 log line per request (access_log.py) and the Host check (security.py).
 """
@@ -18,6 +19,8 @@ import dataclasses
 import functools
 import hmac
 import logging
+import threading
+import weakref
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -270,18 +273,18 @@ def constraints(state: ServerState, req: schemas.Request) -> list:
 
 async def generate(request: HTTPRequest, state: ServerState, req: schemas.Request) -> Response:
     """The request's ``n`` choices as sequences after the same prompt, queued together; their events arrive in
-    one queue as (choice index, event)."""
+    one inbox as (choice index, event)."""
     req.rules.check_vocabulary(state.model.config.vocab_size)
     ids = await run_in_threadpool(prompt_ids, state, req)
     grammars = await run_in_threadpool(constraints, state, req)
     room = state.batcher.max_sequence_tokens - len(ids)
     asked = state.options.max_tokens if req.max_tokens is None else req.max_tokens  # -n when the request gives none
     max_tokens = room if asked is None else min(asked, room)
-    queue: asyncio.Queue = asyncio.Queue()
-    loop = asyncio.get_running_loop()
+    inbox = Inbox()
+    post = Mailbox.of(asyncio.get_running_loop()).post
 
     def sink(index):
-        return lambda ev: loop.call_soon_threadsafe(queue.put_nowait, (index, ev))
+        return lambda ev: post(inbox, (index, ev))
     seqs = [Sequence(ids, max_tokens, choice_sampling(req.sampling, i), sink(i), stop=req.stop,
                      eog_ids=frozenset() if req.ignore_eos else state.tokenizer.eog_ids,
                      decoder=state.tokenizer.stream(), logit_bias=req.rules.logit_bias, constraint=grammar,
@@ -290,8 +293,72 @@ async def generate(request: HTTPRequest, state: ServerState, req: schemas.Reques
     reply = Reply(req, state.model_id, seqs, tools.output_format(state.tokenizer.chat_template), state.tokenizer)
     request.state.log_detail = reply.log_detail
     if req.stream:
-        return SequenceStream(stream(reply, queue), lambda: cancel(state, seqs))
-    return await whole(request, state, reply, queue)
+        return SequenceStream(stream(reply, inbox), lambda: cancel(state, seqs))
+    return await whole(request, state, reply, inbox)
+
+
+class Inbox:
+    """A request's events in arrival order, put by the event loop's thread (Mailbox delivers them there); ``take``
+    waits for at least one and returns all that have arrived."""
+
+    def __init__(self):
+        self._items: list = []
+        self._waiter: asyncio.Future | None = None
+
+    def put(self, item) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take(self) -> list:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        items, self._items = self._items, []
+        return items
+
+
+class Mailbox:
+    """Hands events from the engine thread to one event loop's inboxes, in the order they were posted, waking the
+    loop once per burst instead of once per event: the first event posted while none is pending schedules the
+    delivery, later ones join it (a decode step's tokens of every stream are one wakeup, not one per stream)."""
+
+    _loops: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Mailbox]" = weakref.WeakKeyDictionary()
+    _loops_lock = threading.Lock()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Inbox, tuple]] = []
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> "Mailbox":
+        with cls._loops_lock:
+            box = cls._loops.get(loop)
+            if box is None:
+                box = cls._loops[loop] = cls(loop)
+            return box
+
+    def post(self, inbox: Inbox, item: tuple) -> None:
+        """From any thread; raises (as call_soon_threadsafe does) when the loop is closed."""
+        with self._lock:
+            self._pending.append((inbox, item))
+            if len(self._pending) > 1:
+                return  # a delivery is scheduled and has not run yet: it takes this one too
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except BaseException:
+                self._pending.clear()  # nobody will read them
+                raise
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._pending = self._pending, []
+        for inbox, item in items:
+            inbox.put(item)
 
 
 def cancel(state: ServerState, seqs: list[Sequence]) -> None:
@@ -299,14 +366,12 @@ def cancel(state: ServerState, seqs: list[Sequence]) -> None:
         state.batcher.cancel(seq)
 
 
-async def stream(reply: Reply, queue: asyncio.Queue):
+async def stream(reply: Reply, inbox: Inbox):
     """SSE chunks of a request's choices; SequenceStream frees the sequences however the response ends."""
     for chunk in reply.first_chunks():
         yield sse.event(chunk)
     while True:
-        events = [await queue.get()]
-        while not queue.empty():  # text that piled up while the client was slow goes out as one chunk per choice
-            events.append(queue.get_nowait())
+        events = await inbox.take()  # text that piled up while the client was slow goes out as one chunk per choice
         texts: dict[int, str] = {}
         scored: dict[int, list] = {}  # (token, logprobs row) per choice, when asked for
         ends = []
@@ -324,33 +389,36 @@ async def stream(reply: Reply, queue: asyncio.Queue):
                 return
         for index in dict.fromkeys([*texts, *scored]):
             text = texts.get(index, "")
-            if text or index in scored:
-                yield sse.event(reply.text_chunk(index, text, scored.get(index)))
+            if index in scored:
+                yield sse.event(reply.text_chunk(index, text, scored[index]))
+            elif text:
+                yield reply.text_event(index, text)
         for choice, tail in ends:
             for chunk in reply.end_chunks(choice, tail):
                 yield sse.event(chunk)
-        if reply.done:
+        if ends and reply.done:  # only an end makes the reply done
             if reply.req.include_usage:
                 yield sse.event({**reply.envelope(chunk=True), "choices": [], "usage": reply.usage()})
             yield sse.DONE
             return
 
 
-async def whole(request: HTTPRequest, state: ServerState, reply: Reply, queue: asyncio.Queue) -> Response:
+async def whole(request: HTTPRequest, state: ServerState, reply: Reply, inbox: Inbox) -> Response:
     """The whole answer, once every choice ends; a client that disconnects meanwhile cancels them."""
     async def collect():
-        while not reply.done:
-            index, (kind, value) = await queue.get()
-            choice = reply.choices[index]
-            if kind == "text":
-                choice.text(value)
-            elif kind == "logprobs":
-                choice.scored.append(value)
-            elif kind == "done":
-                choice.done(value)
-            else:
-                return value
-        return None
+        while True:
+            for index, (kind, value) in await inbox.take():
+                choice = reply.choices[index]
+                if kind == "text":
+                    choice.text(value)
+                elif kind == "logprobs":
+                    choice.scored.append(value)
+                elif kind == "done":
+                    choice.done(value)
+                    if reply.done:
+                        return None
+                else:
+                    return value
 
     async def disconnected():
         while (await request.receive())["type"] != "http.disconnect":

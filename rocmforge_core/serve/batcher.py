@@ -379,6 +379,12 @@ class Batcher:
         drafts = self._drafts(batch)
         tokens, slots, positions, sampling = [], [], [], []
         for seq, draft in zip(batch, drafts):
+            if not draft:  # one row, as verification(seq, []) makes it
+                tokens.append(seq.ids[-1])
+                slots.append(seq.slot)
+                positions.append(seq.position)
+                sampling.append(seq.row())
+                continue
             rows = verification(seq, draft)
             tokens += rows.tokens
             slots += [seq.slot] * len(rows.tokens)
@@ -389,6 +395,11 @@ class Batcher:
             self.metrics.decode_step(len(batch))
         now, commit, sampled, row = time.monotonic(), self.cache.commit, result.tokens, 0
         for seq, draft in zip(batch, drafts):
+            if not draft:  # accept_verified of no draft: the row's token, its KV written first
+                commit(seq.slot, seq.position + 1, seq.tokens)
+                self._accept(seq, sampled[row], now, result, row)
+                row += 1
+                continue
             written = iter(range(seq.position + 1, seq.position + len(draft) + 2))
 
             rows = iter(range(row, row + len(draft) + 1))  # the step's row of each token taken

@@ -9,7 +9,7 @@ import time
 import uuid
 
 from rocmforge_core.ops import logprobs as logprobs_op
-from rocmforge_core.serve import schemas, tools
+from rocmforge_core.serve import schemas, sse, tools
 from rocmforge_core.serve.batcher import FINISH, Sequence
 
 
@@ -52,6 +52,7 @@ class Reply:
         self.id = f"{'chatcmpl' if req.kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
         self.model = req.model or model_id
         self.created = int(time.time())
+        self._around: dict[int, tuple[bytes, bytes]] = {}  # text_event's chunk JSON before and after the text
 
     @property
     def chat(self) -> bool:
@@ -100,6 +101,16 @@ class Reply:
 
     def text_chunk(self, index: int, text: str, scored: list | None = None) -> dict:
         return self.chunk(index, {"content": text} if self.chat else {"text": text}, scored=scored)
+
+    def text_event(self, index: int, text: str) -> bytes:
+        """``sse.event(self.text_chunk(index, text))``, the streamed chunk of most tokens, written around its text:
+        the rest of that chunk's JSON is the same for every text of a choice, so it is encoded once."""
+        around = self._around.get(index)
+        if around is None:
+            mark = "\x00text\x00"  # the text is the last string of the chunk: nothing after it can hold the mark
+            head, _, tail = sse.event(self.text_chunk(index, mark)).rpartition(sse.string(mark).encode())
+            around = self._around[index] = (head, tail)
+        return around[0] + sse.string(text).encode() + around[1]
 
     def end_chunks(self, choice: Choice, tail: str) -> list[dict]:
         """A finished choice's last chunks: the content held back, its tool calls, its finish reason."""

@@ -6,7 +6,10 @@ import json
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering of a live stream
 DONE = b"data: [DONE]\n\n"
+# json.dumps(payload, ensure_ascii=False, separators=(",", ":")), without building an encoder per call
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+string = json.encoder.encode_basestring  # a str as that encoder writes it (ensure_ascii=False)
 
 
 def event(payload: dict) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + _encode(payload).encode() + b"\n\n"
